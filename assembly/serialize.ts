@@ -1,0 +1,181 @@
+// Whole-index snapshot: a 128-byte header, then four sections copied straight
+// from memory (arena free lists, flags, level-0 records, upper arena). The host
+// copies the sections itself, so saving never needs a second copy inside Wasm.
+// Loading checks a checksum and then every link and offset, so corrupted bytes
+// are refused with ERR_CORRUPT instead of trapping later.
+//
+// Header (little-endian): magic "VDBI", version, dim, metric, M, efConstruction,
+// rng u64, slots, live, pending, freeHead, freeCount, entry, maxLevel,
+// arenaUsed, recSize, vecOff, section checksum u64 at 72, header checksum u64 at 120.
+
+import * as S from "./layout";
+import {
+  OK, ERR_STATE, ERR_CORRUPT, ERR_MEMORY, FLAG_LIVE, FLAG_DELETED, FLAG_FREE, LEVEL_MAX,
+  HEADER_BYTES, kernelBase, configure, layout, record, resetEmpty,
+} from "./layout";
+
+const MAGIC: u32 = 0x49424456; // "VDBI"
+const VERSION: u32 = 1;
+
+@inline function mix(h: u64, w: u64): u64 {
+  return rotl<u64>(h ^ (w * 0x9e3779b97f4a7c15), 31) * 0xc2b2ae3d27d4eb4f;
+}
+
+function hashBytes(h: u64, p: usize, n: usize): u64 {
+  const end8 = p + (n & ~<usize>7);
+  let i = p;
+  for (; i < end8; i += 8) h = mix(h, load<u64>(i));
+  for (; i < p + n; i++) h = mix(h, <u64>load<u8>(i));
+  return mix(h, <u64>n);
+}
+
+export function sectionPtr(i: i32): usize {
+  if (i == 0) return S.arenaFree;
+  if (i == 1) return S.flagsBase;
+  if (i == 2) return S.level0Base;
+  if (i == 3) return S.arenaBase;
+  return 0;
+}
+
+export function sectionLen(i: i32): usize {
+  if (i == 0) return <usize>(LEVEL_MAX + 1) << 2;
+  if (i == 1) return <usize>S.slots;
+  if (i == 2) return <usize>S.slots * S.recSize;
+  if (i == 3) return <usize>S.arenaUsed;
+  return 0;
+}
+
+function sectionsHash(): u64 {
+  let h: u64 = 0x243f6a8885a308d3;
+  for (let i = 0; i < 4; i++) h = hashBytes(h, sectionPtr(i), sectionLen(i));
+  return h;
+}
+
+// Writes the header to the scratch buffer.
+export function saveBegin(): i32 {
+  if (!S.initialized) return ERR_STATE;
+  const h = kernelBase;
+  memory.fill(h, 0, HEADER_BYTES);
+  store<u32>(h, MAGIC);
+  store<u32>(h, VERSION, 4);
+  store<i32>(h, S.dim, 8);
+  store<i32>(h, S.metric, 12);
+  store<i32>(h, S.M, 16);
+  store<i32>(h, S.efConstruction, 20);
+  store<u64>(h, S.rng, 24);
+  store<u32>(h, S.slots, 32);
+  store<u32>(h, S.live, 36);
+  store<u32>(h, S.pending, 40);
+  store<i32>(h, S.freeHead, 44);
+  store<u32>(h, S.freeCount, 48);
+  store<i32>(h, S.entry, 52);
+  store<i32>(h, S.maxLevel, 56);
+  store<u32>(h, S.arenaUsed, 60);
+  store<u32>(h, <u32>S.recSize, 64);
+  store<u32>(h, <u32>S.vecOff, 68);
+  store<u64>(h, sectionsHash(), 72);
+  store<u64>(h, hashBytes(0x13198a2e03707344, h, 120), 120);
+  return OK;
+}
+
+// Reads the header from the scratch buffer into a fresh instance and makes room
+// for the sections. The host then fills each section and calls loadEnd.
+export function loadBegin(): i32 {
+  if (S.initialized) return ERR_STATE;
+  const h = kernelBase;
+  if (load<u32>(h) != MAGIC || load<u32>(h, 4) != VERSION) return ERR_CORRUPT;
+  if (load<u64>(h, 120) != hashBytes(0x13198a2e03707344, h, 120)) return ERR_CORRUPT;
+  const r = configure(load<i32>(h, 8), load<i32>(h, 12), load<i32>(h, 16), load<i32>(h, 20), 0);
+  if (r == ERR_MEMORY) return r;
+  if (r != OK) return ERR_CORRUPT;
+  if (load<u32>(h, 64) != <u32>S.recSize || load<u32>(h, 68) != <u32>S.vecOff) return ERR_CORRUPT;
+  S.rng = load<u64>(h, 24);
+  const slots = load<u32>(h, 32);
+  const arena = load<u32>(h, 60);
+  if (<u64>slots * <u64>S.recSize > 0xffffffff) return ERR_CORRUPT;
+  const lr = layout(max<u32>(slots, 64), arena);
+  if (lr != OK) return lr;
+  S.slots = slots;
+  S.arenaUsed = arena;
+  return OK;
+}
+
+// Checks the checksum and the structure, then adopts the state. On failure the
+// index is left empty.
+export function loadEnd(): i32 {
+  if (!S.initialized) return ERR_STATE;
+  const h = kernelBase;
+  if (load<u64>(h, 72) != sectionsHash() || !structureValid(h)) {
+    resetEmpty();
+    return ERR_CORRUPT;
+  }
+  S.live = load<u32>(h, 36);
+  S.pending = load<u32>(h, 40);
+  S.freeHead = load<i32>(h, 44);
+  S.freeCount = load<u32>(h, 48);
+  S.entry = load<i32>(h, 52);
+  S.maxLevel = load<i32>(h, 56);
+  return OK;
+}
+
+function listValid(lp: usize, maxM: u32, slots: u32): bool {
+  const n = load<u32>(lp);
+  if (n > maxM) return false;
+  for (let j: u32 = 0; j < n; j++) if (load<u32>(lp + 4 + (<usize>j << 2)) >= slots) return false;
+  return true;
+}
+
+function structureValid(h: usize): bool {
+  const slots = S.slots;
+  const arena = <u64>S.arenaUsed;
+  const block = <u64>S.upperBlock;
+  const entry = load<i32>(h, 52);
+  const maxLevel = load<i32>(h, 56);
+  if (maxLevel < 0 || maxLevel > LEVEL_MAX) return false;
+  let live: u32 = 0, deleted: u32 = 0, free: u32 = 0;
+  for (let s: u32 = 0; s < slots; s++) {
+    const f = load<u8>(S.flagsBase + <usize>s);
+    if (f == FLAG_FREE) { free++; continue; }
+    if (f == FLAG_LIVE) live++;
+    else if (f == FLAG_DELETED) deleted++;
+    else return false;
+    const r = record(s);
+    const level = load<i32>(r);
+    if (level < 0 || level > maxLevel) return false;
+    if (!listValid(r + 12, <u32>S.M0, slots)) return false;
+    if (level > 0) {
+      const off = <u64>load<u32>(r, 4);
+      if ((off & 3) != 0 || off + <u64>level * block > arena) return false;
+      for (let l = 1; l <= level; l++) {
+        if (!listValid(S.arenaBase + <usize>off + <usize>(l - 1) * <usize>block, <u32>S.M, slots)) return false;
+      }
+    }
+  }
+  if (live != load<u32>(h, 36) || deleted != load<u32>(h, 40) || free != load<u32>(h, 48)) return false;
+  if (live + deleted == 0) {
+    if (entry != -1) return false;
+  } else {
+    if (entry < 0 || <u32>entry >= slots) return false;
+    if (load<u8>(S.flagsBase + <usize>entry) == FLAG_FREE) return false;
+    if (load<i32>(record(<u32>entry)) != maxLevel) return false;
+  }
+  // The free list must visit exactly the free slots, once each.
+  let cur = load<i32>(h, 44);
+  for (let i: u32 = 0; i < free; i++) {
+    if (cur < 0 || <u32>cur >= slots || load<u8>(S.flagsBase + <usize>cur) != FLAG_FREE) return false;
+    cur = load<i32>(record(<u32>cur), 8);
+  }
+  if (cur != -1) return false;
+  // Arena free lists: offsets inside the arena, bounded walks (no cycles).
+  const maxBlocks = block == 0 ? 0 : arena / block;
+  for (let l = 0; l <= LEVEL_MAX; l++) {
+    let off = load<i32>(S.arenaFree + (<usize>l << 2));
+    let steps: u64 = 0;
+    while (off != -1) {
+      if (l == 0 || off < 0 || <u64>off + <u64>l * block > arena || (off & 3) != 0) return false;
+      if (++steps > maxBlocks) return false;
+      off = load<i32>(S.arenaBase + <usize>off);
+    }
+  }
+  return true;
+}

@@ -1,0 +1,373 @@
+// WasmIndex: the typed wrapper over build/vdb.wasm. One instance of the module
+// per index. Slots (dense u32, reused after removal) are the ids at this level;
+// mapping application ids to slots is the caller's business.
+
+import { readFileSync, existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { instantiateSync } from '@assemblyscript/loader';
+import { VdbError, ErrorCode } from '../errors.js';
+
+export type Metric = 'l2' | 'ip' | 'cosine';
+export type VectorLike = Float32Array | ArrayLike<number>;
+
+const METRIC_CODE: Record<Metric, number> = { l2: 0, ip: 1, cosine: 2 };
+const METRICS: Metric[] = ['l2', 'ip', 'cosine'];
+
+export const K_MAX = 10000;
+export const DIM_MAX = 65536;
+export const HEADER_BYTES = 128;
+
+export interface IndexOptions {
+  dim: number;
+  metric?: Metric;
+  /** Links per node on upper levels; level 0 keeps 2·m. Default 16. */
+  m?: number;
+  /** Candidate list size while inserting. Default 200. */
+  efConstruction?: number;
+  /** Seed of the level generator: the same seed and inserts give the same graph. */
+  seed?: number;
+  /** Slots to reserve up front (capacity also grows by itself). */
+  capacity?: number;
+}
+
+export interface SearchOptions {
+  /** Candidate list size; at least k. Default max(k, 64). */
+  ef?: number;
+  /** Only slots in this set may be returned. */
+  allow?: AllowSet;
+  /** With `allow`: 'auto' scans when few slots are allowed, 'graph' never does. */
+  plan?: 'auto' | 'graph';
+}
+
+/** Result of a search: slots and distances, nearest first. Distance is squared
+ * L2 for l2, 1 − cosine similarity for cosine, −(dot product) for ip. */
+export interface SearchResult {
+  ids: Uint32Array;
+  distances: Float32Array;
+}
+
+/** A set of slots as a bitmap, the shape the Wasm filter reads. */
+export class AllowSet {
+  bits: Uint32Array;
+  constructor(slots = 0) {
+    this.bits = new Uint32Array(Math.max(1, Math.ceil(slots / 32)));
+  }
+  static of(slots: Iterable<number>): AllowSet {
+    const set = new AllowSet();
+    for (const s of slots) set.add(s);
+    return set;
+  }
+  add(slot: number): void {
+    const w = slot >>> 5;
+    if (w >= this.bits.length) {
+      const grown = new Uint32Array(Math.max(w + 1, this.bits.length * 2));
+      grown.set(this.bits);
+      this.bits = grown;
+    }
+    this.bits[w] |= 1 << (slot & 31);
+  }
+  has(slot: number): boolean {
+    const w = slot >>> 5;
+    return w < this.bits.length && (this.bits[w] & (1 << (slot & 31))) !== 0;
+  }
+}
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  scratch_ptr(): number;
+  index_init(dim: number, metric: number, m: number, efc: number, seedLo: number, seedHi: number, cap: number): number;
+  index_reserve(cap: number): number;
+  index_input_ptr(): number;
+  index_result_ids_ptr(): number;
+  index_result_dist_ptr(): number;
+  index_filter_ptr(): number;
+  index_size(): number;
+  index_slots(): number;
+  index_capacity(): number;
+  index_pending(): number;
+  index_dim(): number;
+  index_metric(): number;
+  index_add(): number;
+  index_remove(slot: number): number;
+  index_slot_state(slot: number): number;
+  index_vector_ptr(slot: number): number;
+  index_consolidate(): number;
+  index_search(k: number, ef: number, filterMode: number): number;
+  index_search_exact(k: number, filtered: number): number;
+  index_save_begin(): number;
+  index_section_count(): number;
+  index_section_ptr(i: number): number;
+  index_section_len(i: number): number;
+  index_load_begin(): number;
+  index_load_end(): number;
+}
+
+let compiled: WebAssembly.Module | undefined;
+
+/** Path of the Wasm core: $VDB_WASM, else build/vdb.wasm at the package root
+ * (this file runs from ts/core or, compiled, from dist/ts/core). */
+export function wasmPath(): string {
+  if (process.env.VDB_WASM) return process.env.VDB_WASM;
+  for (const rel of ['../../build/vdb.wasm', '../../../build/vdb.wasm']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new VdbError(ErrorCode.INTERNAL, 'build/vdb.wasm not found: run `npm run build` first');
+}
+
+function instantiate(): Exports {
+  compiled ??= new WebAssembly.Module(readFileSync(wasmPath()));
+  return instantiateSync(compiled, {}).instance.exports as unknown as Exports;
+}
+
+function check(status: number, what: string): number {
+  if (status >= 0) return status;
+  switch (status) {
+    case -2: throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${what}: invalid argument`);
+    case -3: throw new VdbError(ErrorCode.OUT_OF_MEMORY, `${what}: the index would exceed 4 GiB of Wasm memory`);
+    case -4: throw new VdbError(ErrorCode.UNKNOWN_SLOT, `${what}: no live point in that slot`);
+    case -5: throw new VdbError(ErrorCode.CORRUPT_INDEX, `${what}: the bytes are not a valid index`);
+    case -6: throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: vector has NaN or infinite components`);
+    case -7: throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: a zero vector has no cosine`);
+    default: throw new VdbError(ErrorCode.INTERNAL, `${what}: Wasm status ${status}`);
+  }
+}
+
+function intIn(v: number, lo: number, hi: number): boolean {
+  return Number.isInteger(v) && v >= lo && v <= hi;
+}
+
+export class WasmIndex {
+  readonly dim: number;
+  readonly metric: Metric;
+  private readonly w: Exports;
+  private f32 = new Float32Array(0);
+  private u32 = new Uint32Array(0);
+  private u8 = new Uint8Array(0);
+  private readonly inputPtr: number;
+  private readonly idsPtr: number;
+  private readonly distPtr: number;
+
+  private constructor(w: Exports) {
+    this.w = w;
+    this.dim = w.index_dim();
+    this.metric = METRICS[w.index_metric()];
+    this.inputPtr = w.index_input_ptr();
+    this.idsPtr = w.index_result_ids_ptr();
+    this.distPtr = w.index_result_dist_ptr();
+  }
+
+  static create(opts: IndexOptions): WasmIndex {
+    const metric = opts.metric ?? 'l2';
+    const m = opts.m ?? 16;
+    const efc = opts.efConstruction ?? 200;
+    const seed = opts.seed ?? 42;
+    const cap = opts.capacity ?? 1024;
+    if (!intIn(opts.dim, 1, DIM_MAX)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `dim must be an integer from 1 to ${DIM_MAX}`);
+    if (!(metric in METRIC_CODE)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `metric must be one of ${METRICS.join(', ')}`);
+    if (!intIn(m, 2, 256)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'm must be an integer from 2 to 256');
+    if (!intIn(efc, 1, 1 << 20)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'efConstruction must be a positive integer');
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'seed must be a non-negative integer');
+    if (!intIn(cap, 0, 0xffffffff)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'capacity must be a non-negative integer');
+    const w = instantiate();
+    check(w.index_init(opts.dim, METRIC_CODE[metric], m, efc, seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0, cap), 'create');
+    return new WasmIndex(w);
+  }
+
+  /** Live points. */
+  get size(): number { return this.w.index_size(); }
+  /** Slots handed out so far (live, deleted and free). */
+  get slots(): number { return this.w.index_slots(); }
+  get capacity(): number { return this.w.index_capacity(); }
+  /** Bytes of Wasm linear memory this index holds. */
+  get memoryBytes(): number { return this.w.memory.buffer.byteLength; }
+
+  // Views over Wasm memory die when memory grows; re-create them after any call that may grow it.
+  private views(): void {
+    const buf = this.w.memory.buffer;
+    if (this.f32.buffer !== buf) {
+      this.f32 = new Float32Array(buf);
+      this.u32 = new Uint32Array(buf);
+      this.u8 = new Uint8Array(buf);
+    }
+  }
+
+  private checkVector(v: VectorLike, what: string): void {
+    if (v == null || typeof v.length !== 'number') throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: vector must be an array of numbers or a Float32Array`);
+    if (v.length !== this.dim) throw new VdbError(ErrorCode.DIMENSION_MISMATCH, `${what}: vector has ${v.length} dimensions, the index has ${this.dim}`);
+  }
+
+  private writeInput(v: VectorLike): void {
+    this.views();
+    this.f32.set(v, this.inputPtr >>> 2);
+  }
+
+  private static finite(v: VectorLike): boolean {
+    for (let i = 0; i < v.length; i++) {
+      const x = v[i];
+      if (typeof x !== 'number' || !Number.isFinite(x)) return false;
+    }
+    return true;
+  }
+
+  /** Adds one vector; returns its slot. */
+  add(vector: VectorLike): number {
+    this.checkVector(vector, 'add');
+    this.writeInput(vector);
+    return check(this.w.index_add(), 'add');
+  }
+
+  /** Adds vectors (rows of a flat Float32Array, or a list); all or none. */
+  addBatch(vectors: Float32Array | VectorLike[]): Uint32Array {
+    const rows = this.rows(vectors, 'addBatch');
+    rows.forEach((v, i) => {
+      if (!WasmIndex.finite(v)) throw new VdbError(ErrorCode.INVALID_VECTOR, `addBatch: vector ${i} has NaN, infinite or non-numeric components`);
+    });
+    const out = new Uint32Array(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      try {
+        out[i] = this.add(rows[i]);
+      } catch (e) {
+        for (let j = 0; j < i; j++) this.w.index_remove(out[j]);
+        throw e;
+      }
+    }
+    return out;
+  }
+
+  private rows(vectors: Float32Array | VectorLike[], what: string): VectorLike[] {
+    if (vectors instanceof Float32Array) {
+      if (vectors.length % this.dim !== 0) throw new VdbError(ErrorCode.DIMENSION_MISMATCH, `${what}: ${vectors.length} floats is not a whole number of ${this.dim}-dimensional rows`);
+      const n = vectors.length / this.dim;
+      const out: Float32Array[] = new Array(n);
+      for (let i = 0; i < n; i++) out[i] = vectors.subarray(i * this.dim, (i + 1) * this.dim);
+      return out;
+    }
+    if (!Array.isArray(vectors)) throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: expected a Float32Array or an array of vectors`);
+    vectors.forEach((v) => this.checkVector(v, what));
+    return vectors;
+  }
+
+  /** Deletes the point in a slot; the slot is reused later. */
+  remove(slot: number): void {
+    if (!intIn(slot, 0, 0xffffffff)) throw new VdbError(ErrorCode.UNKNOWN_SLOT, `remove: ${slot} is not a slot`);
+    check(this.w.index_remove(slot), `remove(${slot})`);
+  }
+
+  /** True when the slot holds a live point. */
+  has(slot: number): boolean {
+    return intIn(slot, 0, 0xffffffff) && this.w.index_slot_state(slot) === 0;
+  }
+
+  /** The stored vector of a live slot (unit length for cosine). */
+  vector(slot: number): Float32Array {
+    const p = intIn(slot, 0, 0xffffffff) ? this.w.index_vector_ptr(slot) : 0;
+    if (p === 0) throw new VdbError(ErrorCode.UNKNOWN_SLOT, `vector: no live point in slot ${slot}`);
+    this.views();
+    return this.f32.slice(p >>> 2, (p >>> 2) + this.dim);
+  }
+
+  /** Unlinks deleted points now instead of at the next threshold. */
+  consolidate(): void {
+    check(this.w.index_consolidate(), 'consolidate');
+  }
+
+  reserve(capacity: number): void {
+    if (!intIn(capacity, 0, 0xffffffff)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'reserve: capacity must be a non-negative integer');
+    check(this.w.index_reserve(capacity), 'reserve');
+  }
+
+  private checkK(k: number): void {
+    if (!intIn(k, 1, K_MAX)) throw new VdbError(ErrorCode.INVALID_K, `k must be an integer from 1 to ${K_MAX}, got ${k}`);
+  }
+
+  private writeAllow(allow: AllowSet): void {
+    const words = Math.ceil(this.w.index_slots() / 32);
+    this.views();
+    const base = this.w.index_filter_ptr() >>> 2;
+    const n = Math.min(words, allow.bits.length);
+    this.u32.set(n === allow.bits.length ? allow.bits : allow.bits.subarray(0, n), base);
+    this.u32.fill(0, base + n, base + words);
+  }
+
+  private result(n: number): SearchResult {
+    this.views();
+    const ip = this.idsPtr >>> 2;
+    const dp = this.distPtr >>> 2;
+    return { ids: this.u32.slice(ip, ip + n), distances: this.f32.slice(dp, dp + n) };
+  }
+
+  /** Approximate k nearest neighbours by the graph. */
+  search(query: VectorLike, k: number, opts: SearchOptions = {}): SearchResult {
+    this.checkK(k);
+    const ef = opts.ef ?? Math.max(k, 64);
+    if (!intIn(ef, k, 1 << 20)) throw new VdbError(ErrorCode.INVALID_EF, `ef must be an integer from k (${k}) to ${1 << 20}, got ${ef}`);
+    this.checkVector(query, 'search');
+    let mode = 0;
+    if (opts.allow) {
+      this.writeAllow(opts.allow);
+      mode = opts.plan === 'graph' ? 2 : 1;
+    }
+    this.writeInput(query);
+    return this.result(check(this.w.index_search(k, ef, mode), 'search'));
+  }
+
+  searchBatch(queries: Float32Array | VectorLike[], k: number, opts: SearchOptions = {}): SearchResult[] {
+    return this.rows(queries, 'searchBatch').map((q) => this.search(q, k, opts));
+  }
+
+  /** Exact k nearest by a full scan; ties go to the lower slot. */
+  searchExact(query: VectorLike, k: number, allow?: AllowSet): SearchResult {
+    this.checkK(k);
+    this.checkVector(query, 'searchExact');
+    if (allow) this.writeAllow(allow);
+    this.writeInput(query);
+    return this.result(check(this.w.index_search_exact(k, allow ? 1 : 0), 'searchExact'));
+  }
+
+  /** The whole index as bytes; `WasmIndex.load` restores it exactly. */
+  save(): Uint8Array {
+    const w = this.w;
+    check(w.index_save_begin(), 'save');
+    const count = w.index_section_count();
+    let total = HEADER_BYTES;
+    for (let i = 0; i < count; i++) total += w.index_section_len(i);
+    const out = new Uint8Array(total);
+    this.views();
+    const h = w.scratch_ptr();
+    out.set(this.u8.subarray(h, h + HEADER_BYTES), 0);
+    let off = HEADER_BYTES;
+    for (let i = 0; i < count; i++) {
+      const p = w.index_section_ptr(i);
+      const len = w.index_section_len(i);
+      out.set(this.u8.subarray(p, p + len), off);
+      off += len;
+    }
+    return out;
+  }
+
+  static load(bytes: Uint8Array): WasmIndex {
+    if (!(bytes instanceof Uint8Array) || bytes.length < HEADER_BYTES) {
+      throw new VdbError(ErrorCode.CORRUPT_INDEX, 'load: the bytes are too short to be an index');
+    }
+    const w = instantiate();
+    let u8 = new Uint8Array(w.memory.buffer);
+    u8.set(bytes.subarray(0, HEADER_BYTES), w.scratch_ptr());
+    check(w.index_load_begin(), 'load');
+    const count = w.index_section_count();
+    let total = HEADER_BYTES;
+    for (let i = 0; i < count; i++) total += w.index_section_len(i);
+    if (total !== bytes.length) {
+      throw new VdbError(ErrorCode.CORRUPT_INDEX, `load: expected ${total} bytes, got ${bytes.length}`);
+    }
+    u8 = new Uint8Array(w.memory.buffer);
+    let off = HEADER_BYTES;
+    for (let i = 0; i < count; i++) {
+      const len = w.index_section_len(i);
+      u8.set(bytes.subarray(off, off + len), w.index_section_ptr(i));
+      off += len;
+    }
+    check(w.index_load_end(), 'load');
+    return new WasmIndex(w);
+  }
+}
