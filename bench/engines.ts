@@ -1,0 +1,61 @@
+// The engines a benchmark compares, behind one shape. Each gets its inputs in
+// its native form before any clock starts: ours Float32Array rows, hnswlib-node
+// number[] rows.
+
+import { createRequire } from 'node:module';
+import { WasmIndex } from '../ts/index.js';
+import type { Metric } from '../ts/index.js';
+
+export interface EngineParams {
+  dim: number;
+  metric: Metric;
+  m: number;
+  efConstruction: number;
+  capacity: number;
+}
+
+export interface Engine {
+  name: string;
+  /** Converts one row into the engine's native query/insert form (untimed). */
+  prepare(row: Float32Array): unknown;
+  add(prepared: unknown, label: number): void;
+  setEf(ef: number): void;
+  /** k nearest labels of a prepared query. */
+  search(prepared: unknown, k: number): ArrayLike<number>;
+}
+
+export function ours(p: EngineParams): Engine {
+  const idx = WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity });
+  let ef = 64;
+  return {
+    name: 'vdb-wasm',
+    prepare: (row) => row,
+    // Slots are handed out in insertion order on a fresh index, so slot = label.
+    add: (v) => { idx.add(v as Float32Array); },
+    setEf: (e) => { ef = e; },
+    search: (q, k) => idx.search(q as Float32Array, k, { ef: Math.max(ef, k) }).ids,
+  };
+}
+
+interface HnswIndex {
+  initIndex(max: number, m: number, efc: number, seed: number): void;
+  addPoint(p: number[], label: number): void;
+  setEf(ef: number): void;
+  searchKnn(q: number[], k: number): { neighbors: number[]; distances: number[] };
+}
+
+export function hnswlib(p: EngineParams): Engine {
+  const require = createRequire(import.meta.url);
+  const { HierarchicalNSW } = require('hnswlib-node') as { HierarchicalNSW: new (space: string, dim: number) => HnswIndex };
+  const idx = new HierarchicalNSW(p.metric, p.dim);
+  idx.initIndex(p.capacity, p.m, p.efConstruction, 100);
+  return {
+    name: 'hnswlib-node',
+    prepare: (row) => Array.from(row),
+    add: (v, label) => idx.addPoint(v as number[], label),
+    setEf: (e) => idx.setEf(e),
+    search: (q, k) => idx.searchKnn(q as number[], k).neighbors,
+  };
+}
+
+export const ENGINES: Record<string, (p: EngineParams) => Engine> = { 'vdb-wasm': ours, 'hnswlib-node': hnswlib };
