@@ -90,7 +90,8 @@ export function drainKeys(size: u32): void {
   }
 }
 
-// Counts live allowed slots, to choose between graph search and a scan.
+// Counts allowed slots (set bits below `slots`; deleted ones included, which
+// only matters for the plan choice), to choose between graph search and a scan.
 export function countAllowed(): u32 {
   const n = slots;
   const words = (n + 31) >> 5;

@@ -7,7 +7,7 @@
 import { l2sqSimd, dotSimd } from "./distance";
 import {
   dimPad, M, M0, efConstruction, slots, pending, entry, maxLevel, flagsBase, allowBase,
-  visitedBase, frontierBase, resultBase, selBase, selOut, connBase, connOut, selCap,
+  visitedBase, frontierBase, resultBase, batchBase, selBase, selOut, connBase, connOut, selCap,
   FLAG_LIVE, FLAG_DELETED, linksOf, vectorOf, levelOf, flagOf, nextEpoch,
 } from "./layout";
 import {
@@ -47,6 +47,9 @@ export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32
   return cur;
 }
 
+// Keeps the touching loads of searchLevel from being optimised away.
+export let touchSink: u32 = 0;
+
 // Best-first search of one level from `ep`, keeping the `ef` closest nodes that
 // pass the check (live, and allowed when filtered) in the result max-heap.
 // Nodes that fail the check still route the search. Returns the result count.
@@ -56,6 +59,8 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
   const vis = visitedBase;
   const fr = frontierBase;
   const rs = resultBase;
+  const batch = batchBase;
+  let touched: u32 = 0;
   visit(vis, ep, tag);
   minPush(fr, 0, epDist, ep);
   let frSize: u32 = 1;
@@ -74,10 +79,19 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
     frSize--;
     const lp = linksOf(c, level);
     const n = load<u32>(lp);
+    // First pass: collect unvisited neighbours and touch their vectors, so the
+    // cache misses of a whole neighbourhood overlap instead of queueing.
+    let m: u32 = 0;
     for (let j: u32 = 0; j < n; j++) {
       const v = load<u32>(lp + 4 + (<usize>j << 2));
       if (visited(vis, v, tag)) continue;
       visit(vis, v, tag);
+      store<u32>(batch + (<usize>m << 2), v);
+      touched += load<u32>(vectorOf(v));
+      m++;
+    }
+    for (let j: u32 = 0; j < m; j++) {
+      const v = load<u32>(batch + (<usize>j << 2));
       const d = distance<T>(q, vectorOf(v));
       if (rsSize < ef || d < bound) {
         minPush(fr, frSize, d, v);
@@ -94,6 +108,7 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
       }
     }
   }
+  touchSink = touched;
   return rsSize;
 }
 

@@ -47,10 +47,13 @@ export function scratch_ptr(): usize { return kernelBase; }
 
 export function index_init(d: i32, met: i32, m: i32, efc: i32, seedLo: u32, seedHi: u32,
                            initialCapacity: u32): i32 {
-  const r = configure(d, met, m, efc, (<u64>seedHi << 32) | seedLo);
+  if (initialized) return ERR_STATE;
+  let r = configure(d, met, m, efc, (<u64>seedHi << 32) | seedLo);
+  if (r == OK) r = reserve(max<u32>(initialCapacity, 64));
   if (r != OK) return r;
+  S.initialized = true;
   chooseKernel();
-  return reserve(max<u32>(initialCapacity, 64));
+  return OK;
 }
 
 export function index_reserve(cap: u32): i32 {
@@ -67,7 +70,7 @@ export function index_slots(): u32 { return slots; }
 export function index_capacity(): u32 { return capacity; }
 export function index_pending(): u32 { return pending; }
 export function index_dim(): i32 { return dim; }
-export function index_metric(): i32 { return metric; }
+export function index_metric(): i32 { return initialized ? metric : ERR_STATE; }
 export function index_max_level(): i32 { return maxLevel; }
 
 // Copies the input vector into the query scratch (zero-padded), normalised for

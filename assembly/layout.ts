@@ -70,12 +70,12 @@ export let inputBase: usize = 0;
 export let queryBase: usize = 0;
 export let resIds: usize = 0;
 export let resDist: usize = 0;
+export let batchBase: usize = 0; // unvisited neighbours of the node being expanded
 export let selBase: usize = 0; // neighbour candidates, (dist, slot) pairs
 export let selCap: u32 = 0;
 export let selOut: usize = 0; // chosen neighbours, (dist, slot) pairs
 export let connBase: usize = 0; // a neighbour's own candidates while linking back
 export let connOut: usize = 0;
-export let headerBase: usize = 0;
 export let arenaFree: usize = 0; // LEVEL_MAX + 1 free-list heads
 let fixedEnd: usize = 0;
 
@@ -128,6 +128,7 @@ function ensureBytes(total: u64): bool {
 }
 
 // Sets the parameters and lays out the fixed scratch. Returns OK or an error.
+// The caller marks the index initialized once its regions exist too.
 export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   if (initialized) return ERR_STATE;
   if (d < 1 || d > DIM_MAX) return ERR_ARGUMENT;
@@ -152,17 +153,16 @@ export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   queryBase = <usize>p; p = align16(p + (<u64>dimPad << 2));
   resIds = <usize>p; p = align16(p + (<u64>K_MAX << 2));
   resDist = <usize>p; p = align16(p + (<u64>K_MAX << 2));
+  batchBase = <usize>p; p = align16(p + (<u64>M0 << 2));
   selBase = <usize>p; p = align16(p + (<u64>selCap << 3));
   selOut = <usize>p; p = align16(p + (<u64>(M0 + 1) << 3));
   connBase = <usize>p; p = align16(p + (<u64>(M0 + 2) << 3));
   connOut = <usize>p; p = align16(p + (<u64>(M0 + 1) << 3));
-  headerBase = <usize>p; p = align16(p + <u64>HEADER_BYTES);
   arenaFree = <usize>p; p = align16(p + (<u64>(LEVEL_MAX + 1) << 2));
   fixedEnd = <usize>p;
   if (!ensureBytes(p)) return ERR_MEMORY;
   memory.fill(inputBase, 0, (<usize>dimPad << 3));
   memory.fill(arenaFree, 0xff, (<usize>(LEVEL_MAX + 1) << 2));
-  initialized = true;
   return OK;
 }
 

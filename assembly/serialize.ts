@@ -17,6 +17,10 @@ import {
 const MAGIC: u32 = 0x49424456; // "VDBI"
 const VERSION: u32 = 1;
 
+// Set between a successful loadBegin and its loadEnd: the index is configured
+// but holds unverified bytes, and nothing but loadEnd may use it.
+let loading = false;
+
 @inline function mix(h: u64, w: u64): u64 {
   return rotl<u64>(h ^ (w * 0x9e3779b97f4a7c15), 31) * 0xc2b2ae3d27d4eb4f;
 }
@@ -81,7 +85,7 @@ export function saveBegin(): i32 {
 // Reads the header from the scratch buffer into a fresh instance and makes room
 // for the sections. The host then fills each section and calls loadEnd.
 export function loadBegin(): i32 {
-  if (S.initialized) return ERR_STATE;
+  if (S.initialized || loading) return ERR_STATE;
   const h = kernelBase;
   if (load<u32>(h) != MAGIC || load<u32>(h, 4) != VERSION) return ERR_CORRUPT;
   if (load<u64>(h, 120) != hashBytes(0x13198a2e03707344, h, 120)) return ERR_CORRUPT;
@@ -97,18 +101,22 @@ export function loadBegin(): i32 {
   if (lr != OK) return lr;
   S.slots = slots;
   S.arenaUsed = arena;
+  loading = true;
   return OK;
 }
 
 // Checks the checksum and the structure, then adopts the state. On failure the
-// index is left empty.
+// index is left empty (configured with the header's parameters).
 export function loadEnd(): i32 {
-  if (!S.initialized) return ERR_STATE;
+  if (!loading) return ERR_STATE;
+  loading = false;
   const h = kernelBase;
   if (load<u64>(h, 72) != sectionsHash() || !structureValid(h)) {
     resetEmpty();
+    S.initialized = true;
     return ERR_CORRUPT;
   }
+  S.initialized = true;
   S.live = load<u32>(h, 36);
   S.pending = load<u32>(h, 40);
   S.freeHead = load<i32>(h, 44);

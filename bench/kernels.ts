@@ -21,7 +21,6 @@ interface KernelExports {
   kernel_bench(kind: number, a: number, b: number, n: number, iters: number): number;
 }
 
-const SCRATCH_FLOATS = 16384;
 const B_OFFSET_FLOATS = 8192; // b lives in the second half of the scratch
 
 const { values: opt } = parseArgs({
@@ -55,13 +54,7 @@ async function load(): Promise<KernelExports> {
     throw new Error(`vdb.wasm abort at ${line}:${col}`);
   };
   const { instance } = await WebAssembly.instantiate(readFileSync(wasmFile()), { env: { abort } });
-  const w = instance.exports as unknown as KernelExports;
-  // The scratch is only fully mapped once an index is initialised; this instance
-  // holds no index, so map it here (the module sizes its regions by memory.size).
-  const end = w.scratch_ptr() + SCRATCH_FLOATS * 4;
-  const have = w.memory.buffer.byteLength;
-  if (end > have) w.memory.grow(Math.ceil((end - have) / 65536));
-  return w;
+  return instance.exports as unknown as KernelExports;
 }
 
 /** Seeded uniform values in [-1, 1) (mulberry32), so every run sees the same data. */
@@ -178,8 +171,9 @@ function checkAgreement(w: KernelExports, pa: number, pb: number, a: Float32Arra
   }
 }
 
-function fmt(x: number, digits = 1): string {
-  return x.toFixed(digits);
+/** Three significant digits for rates, two decimals for ratios. */
+function fmt(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x.toPrecision(3);
 }
 
 async function main(): Promise<void> {
@@ -228,7 +222,7 @@ async function main(): Promise<void> {
   const header = ['kernel', 'dim', 'Wasm SIMD', 'Wasm scalar', 'JS', 'SIMD/scalar', 'SIMD/JS'];
   const body = rows.map((r) => [
     r.op, String(r.dim), fmt(r.rate.simd), fmt(r.rate.scalar), fmt(r.rate.js),
-    `${fmt(r.rate.simd / r.rate.scalar, 2)}x`, `${fmt(r.rate.simd / r.rate.js, 2)}x`,
+    `${(r.rate.simd / r.rate.scalar).toFixed(2)}x`, `${(r.rate.simd / r.rate.js).toFixed(2)}x`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   const line = (cells: string[]) =>

@@ -54,7 +54,7 @@ const EXPORTED_FUNCTIONS = [
 const L2 = 0, IP = 1, COSINE = 2;
 const FILTER_NONE = 0, FILTER_AUTO = 1, FILTER_GRAPH = 2;
 const LIVE = 0, DELETED = 1, FREE = 2;
-const ERR_STATE = -1, ERR_ARGUMENT = -2, ERR_SLOT = -4, ERR_CORRUPT = -5, ERR_NOT_FINITE = -6,
+const ERR_STATE = -1, ERR_ARGUMENT = -2, ERR_MEMORY = -3, ERR_SLOT = -4, ERR_CORRUPT = -5, ERR_NOT_FINITE = -6,
   ERR_ZERO_VECTOR = -7;
 const HEADER_BYTES = 128;
 
@@ -285,6 +285,15 @@ describe('raw ABI: init', () => {
     expect(w.index_add()).toBe(ERR_STATE);
     expect(w.index_init(8, IP, 16, 100, 0, 0, 0)).toBe(0);
     expect(w.index_metric()).toBe(IP);
+  });
+
+  it('an init that cannot get its memory fails with -3 and can be retried', async () => {
+    const w = await fresh();
+    expect(w.index_init(DIM, L2, 16, 100, 0, 0, 0xffffffff)).toBe(ERR_MEMORY);
+    expect(w.index_metric()).toBe(ERR_STATE);
+    expect(w.index_add()).toBe(ERR_STATE);
+    expect(w.index_init(DIM, L2, 16, 100, 0, 0, 10)).toBe(0);
+    expect(w.index_metric()).toBe(L2);
   });
 
   it('fixes the input and result buffers at init, inside memory and apart', async () => {
@@ -615,6 +624,15 @@ describe('raw ABI: snapshot save/load through sections', () => {
     expect(w.index_load_begin()).toBe(ERR_STATE);
   });
 
+  it('load_end without a pending load is -1 and leaves the index as it was', async () => {
+    const a = await build();
+    const before = a.w.index_size();
+    expect(before).toBeGreaterThan(0);
+    expect(a.w.index_load_end()).toBe(ERR_STATE);
+    expect(a.w.index_size()).toBe(before);
+    expect(a.search(data[0], 1, 16).ids).toEqual([0]);
+  });
+
   it('a damaged header or section is refused with -5', async () => {
     const bytes = (await build()).save();
     const badHeader = bytes.slice();
@@ -708,7 +726,7 @@ describe('raw ABI: error codes', () => {
 
 describe('raw ABI: kernels', () => {
   it('SIMD and scalar kernels agree with each other and with JS at any length', async () => {
-    const w = (await Raw.create(4)).w; // after init the whole 64 KiB scratch is mapped
+    const w = await fresh(); // no index: the 64 KiB scratch is mapped from the start
     const mem = new Mem(w);
     const s = w.scratch_ptr();
     const r = rng(11);
