@@ -82,16 +82,20 @@ export function dotScalar(a: usize, b: usize, n: i32): f32 {
 }
 
 // Scales v in place to unit length; returns false for a zero vector, which has
-// no direction and so no cosine.
+// no direction and so no cosine. Sums in f64: squares of any finite f32 neither
+// overflow nor underflow there, so huge and tiny vectors normalise correctly.
 export function normalize(v: usize, n: i32): bool {
-  const norm = Mathf.sqrt(dotSimd(v, v, n));
-  if (!(norm > 0)) return false;
-  const inv = f32x4.splat(<f32>1 / norm);
-  const bytes = <usize>n << 2;
-  const end4 = bytes & ~<usize>15;
-  let i: usize = 0;
-  for (; i < end4; i += 16) v128.store(v + i, f32x4.mul(v128.load(v + i), inv));
-  for (; i < bytes; i += 4) store<f32>(v + i, load<f32>(v + i) / norm);
+  let sum: f64 = 0;
+  for (let i = 0; i < n; i++) {
+    const x = <f64>load<f32>(v + (<usize>i << 2));
+    sum += x * x;
+  }
+  if (!(sum > 0)) return false;
+  const norm = Math.sqrt(sum);
+  for (let i = 0; i < n; i++) {
+    const p = v + (<usize>i << 2);
+    store<f32>(p, <f32>(<f64>load<f32>(p) / norm));
+  }
   return true;
 }
 

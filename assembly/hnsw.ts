@@ -1,14 +1,16 @@
 // HNSW graph: insert with the neighbour-selection heuristic, layered search,
 // tombstone deletes that consolidation later unlinks so their slots can be reused.
-// Functions are generic over the kernel: T = i32 is squared L2, T = f32 is the
-// negated dot product (inner product, and cosine on normalised vectors). Each is
-// instantiated once per kernel; the index picks one pair when it is configured.
+// Functions are generic over the kernel: T = i32 is squared L2, T = f32 the
+// negated dot product (inner product), T = f64 one minus the dot product (cosine
+// on normalised vectors). Each is instantiated once per kernel; the index picks
+// its set when it is configured. The value a kernel returns is the distance
+// reported to the host, so ordering and ties are decided on reported values.
 
 import { l2sqSimd, dotSimd } from "./distance";
 import {
   dimPad, M, M0, efConstruction, slots, pending, entry, maxLevel, flagsBase, allowBase,
   visitedBase, frontierBase, resultBase, batchBase, selBase, selOut, connBase, connOut, selCap,
-  FLAG_LIVE, FLAG_DELETED, linksOf, vectorOf, levelOf, flagOf, nextEpoch,
+  FLAG_LIVE, FLAG_DELETED, keepPruned, linksOf, vectorOf, levelOf, flagOf, nextEpoch,
 } from "./layout";
 import {
   entryDist, entrySlot, maxPush, maxReplaceTop, minPush, minPop, drainAscending,
@@ -18,6 +20,7 @@ import { visited, visit } from "./visited";
 
 @inline export function distance<T>(a: usize, b: usize): f32 {
   if (isInteger<T>()) return l2sqSimd(a, b, dimPad);
+  if (sizeof<T>() == 8) return 1 - dotSimd(a, b, dimPad);
   return -dotSimd(a, b, dimPad);
 }
 
@@ -116,6 +119,9 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
 // only if it is closer to the base than to every neighbour kept so far, so the
 // links spread in different directions. `cand` holds n pairs sorted ascending;
 // the chosen pairs go to `out`. Returns how many were chosen.
+// With inner product the heuristic prunes so hard that parts of the graph lose
+// all in-links (−dot is not a metric: a long vector is "closest" to everything),
+// so for ip the list is topped up with the nearest pruned candidates.
 export function selectNeighbours<T>(cand: usize, n: u32, m: u32, out: usize): u32 {
   if (n <= m) {
     memory.copy(out, cand, <usize>n << 3);
@@ -133,6 +139,18 @@ export function selectNeighbours<T>(cand: usize, n: u32, m: u32, out: usize): u3
     if (good) {
       store<u64>(out + (<usize>k << 3), load<u64>(cand + (<usize>i << 3)));
       k++;
+    }
+  }
+  if (keepPruned) {
+    const chosen = k;
+    for (let i: u32 = 0; i < n && k < m; i++) {
+      const c = entrySlot(cand, i);
+      let taken = false;
+      for (let j: u32 = 0; j < chosen; j++) if (entrySlot(out, j) == c) { taken = true; break; }
+      if (!taken) {
+        store<u64>(out + (<usize>k << 3), load<u64>(cand + (<usize>i << 3)));
+        k++;
+      }
     }
   }
   return k;

@@ -7,7 +7,7 @@ import {
 } from "./distance";
 import {
   OK, ERR_STATE, ERR_ARGUMENT, ERR_MEMORY, ERR_SLOT, ERR_NOT_FINITE, ERR_ZERO_VECTOR,
-  METRIC_L2, METRIC_COSINE, FLAG_LIVE, FLAG_DELETED, FLAG_FREE, K_MAX, LEVEL_MAX,
+  METRIC_L2, METRIC_IP, METRIC_COSINE, FLAG_LIVE, FLAG_DELETED, FLAG_FREE, K_MAX, LEVEL_MAX,
   initialized, dim, dimPad, metric, M0, configure, reserve, randomLevel, allocUpper,
   freeUpper, record, vectorOf, levelOf, flagOf, setFlag, upperBlock, linksOf,
   kernelBase, inputBase, queryBase, resIds, resDist, resultBase, allowBase,
@@ -20,15 +20,19 @@ import { entryDist, entrySlot, drainAscending } from "./heap";
 import { saveBegin, sectionPtr, sectionLen, loadBegin, loadEnd } from "./serialize";
 
 // The kernel is chosen once, when the index is configured: each operation has an
-// instantiation per kernel, and these references pick one.
+// instantiation per kernel (i32 l2, f32 ip, f64 cosine), and these references pick one.
 function insertL2(s: u32): void { insert<i32>(s); }
-function insertDot(s: u32): void { insert<f32>(s); }
+function insertIp(s: u32): void { insert<f32>(s); }
+function insertCos(s: u32): void { insert<f64>(s); }
 function knnL2(q: usize, ef: u32, filtered: bool): u32 { return knn<i32>(q, ef, filtered); }
-function knnDot(q: usize, ef: u32, filtered: bool): u32 { return knn<f32>(q, ef, filtered); }
+function knnIp(q: usize, ef: u32, filtered: bool): u32 { return knn<f32>(q, ef, filtered); }
+function knnCos(q: usize, ef: u32, filtered: bool): u32 { return knn<f64>(q, ef, filtered); }
 function scanL2(q: usize, k: u32, filtered: bool): u32 { return scan<i32>(q, k, filtered); }
-function scanDot(q: usize, k: u32, filtered: bool): u32 { return scan<f32>(q, k, filtered); }
+function scanIp(q: usize, k: u32, filtered: bool): u32 { return scan<f32>(q, k, filtered); }
+function scanCos(q: usize, k: u32, filtered: bool): u32 { return scan<f64>(q, k, filtered); }
 function consolidateL2(): void { consolidateLinks<i32>(); }
-function consolidateDot(): void { consolidateLinks<f32>(); }
+function consolidateIp(): void { consolidateLinks<f32>(); }
+function consolidateCos(): void { consolidateLinks<f64>(); }
 
 let insertFn: (s: u32) => void = insertL2;
 let knnFn: (q: usize, ef: u32, filtered: bool) => u32 = knnL2;
@@ -36,11 +40,17 @@ let scanFn: (q: usize, k: u32, filtered: bool) => u32 = scanL2;
 let consolidateFn: () => void = consolidateL2;
 
 function chooseKernel(): void {
-  if (metric == METRIC_L2) return;
-  insertFn = insertDot;
-  knnFn = knnDot;
-  scanFn = scanDot;
-  consolidateFn = consolidateDot;
+  if (metric == METRIC_IP) {
+    insertFn = insertIp;
+    knnFn = knnIp;
+    scanFn = scanIp;
+    consolidateFn = consolidateIp;
+  } else if (metric == METRIC_COSINE) {
+    insertFn = insertCos;
+    knnFn = knnCos;
+    scanFn = scanCos;
+    consolidateFn = consolidateCos;
+  }
 }
 
 export function scratch_ptr(): usize { return kernelBase; }
@@ -82,14 +92,11 @@ function prepareQuery(): i32 {
   return OK;
 }
 
-// Makes sure a slot can be taken: a consolidated free one, an unused one, or
-// room made by consolidating tombstones or growing.
+// Makes sure a slot can be taken: a consolidated free one or a new one. Only
+// when memory is exhausted does it consolidate early to make room, so that
+// otherwise the slots handed out do not depend on the reserved capacity.
 function ensureSlot(): i32 {
   if (freeHead >= 0 || slots < capacity) return OK;
-  if (pending > 0 && <u64>pending * 64 >= <u64>slots) {
-    index_consolidate();
-    if (freeHead >= 0) return OK;
-  }
   const r = slots == 0xffffffff ? ERR_MEMORY : reserve(slots + 1);
   if (r != OK && pending > 0) {
     index_consolidate();
@@ -198,21 +205,19 @@ export function index_consolidate(): i32 {
 function emitPairs(found: u32, k: u32): i32 {
   drainAscending(resultBase, found);
   const n = min(found, k);
-  const shift: f32 = metric == METRIC_COSINE ? 1 : 0;
   for (let i: u32 = 0; i < n; i++) {
     store<u32>(resIds + (<usize>i << 2), entrySlot(resultBase, i));
-    store<f32>(resDist + (<usize>i << 2), entryDist(resultBase, i) + shift);
+    store<f32>(resDist + (<usize>i << 2), entryDist(resultBase, i));
   }
   return <i32>n;
 }
 
 function emitKeys(found: u32): i32 {
   drainKeys(found);
-  const shift: f32 = metric == METRIC_COSINE ? 1 : 0;
   for (let i: u32 = 0; i < found; i++) {
     const key = load<u64>(resultBase + (<usize>i << 3));
     store<u32>(resIds + (<usize>i << 2), <u32>key);
-    store<f32>(resDist + (<usize>i << 2), keyDist(key) + shift);
+    store<f32>(resDist + (<usize>i << 2), keyDist(key));
   }
   return <i32>found;
 }

@@ -47,6 +47,7 @@ export let M0: i32 = 0;
 export let efConstruction: i32 = 0;
 export let levelMult: f64 = 0;
 export let rng: u64 = 0;
+export let keepPruned = false; // top up heuristic links (inner product only)
 
 // Record geometry
 export let recSize: usize = 0;
@@ -119,7 +120,7 @@ export let arenaUsed: u32 = 0;
   store<u8>(flagsBase + <usize>slot, f);
 }
 
-function ensureBytes(total: u64): bool {
+export function ensureBytes(total: u64): bool {
   if (total > MAX_BYTES) return false;
   const pages = <i32>((total + 0xffff) >> 16);
   const have = memory.size();
@@ -138,6 +139,7 @@ export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   dim = d;
   dimPad = (d + 3) & ~3;
   metric = met;
+  keepPruned = met == METRIC_IP;
   M = m;
   M0 = m * 2;
   efConstruction = efc;

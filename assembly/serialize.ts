@@ -126,10 +126,27 @@ export function loadEnd(): i32 {
   return OK;
 }
 
-function listValid(lp: usize, maxM: u32, slots: u32): bool {
+// A link list is valid when its count fits and every link names a used,
+// non-free slot that exists at this level.
+function listValid(lp: usize, maxM: u32, slots: u32, level: i32): bool {
   const n = load<u32>(lp);
   if (n > maxM) return false;
-  for (let j: u32 = 0; j < n; j++) if (load<u32>(lp + 4 + (<usize>j << 2)) >= slots) return false;
+  for (let j: u32 = 0; j < n; j++) {
+    const v = load<u32>(lp + 4 + (<usize>j << 2));
+    if (v >= slots || load<u8>(S.flagsBase + <usize>v) == FLAG_FREE) return false;
+    if (level > 0 && load<i32>(record(v)) < level) return false;
+  }
+  return true;
+}
+
+// Marks arena units [unit, unit + count) in a bitmap; false if any was marked.
+function claim(marks: usize, unit: u64, count: u64): bool {
+  for (let u = unit; u < unit + count; u++) {
+    const p = marks + <usize>(u >> 3);
+    const bit = <u8>(1 << <u8>(u & 7));
+    if ((load<u8>(p) & bit) != 0) return false;
+    store<u8>(p, load<u8>(p) | bit);
+  }
   return true;
 }
 
@@ -140,23 +157,36 @@ function structureValid(h: usize): bool {
   const entry = load<i32>(h, 52);
   const maxLevel = load<i32>(h, 56);
   if (maxLevel < 0 || maxLevel > LEVEL_MAX) return false;
+  if (arena % block != 0) return false;
+  // One bit per arena unit (one level's block), in memory past the arena, so
+  // that no two nodes or free blocks may share a block.
+  const units = arena / block;
+  const marks = S.arenaBase + <usize>S.arenaCap;
+  if (!S.ensureBytes(<u64>marks + ((units + 7) >> 3))) return false;
+  memory.fill(marks, 0, <usize>((units + 7) >> 3));
+  for (let s: u32 = 0; s < slots; s++) {
+    const f = load<u8>(S.flagsBase + <usize>s);
+    if (f > FLAG_FREE) return false;
+    if (f == FLAG_FREE) continue;
+    const level = load<i32>(record(s));
+    if (level < 0 || level > maxLevel) return false;
+    if (level > 0) {
+      const off = <u64>load<u32>(record(s), 4);
+      if (off % block != 0 || off + <u64>level * block > arena) return false;
+      if (!claim(marks, off / block, <u64>level)) return false;
+    }
+  }
   let live: u32 = 0, deleted: u32 = 0, free: u32 = 0;
   for (let s: u32 = 0; s < slots; s++) {
     const f = load<u8>(S.flagsBase + <usize>s);
     if (f == FLAG_FREE) { free++; continue; }
     if (f == FLAG_LIVE) live++;
-    else if (f == FLAG_DELETED) deleted++;
-    else return false;
+    else deleted++;
     const r = record(s);
+    if (!listValid(r + 12, <u32>S.M0, slots, 0)) return false;
     const level = load<i32>(r);
-    if (level < 0 || level > maxLevel) return false;
-    if (!listValid(r + 12, <u32>S.M0, slots)) return false;
-    if (level > 0) {
-      const off = <u64>load<u32>(r, 4);
-      if ((off & 3) != 0 || off + <u64>level * block > arena) return false;
-      for (let l = 1; l <= level; l++) {
-        if (!listValid(S.arenaBase + <usize>off + <usize>(l - 1) * <usize>block, <u32>S.M, slots)) return false;
-      }
+    for (let l = 1; l <= level; l++) {
+      if (!listValid(S.linksOf(s, l), <u32>S.M, slots, l)) return false;
     }
   }
   if (live != load<u32>(h, 36) || deleted != load<u32>(h, 40) || free != load<u32>(h, 48)) return false;
@@ -174,14 +204,13 @@ function structureValid(h: usize): bool {
     cur = load<i32>(record(<u32>cur), 8);
   }
   if (cur != -1) return false;
-  // Arena free lists: offsets inside the arena, bounded walks (no cycles).
-  const maxBlocks = block == 0 ? 0 : arena / block;
+  // Arena free lists: whole blocks inside the arena, owned by nobody else
+  // (which also rules out cycles).
   for (let l = 0; l <= LEVEL_MAX; l++) {
     let off = load<i32>(S.arenaFree + (<usize>l << 2));
-    let steps: u64 = 0;
     while (off != -1) {
-      if (l == 0 || off < 0 || <u64>off + <u64>l * block > arena || (off & 3) != 0) return false;
-      if (++steps > maxBlocks) return false;
+      if (l == 0 || off < 0 || <u64>off % block != 0 || <u64>off + <u64>l * block > arena) return false;
+      if (!claim(marks, <u64>off / block, <u64>l)) return false;
       off = load<i32>(S.arenaBase + <usize>off);
     }
   }

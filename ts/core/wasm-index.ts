@@ -58,6 +58,7 @@ export class AllowSet {
     return set;
   }
   add(slot: number): void {
+    if (!intIn(slot, 0, 0xffffffff)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `AllowSet: ${slot} is not a slot`);
     const w = slot >>> 5;
     if (w >= this.bits.length) {
       const grown = new Uint32Array(Math.max(w + 1, this.bits.length * 2));
@@ -67,6 +68,7 @@ export class AllowSet {
     this.bits[w] |= 1 << (slot & 31);
   }
   has(slot: number): boolean {
+    if (!intIn(slot, 0, 0xffffffff)) return false;
     const w = slot >>> 5;
     return w < this.bits.length && (this.bits[w] & (1 << (slot & 31))) !== 0;
   }
@@ -164,7 +166,7 @@ export class WasmIndex {
     const seed = opts.seed ?? 42;
     const cap = opts.capacity ?? 1024;
     if (!intIn(opts.dim, 1, DIM_MAX)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `dim must be an integer from 1 to ${DIM_MAX}`);
-    if (!(metric in METRIC_CODE)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `metric must be one of ${METRICS.join(', ')}`);
+    if (!METRICS.includes(metric)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `metric must be one of ${METRICS.join(', ')}`);
     if (!intIn(m, 2, 256)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'm must be an integer from 2 to 256');
     if (!intIn(efc, 1, 1 << 20)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'efConstruction must be a positive integer');
     if (!Number.isSafeInteger(seed) || seed < 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'seed must be a non-negative integer');
