@@ -29,6 +29,9 @@ import { visited, visit } from "./visited";
   return !filtered || ((load<u32>(allowBase + (<usize>(slot >> 5) << 2)) >>> (slot & 31)) & 1) != 0;
 }
 
+// Keeps the touching loads (see searchLevel) from being optimised away.
+export let touchSink: u32 = 0;
+
 // Greedy walk at one upper level: moves to a closer neighbour while there is one.
 // Returns the slot reached; its distance is left in `greedyDist`.
 export let greedyDist: f32 = 0;
@@ -36,10 +39,12 @@ export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32
   let cur = start;
   let curDist = startDist;
   let changed = true;
+  let touched: u32 = 0;
   while (changed) {
     changed = false;
     const lp = linksOf(cur, level);
     const n = load<u32>(lp);
+    for (let j: u32 = 0; j < n; j++) touched += load<u32>(vectorOf(load<u32>(lp + 4 + (<usize>j << 2))));
     for (let j: u32 = 0; j < n; j++) {
       const v = load<u32>(lp + 4 + (<usize>j << 2));
       const d = distance<T>(q, vectorOf(v));
@@ -47,11 +52,9 @@ export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32
     }
   }
   greedyDist = curDist;
+  touchSink = touched;
   return cur;
 }
-
-// Keeps the touching loads of searchLevel from being optimised away.
-export let touchSink: u32 = 0;
 
 // Best-first search of one level from `ep`, keeping the `ef` closest nodes that
 // pass the check (live, and allowed when filtered) in the result max-heap.
@@ -64,6 +67,7 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
   const rs = resultBase;
   const batch = batchBase;
   let touched: u32 = 0;
+  const touchBytes = min<usize>(<usize>dimPad << 2, 512);
   visit(vis, ep, tag);
   minPush(fr, 0, epDist, ep);
   let frSize: u32 = 1;
@@ -80,6 +84,12 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
     if (cd > bound && (rsSize == ef || !check)) break;
     minPop(fr, frSize);
     frSize--;
+    // The next node to expand is known now: start loading its links (level 0
+    // only: an upper-level block may be the last thing in memory).
+    if (level == 0 && frSize > 0) {
+      const np = linksOf(entrySlot(fr, 0), level);
+      touched += load<u32>(np) + load<u32>(np, 64) + load<u32>(np, 128);
+    }
     const lp = linksOf(c, level);
     const n = load<u32>(lp);
     // First pass: collect unvisited neighbours and touch their vectors, so the
@@ -90,7 +100,8 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
       if (visited(vis, v, tag)) continue;
       visit(vis, v, tag);
       store<u32>(batch + (<usize>m << 2), v);
-      touched += load<u32>(vectorOf(v));
+      const vp = vectorOf(v);
+      for (let o: usize = 0; o < touchBytes; o += 64) touched += load<u32>(vp + o);
       m++;
     }
     for (let j: u32 = 0; j < m; j++) {

@@ -1,14 +1,21 @@
 // npm run bench:ann -- [--data DIR | --synthetic] [--json FILE] [--queries N] [--runs R]
 // Builds our index and hnswlib-node on the same data with the same M and
-// efConstruction, each in its own process, sweeps ef, and prints both side by
-// side with ratios. Output contract: DESIGN §10.
+// efConstruction, each in its own process (build time and memory are each
+// engine's own), then loads both into this process and sweeps ef with the two
+// engines interleaved in blocks of queries, so that noise on the machine falls
+// on both alike. Prints both side by side with ratios; output contract: DESIGN §10.
 
 import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureSynthetic, fashionDir, loadDataset } from './dataset.js';
-import type { RunRequest, RunResult, SweepPoint } from './ann-run.js';
+import { ensureSynthetic, fashionDir, loadDataset, recallOf } from './dataset.js';
+import { ENGINES } from './engines.js';
+import type { Engine } from './engines.js';
+import { progress } from './progress.js';
+import type { BuildRequest, BuildResult } from './ann-build.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -25,25 +32,70 @@ const { values: opt } = parseArgs({
   },
 });
 
+interface SweepPoint { ef: number; recall: number; qps: number; p50_ms: number; p99_ms: number }
+interface Result extends BuildResult { engine: string; params: object; sweep: SweepPoint[] }
+
 const data = opt.synthetic ? ensureSynthetic() : (opt.data ?? fashionDir());
 const ds = loadDataset(data);
 const k = Number(opt.k);
-const base: Omit<RunRequest, 'engine'> = {
-  data, k, m: Number(opt.m), efConstruction: Number(opt['ef-construction']),
-  efs: opt.ef.split(',').map(Number).filter((e) => e >= k), queries: Number(opt.queries), runs: Number(opt.runs),
-};
+const m = Number(opt.m);
+const efConstruction = Number(opt['ef-construction']);
+const efs = opt.ef.split(',').map(Number).filter((e) => e >= k);
+const nq = Math.min(Number(opt.queries), ds.nQueries);
+const runs = Number(opt.runs);
+const names = opt.engines.split(',');
+const BLOCK = 100;
 
-function runEngine(engine: string): Promise<RunResult> {
+function buildIn(engine: string, out: string): Promise<BuildResult> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./ann-run.js', import.meta.url)), [], {
+    const child = fork(fileURLToPath(new URL('./ann-build.js', import.meta.url)), [], {
       execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    child.once('message', (m: { ok: boolean; result?: RunResult; error?: string }) => {
-      if (m.ok) resolve(m.result!); else reject(new Error(m.error));
+    child.once('message', (msg: { ok: boolean; result?: BuildResult; error?: string }) => {
+      if (msg.ok) resolve(msg.result!); else reject(new Error(msg.error));
     });
-    child.once('exit', (code) => { if (code !== 0) reject(new Error(`${engine} run exited with ${code}`)); });
-    child.send({ ...base, engine });
+    child.once('exit', (code) => { if (code !== 0) reject(new Error(`${engine} build exited with ${code}`)); });
+    const req: BuildRequest = { engine, data, m, efConstruction, out };
+    child.send(req);
   });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function sweep(engines: Engine[]): SweepPoint[][] {
+  const qs = engines.map((e) => Array.from({ length: nq }, (_, i) => e.prepare(ds.queries.subarray(i * ds.dim, (i + 1) * ds.dim))));
+  const log = progress('[sweep]');
+  engines.forEach((e, i) => { e.setEf(64); for (let q = 0; q < Math.min(nq, 500); q++) e.search(qs[i][q], k); });
+  const out: SweepPoint[][] = engines.map(() => []);
+  for (const ef of efs) {
+    engines.forEach((e) => e.setEf(ef));
+    const lat = engines.map(() => new Float64Array(nq * runs));
+    const recall = engines.map(() => 0);
+    for (let r = 0; r < runs; r++) {
+      for (let b = 0; b * BLOCK < nq; b++) {
+        const order = (b + r) % 2 === 0 ? engines.map((_, i) => i) : engines.map((_, i) => engines.length - 1 - i);
+        for (const i of order) {
+          for (let q = b * BLOCK; q < Math.min(nq, (b + 1) * BLOCK); q++) {
+            const t0 = process.hrtime.bigint();
+            const ids = engines[i].search(qs[i][q], k);
+            lat[i][r * nq + q] = Number(process.hrtime.bigint() - t0) / 1e6;
+            if (r === 0) recall[i] += recallOf(ds, q, ids, k);
+          }
+        }
+      }
+    }
+    engines.forEach((e, i) => {
+      const perRun = Array.from({ length: runs }, (_, r) => nq / (lat[i].subarray(r * nq, (r + 1) * nq).reduce((a, x) => a + x, 0) / 1000));
+      const sorted = lat[i].slice().sort();
+      const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+      out[i].push({ ef, recall: recall[i] / nq, qps: median(perRun), p50_ms: at(0.5), p99_ms: at(0.99) });
+    });
+    log(`ef ${ef}: ` + engines.map((e, i) => `${e.name} ${out[i].at(-1)!.recall.toFixed(4)} @ ${out[i].at(-1)!.qps.toFixed(0)} QPS`).join(', '), true);
+  }
+  return out;
 }
 
 /** QPS where the recall curve crosses `target`, interpolated between sweep points. */
@@ -67,17 +119,25 @@ const fmt = (x: number | null, d = 0) => (x === null ? '—' : x.toFixed(d));
 const ratio = (a: number | null, b: number | null, invert = false) =>
   a === null || b === null ? '—' : (invert ? b / a : a / b).toFixed(2) + '×';
 
-const nq = Math.min(base.queries, ds.nQueries);
-process.stderr.write(`${ds.name}: ${ds.nBase} × ${ds.dim} (${ds.metric}), ${nq} queries, k=${k}, M=${base.m}, efC=${base.efConstruction}, ${base.runs} runs\n`);
-const results: RunResult[] = [];
-for (const e of opt.engines.split(',')) results.push(await runEngine(e));
+process.stderr.write(`${ds.name}: ${ds.nBase} × ${ds.dim} (${ds.metric}), ${nq} queries, k=${k}, M=${m}, efC=${efConstruction}, ${runs} runs\n`);
+const tmp = mkdtempSync(join(tmpdir(), 'vdb-ann-'));
+const results: Result[] = [];
+try {
+  const built: BuildResult[] = [];
+  for (const e of names) built.push(await buildIn(e, join(tmp, e)));
+  const params = { dim: ds.dim, metric: ds.metric, m, efConstruction, capacity: ds.nBase };
+  const engines = names.map((e) => ENGINES[e].load(params, join(tmp, e)));
+  const sweeps = sweep(engines);
+  names.forEach((e, i) => results.push({ engine: e, params: { m, efConstruction, k, runs }, ...built[i], sweep: sweeps[i] }));
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
 
 const lines: string[] = [];
-lines.push(`\n${ds.name}  n=${ds.nBase} dim=${ds.dim} metric=${ds.metric} queries=${nq} k=${k} M=${base.m} efC=${base.efConstruction} (QPS: median of ${base.runs} runs, one query at a time, single thread)\n`);
-const names = results.map((r) => r.engine);
+lines.push(`\n${ds.name}  n=${ds.nBase} dim=${ds.dim} metric=${ds.metric} queries=${nq} k=${k} M=${m} efC=${efConstruction} (QPS: median of ${runs} runs, one query at a time, single thread, engines interleaved in blocks of ${BLOCK} queries)\n`);
 lines.push(['ef', ...names.flatMap((n) => [`${n} recall`, 'QPS', 'p50 ms', 'p99 ms'])].map((s) => s.padStart(10)).join(' '));
-for (let i = 0; i < base.efs.length; i++) {
-  const row = [String(base.efs[i])];
+for (let i = 0; i < efs.length; i++) {
+  const row = [String(efs[i])];
   for (const r of results) {
     const p = r.sweep[i];
     row.push(p.recall.toFixed(4), p.qps.toFixed(0), p.p50_ms.toFixed(3), p.p99_ms.toFixed(3));

@@ -3,6 +3,7 @@
 // number[] rows.
 
 import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { WasmIndex } from '../ts/index.js';
 import type { Metric } from '../ts/index.js';
 
@@ -22,10 +23,15 @@ export interface Engine {
   setEf(ef: number): void;
   /** k nearest labels of a prepared query. */
   search(prepared: unknown, k: number): ArrayLike<number>;
+  save(path: string): void;
 }
 
-export function ours(p: EngineParams): Engine {
-  const idx = WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity });
+export interface EngineKind {
+  create(p: EngineParams): Engine;
+  load(p: EngineParams, path: string): Engine;
+}
+
+function wrapOurs(idx: WasmIndex): Engine {
   let ef = 64;
   return {
     name: 'vdb-wasm',
@@ -34,28 +40,52 @@ export function ours(p: EngineParams): Engine {
     add: (v) => { idx.add(v as Float32Array); },
     setEf: (e) => { ef = e; },
     search: (q, k) => idx.search(q as Float32Array, k, { ef: Math.max(ef, k) }).ids,
+    save: (path) => writeFileSync(path, idx.save()),
   };
 }
 
+const ours: EngineKind = {
+  create: (p) => wrapOurs(WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity })),
+  load: (_p, path) => wrapOurs(WasmIndex.load(readFileSync(path))),
+};
+
 interface HnswIndex {
   initIndex(max: number, m: number, efc: number, seed: number): void;
+  readIndexSync(path: string): void;
+  writeIndexSync(path: string): void;
   addPoint(p: number[], label: number): void;
   setEf(ef: number): void;
   searchKnn(q: number[], k: number): { neighbors: number[]; distances: number[] };
 }
 
-export function hnswlib(p: EngineParams): Engine {
+function hnswNew(p: EngineParams): HnswIndex {
   const require = createRequire(import.meta.url);
   const { HierarchicalNSW } = require('hnswlib-node') as { HierarchicalNSW: new (space: string, dim: number) => HnswIndex };
-  const idx = new HierarchicalNSW(p.metric, p.dim);
-  idx.initIndex(p.capacity, p.m, p.efConstruction, 100);
+  return new HierarchicalNSW(p.metric, p.dim);
+}
+
+function wrapHnsw(idx: HnswIndex): Engine {
   return {
     name: 'hnswlib-node',
     prepare: (row) => Array.from(row),
     add: (v, label) => idx.addPoint(v as number[], label),
     setEf: (e) => idx.setEf(e),
     search: (q, k) => idx.searchKnn(q as number[], k).neighbors,
+    save: (path) => idx.writeIndexSync(path),
   };
 }
 
-export const ENGINES: Record<string, (p: EngineParams) => Engine> = { 'vdb-wasm': ours, 'hnswlib-node': hnswlib };
+const hnswlib: EngineKind = {
+  create: (p) => {
+    const idx = hnswNew(p);
+    idx.initIndex(p.capacity, p.m, p.efConstruction, 100);
+    return wrapHnsw(idx);
+  },
+  load: (p, path) => {
+    const idx = hnswNew(p);
+    idx.readIndexSync(path);
+    return wrapHnsw(idx);
+  },
+};
+
+export const ENGINES: Record<string, EngineKind> = { 'vdb-wasm': ours, 'hnswlib-node': hnswlib };
