@@ -1,0 +1,552 @@
+// The embedded Collection: a WasmIndex for search, SQLite for durability, and
+// the map between application ids and index slots. SQLite is the truth: a call
+// returns once its transaction has committed, and the index is rebuilt from a
+// snapshot plus the changes after it whenever the collection is opened.
+
+import { WasmIndex, AllowSet, K_MAX } from './core/wasm-index.js';
+import type { Metric, VectorLike } from './core/wasm-index.js';
+import { Store } from './store/sqlite-store.js';
+import type { PointId } from './store/sqlite-store.js';
+import { compileFilter } from './filter.js';
+import type { Filter } from './filter.js';
+import { VdbError, ErrorCode } from './errors.js';
+
+export type { PointId };
+export type Payload = Record<string, unknown>;
+
+export interface Point {
+  id: PointId;
+  vector: VectorLike;
+  payload?: Payload | null;
+}
+
+export interface StoredPoint {
+  id: PointId;
+  vector?: Float32Array;
+  payload?: Payload;
+}
+
+export interface Hit {
+  id: PointId;
+  /** The true metric: L2 distance, cosine similarity, or inner product. */
+  score: number;
+  payload?: Payload;
+}
+
+export interface HnswOptions {
+  m?: number;
+  efConstruction?: number;
+  seed?: number;
+}
+
+export interface OpenOptions {
+  name: string;
+  /** Required to create the collection; checked against the stored schema otherwise. */
+  dim?: number;
+  metric?: Metric;
+  hnsw?: HnswOptions;
+  /** Payload fields to keep an equality index on (eq and $in served from it). */
+  indexes?: string[];
+  /** Snapshot once this many points changed since the last one. Default max(10,000, 20 % of the count). */
+  snapshotChanges?: number;
+  /** Snapshot after this many ms with any change. Default 60,000. */
+  snapshotMs?: number;
+}
+
+export interface SearchOptions {
+  k?: number;
+  ef?: number;
+  filter?: Filter;
+  exact?: boolean;
+  withPayload?: boolean;
+}
+
+export interface ScrollOptions {
+  after?: PointId;
+  limit?: number;
+  filter?: Filter;
+  withVector?: boolean;
+}
+
+export const LIMITS = {
+  k: K_MAX,
+  payloadBytes: 64 * 1024,
+  idBytes: 512,
+  scroll: 10_000,
+} as const;
+
+const SNAPSHOT_PART_BYTES = 8 * 1024 * 1024;
+const NAME_RE = /^[A-Za-z0-9_-]{1,128}$/;
+
+interface Schema { dim: number; metric: Metric; m: number; efConstruction: number; seed: number }
+
+function checkId(id: unknown): PointId {
+  if (typeof id === 'number') {
+    if (Number.isSafeInteger(id)) return id;
+    throw new VdbError(ErrorCode.INVALID_ID, `id ${id} is not a safe integer`);
+  }
+  if (typeof id === 'string') {
+    const bytes = Buffer.byteLength(id, 'utf8');
+    if (bytes >= 1 && bytes <= LIMITS.idBytes) return id;
+    throw new VdbError(ErrorCode.INVALID_ID, `string ids must be 1 to ${LIMITS.idBytes} bytes, got ${bytes}`);
+  }
+  throw new VdbError(ErrorCode.INVALID_ID, `an id is a string or an integer, got ${id === null ? 'null' : typeof id}`);
+}
+
+// Only what JSON keeps exactly: a payload reads back as it was written.
+function checkJson(v: unknown, path: string, depth: number): void {
+  if (depth > 64) throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: nested deeper than 64 levels`);
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: ${v} is not a JSON number`);
+    return;
+  }
+  if (Array.isArray(v)) {
+    v.forEach((x, i) => checkJson(x, `${path}[${i}]`, depth + 1));
+    return;
+  }
+  const proto = typeof v === 'object' ? Object.getPrototypeOf(v) : undefined;
+  if (proto === Object.prototype || proto === null) {
+    for (const [k, x] of Object.entries(v as object)) checkJson(x, `${path}.${k}`, depth + 1);
+    return;
+  }
+  throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: ${typeof v} is not a JSON value`);
+}
+
+function payloadJson(p: unknown): string | null {
+  if (p === undefined || p === null) return null;
+  if (typeof p !== 'object' || Array.isArray(p)) throw new VdbError(ErrorCode.INVALID_PAYLOAD, 'a payload is a JSON object');
+  checkJson(p, 'payload', 0);
+  const json = JSON.stringify(p);
+  const bytes = Buffer.byteLength(json, 'utf8');
+  if (bytes > LIMITS.payloadBytes) {
+    throw new VdbError(ErrorCode.PAYLOAD_TOO_LARGE, `payload is ${bytes} bytes of JSON, the limit is ${LIMITS.payloadBytes}`);
+  }
+  return json;
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object') {
+    Object.freeze(v);
+    for (const x of Object.values(v)) deepFreeze(x);
+  }
+  return v;
+}
+
+function parsePayload(json: string | null): Payload | undefined {
+  return json === null ? undefined : deepFreeze(JSON.parse(json) as Payload);
+}
+
+/** The equality index of one payload field: value → slots. */
+class FieldIndex {
+  private readonly map = new Map<string, Set<number>>();
+  constructor(readonly path: string) {}
+
+  static key(v: unknown): string | undefined {
+    if (v === null) return 'z';
+    switch (typeof v) {
+      case 'number': return `n${v}`;
+      case 'string': return `s${v}`;
+      case 'boolean': return v ? 't' : 'f';
+      default: return undefined;
+    }
+  }
+
+  private values(payload: Payload | undefined): unknown[] {
+    let cur: unknown = payload;
+    for (const seg of this.path.split('.')) {
+      if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, seg)) return [];
+      cur = (cur as Record<string, unknown>)[seg];
+    }
+    return Array.isArray(cur) ? cur : [cur];
+  }
+
+  add(slot: number, payload: Payload | undefined): void {
+    for (const v of this.values(payload)) {
+      const key = FieldIndex.key(v);
+      if (key === undefined) continue;
+      let set = this.map.get(key);
+      if (!set) this.map.set(key, (set = new Set()));
+      set.add(slot);
+    }
+  }
+
+  remove(slot: number, payload: Payload | undefined): void {
+    for (const v of this.values(payload)) {
+      const key = FieldIndex.key(v);
+      if (key !== undefined) this.map.get(key)?.delete(slot);
+    }
+  }
+
+  slots(values: unknown[]): Set<number> {
+    const out = new Set<number>();
+    for (const v of values) {
+      const key = FieldIndex.key(v);
+      const set = key === undefined ? undefined : this.map.get(key);
+      if (set) for (const s of set) out.add(s);
+    }
+    return out;
+  }
+}
+
+export class Collection {
+  readonly name: string;
+  readonly dim: number;
+  readonly metric: Metric;
+  private readonly store: Store;
+  private index: WasmIndex;
+  private readonly schema: Schema;
+  private readonly idToSlot = new Map<PointId, number>();
+  private slotToId: (PointId | undefined)[] = [];
+  private payloads: (Payload | undefined)[] = [];
+  private readonly fieldIndexes = new Map<string, FieldIndex>();
+  private seq: number;
+  private changes = 0;
+  private lastSnapshot = Date.now();
+  private snapshotting = false;
+  private closed = false;
+  private readonly snapshotChanges?: number;
+  private readonly snapshotMs: number;
+
+  private constructor(store: Store, name: string, schema: Schema, seq: number, opts: OpenOptions) {
+    this.store = store;
+    this.name = name;
+    this.schema = schema;
+    this.dim = schema.dim;
+    this.metric = schema.metric;
+    this.seq = seq;
+    this.snapshotChanges = opts.snapshotChanges;
+    this.snapshotMs = opts.snapshotMs ?? 60_000;
+    for (const f of opts.indexes ?? []) this.fieldIndexes.set(f, new FieldIndex(f));
+    this.index = this.freshIndex();
+  }
+
+  /** Creates or reopens a collection in a data directory. */
+  static open(dir: string, opts: OpenOptions): Collection {
+    if (!opts || typeof opts.name !== 'string' || !NAME_RE.test(opts.name)) {
+      throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'name must be 1 to 128 letters, digits, _ or -');
+    }
+    const store = Store.acquire(dir);
+    try {
+      const schema = Collection.schemaFor(store, opts);
+      const c = new Collection(store, opts.name, schema, store.collection(opts.name)!.seq, opts);
+      c.recover();
+      return c;
+    } catch (e) {
+      store.release();
+      throw e;
+    }
+  }
+
+  private static schemaFor(store: Store, opts: OpenOptions): Schema {
+    const row = store.collection(opts.name);
+    const h = opts.hnsw ?? {};
+    if (!row) {
+      if (opts.dim === undefined) throw new VdbError(ErrorCode.COLLECTION_NOT_FOUND, `no collection ${opts.name}; give dim (and metric) to create it`);
+      const schema: Schema = { dim: opts.dim, metric: opts.metric ?? 'l2', m: h.m ?? 16, efConstruction: h.efConstruction ?? 200, seed: h.seed ?? 42 };
+      WasmIndex.create({ ...schema, capacity: 0 }); // validates every parameter before anything is stored
+      store.createCollection(opts.name, schema.dim, schema.metric, JSON.stringify({ m: schema.m, efConstruction: schema.efConstruction, seed: schema.seed }));
+      return schema;
+    }
+    const p = JSON.parse(row.params) as { m: number; efConstruction: number; seed: number };
+    const schema: Schema = { dim: row.dim, metric: row.metric as Metric, ...p };
+    const want: Partial<Schema> = { dim: opts.dim, metric: opts.metric, m: h.m, efConstruction: h.efConstruction, seed: h.seed };
+    for (const [k, v] of Object.entries(want)) {
+      if (v !== undefined && v !== schema[k as keyof Schema]) {
+        throw new VdbError(ErrorCode.SCHEMA_MISMATCH, `collection ${opts.name} has ${k} ${schema[k as keyof Schema]}, not ${v}`);
+      }
+    }
+    return schema;
+  }
+
+  private freshIndex(): WasmIndex {
+    const { dim, metric, m, efConstruction, seed } = this.schema;
+    return WasmIndex.create({ dim, metric, m, efConstruction, seed });
+  }
+
+  // Snapshot if there is a good one, then the changes after it; else a full rebuild.
+  private recover(): void {
+    const snap = this.store.snapshot(this.name);
+    if (snap && this.loadSnapshot(snap)) {
+      for (const id of this.store.deletedAfter(this.name, snap.seq)) {
+        this.unindex(id);
+        this.changes++;
+      }
+      for (const p of this.store.newerThan(this.name, snap.seq)) {
+        this.indexPoint(p.id, p.vector, undefined);
+        this.changes++;
+      }
+    } else {
+      this.index = this.freshIndex();
+      this.idToSlot.clear();
+      this.slotToId = [];
+      for (const p of this.store.all(this.name)) {
+        this.indexPoint(p.id, p.vector, undefined);
+        this.changes++;
+      }
+    }
+    for (const { id, payload } of this.store.payloads(this.name)) {
+      this.setPayload(this.idToSlot.get(id)!, parsePayload(payload));
+    }
+    const stored = this.store.count(this.name);
+    if (this.index.size !== stored || this.idToSlot.size !== stored) {
+      throw new VdbError(ErrorCode.INTERNAL, `collection ${this.name}: index holds ${this.index.size} points, storage ${stored}`);
+    }
+  }
+
+  private loadSnapshot(snap: { seq: number; parts: number; slotIds: string }): boolean {
+    try {
+      const parts: Buffer[] = [];
+      for (let i = 0; i < snap.parts; i++) {
+        const b = this.store.snapshotPart(this.name, snap.seq, i);
+        if (!b) return false;
+        parts.push(b);
+      }
+      const index = WasmIndex.load(new Uint8Array(Buffer.concat(parts)));
+      const ids = JSON.parse(snap.slotIds) as (PointId | null)[];
+      if (index.dim !== this.dim || index.metric !== this.metric || ids.length !== index.slots) return false;
+      this.index = index;
+      this.slotToId = ids.map((id) => (id === null ? undefined : id));
+      this.idToSlot.clear();
+      this.slotToId.forEach((id, slot) => { if (id !== undefined) this.idToSlot.set(id, slot); });
+      return this.idToSlot.size === index.size;
+    } catch {
+      return false;
+    }
+  }
+
+  private setPayload(slot: number, payload: Payload | undefined): void {
+    this.payloads[slot] = payload;
+    for (const f of this.fieldIndexes.values()) f.add(slot, payload);
+  }
+
+  private unindex(id: PointId): void {
+    const slot = this.idToSlot.get(id);
+    if (slot === undefined) return;
+    for (const f of this.fieldIndexes.values()) f.remove(slot, this.payloads[slot]);
+    this.payloads[slot] = undefined;
+    this.slotToId[slot] = undefined;
+    this.idToSlot.delete(id);
+    this.index.remove(slot);
+  }
+
+  private indexPoint(id: PointId, vector: Float32Array, payload: Payload | undefined): void {
+    this.unindex(id);
+    const slot = this.index.add(vector);
+    this.idToSlot.set(id, slot);
+    this.slotToId[slot] = id;
+    this.setPayload(slot, payload);
+  }
+
+  private open_(): void {
+    if (this.closed) throw new VdbError(ErrorCode.CLOSED, `collection ${this.name} is closed`);
+  }
+
+  private vector(v: unknown, what: string): Float32Array {
+    if (!(v instanceof Float32Array) && !Array.isArray(v)) {
+      throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: a vector is an array of numbers or a Float32Array`);
+    }
+    if (v.length !== this.dim) throw new VdbError(ErrorCode.DIMENSION_MISMATCH, `${what}: vector has ${v.length} dimensions, the collection has ${this.dim}`);
+    const out = new Float32Array(this.dim);
+    let norm = 0;
+    for (let i = 0; i < out.length; i++) {
+      const x = v[i];
+      if (typeof x !== 'number') throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: component ${i} is not a number`);
+      out[i] = x;
+      if (!Number.isFinite(out[i])) throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: component ${i} is ${x}, not a finite float32`);
+      norm += out[i] * out[i];
+    }
+    if (this.metric === 'cosine' && norm === 0) throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: a zero vector has no cosine`);
+    return out;
+  }
+
+  /** Inserts or replaces points by id; all or nothing. Returns once durable. */
+  upsert(points: Point[]): { count: number; seq: number } {
+    this.open_();
+    if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
+    const rows = points.map((p, i) => {
+      if (p === null || typeof p !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `point ${i} is not an object`);
+      return { id: checkId(p.id), vector: this.vector(p.vector, `point ${i}`), payload: payloadJson(p.payload) };
+    });
+    if (rows.length === 0) return { count: 0, seq: this.seq };
+    // Room in the index first, so the only failure left after the commit is none.
+    this.index.reserve(this.index.slots + rows.length);
+    const seq = this.seq + 1;
+    this.store.upsert(this.name, rows, seq);
+    this.seq = seq;
+    for (const r of rows) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
+    this.noteChanges(rows.length);
+    return { count: rows.length, seq };
+  }
+
+  /** Deletes points by id; returns how many existed. Returns once durable. */
+  delete(ids: PointId[]): { count: number; seq: number } {
+    this.open_();
+    if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'delete takes an array of ids');
+    const checked = ids.map(checkId);
+    if (checked.length === 0) return { count: 0, seq: this.seq };
+    const seq = this.seq + 1;
+    const count = this.store.remove(this.name, checked, seq);
+    this.seq = seq;
+    for (const id of checked) this.unindex(id);
+    this.noteChanges(count);
+    return { count, seq };
+  }
+
+  /** The stored points among `ids` (missing ones are left out), in the order asked. */
+  get(ids: PointId[], opts: { withVector?: boolean } = {}): StoredPoint[] {
+    this.open_();
+    if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'get takes an array of ids');
+    const out: StoredPoint[] = [];
+    for (const id of ids.map(checkId)) {
+      const slot = this.idToSlot.get(id);
+      if (slot === undefined) continue;
+      const p: StoredPoint = { id };
+      if (this.payloads[slot] !== undefined) p.payload = this.payloads[slot];
+      if (opts.withVector !== false) p.vector = this.store.get(this.name, id)!.vector;
+      out.push(p);
+    }
+    return out;
+  }
+
+  count(): number {
+    this.open_();
+    return this.idToSlot.size;
+  }
+
+  /** The slots whose payload passes the filter, using field indexes when they apply. */
+  private allowed(filter: Filter): AllowSet {
+    const f = compileFilter(filter);
+    let candidates: Set<number> | undefined;
+    for (const t of f.terms) {
+      const idx = this.fieldIndexes.get(t.path);
+      if (!idx || (t.kind !== 'eq' && t.kind !== 'in')) continue;
+      const s = idx.slots(t.values ?? []);
+      if (!candidates || s.size < candidates.size) candidates = s;
+    }
+    const allow = new AllowSet(this.index.slots);
+    const consider = (slot: number) => {
+      if (this.slotToId[slot] !== undefined && f.test(this.payloads[slot])) allow.add(slot);
+    };
+    if (candidates) for (const s of candidates) consider(s);
+    else for (let s = 0; s < this.slotToId.length; s++) consider(s);
+    return allow;
+  }
+
+  private score(d: number): number {
+    if (this.metric === 'l2') return Math.sqrt(Math.max(0, d));
+    if (this.metric === 'cosine') return 1 - d;
+    return -d;
+  }
+
+  search(vector: VectorLike, opts: SearchOptions = {}): Hit[] {
+    this.open_();
+    const k = opts.k ?? 10;
+    if (!Number.isInteger(k) || k < 1 || k > LIMITS.k) throw new VdbError(ErrorCode.INVALID_K, `k must be an integer from 1 to ${LIMITS.k}, got ${k}`);
+    const q = this.vector(vector, 'search');
+    const allow = opts.filter === undefined ? undefined : this.allowed(opts.filter);
+    const res = opts.exact
+      ? this.index.searchExact(q, k, allow)
+      : this.index.search(q, k, { ef: opts.ef ?? Math.max(k, 64), allow });
+    const hits: Hit[] = [];
+    for (let i = 0; i < res.ids.length; i++) {
+      const slot = res.ids[i];
+      const hit: Hit = { id: this.slotToId[slot]!, score: this.score(res.distances[i]) };
+      if (opts.withPayload && this.payloads[slot] !== undefined) hit.payload = this.payloads[slot];
+      hits.push(hit);
+    }
+    return hits;
+  }
+
+  /** Pages through points in id order (integers first, then strings). */
+  scroll(opts: ScrollOptions = {}): { points: StoredPoint[]; next?: PointId } {
+    this.open_();
+    const limit = opts.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIMITS.scroll) {
+      throw new VdbError(ErrorCode.INVALID_ARGUMENT, `limit must be an integer from 1 to ${LIMITS.scroll}`);
+    }
+    const f = opts.filter === undefined ? undefined : compileFilter(opts.filter);
+    let after = opts.after === undefined ? undefined : checkId(opts.after);
+    const points: StoredPoint[] = [];
+    while (points.length < limit) {
+      const page = this.store.scroll(this.name, after, limit);
+      for (const r of page) {
+        const payload = parsePayload(r.payload);
+        if (f && !f.test(payload)) continue;
+        const p: StoredPoint = { id: r.id };
+        if (payload !== undefined) p.payload = payload;
+        if (opts.withVector) p.vector = r.vector;
+        points.push(p);
+        if (points.length === limit) return { points, next: r.id };
+      }
+      if (page.length < limit) return { points };
+      after = page[page.length - 1].id;
+    }
+    return { points };
+  }
+
+  private noteChanges(n: number): void {
+    this.changes += n;
+    const threshold = this.snapshotChanges ?? Math.max(10_000, Math.floor(0.2 * this.idToSlot.size));
+    if (this.changes >= threshold || (this.changes > 0 && Date.now() - this.lastSnapshot >= this.snapshotMs)) {
+      this.snapshotInBackground();
+    }
+  }
+
+  private captureSnapshot(): { seq: number; bytes: Uint8Array; slotIds: string } {
+    this.changes = 0;
+    this.lastSnapshot = Date.now();
+    const ids = this.slotToId.slice(0, this.index.slots).map((id) => (id === undefined ? null : id));
+    while (ids.length < this.index.slots) ids.push(null);
+    return { seq: this.seq, bytes: this.index.save(), slotIds: JSON.stringify(ids) };
+  }
+
+  private writeParts(s: { seq: number; bytes: Uint8Array }): number {
+    return Math.max(1, Math.ceil(s.bytes.length / SNAPSHOT_PART_BYTES));
+  }
+
+  /** Writes a snapshot now (synchronously). */
+  snapshot(): void {
+    this.open_();
+    const s = this.captureSnapshot();
+    const parts = this.writeParts(s);
+    for (let i = 0; i < parts; i++) {
+      this.store.writeSnapshotPart(this.name, s.seq, i, s.bytes.subarray(i * SNAPSHOT_PART_BYTES, (i + 1) * SNAPSHOT_PART_BYTES));
+    }
+    this.store.commitSnapshot(this.name, s.seq, parts, s.slotIds);
+  }
+
+  // The index is copied at once; its parts are written one per event-loop turn,
+  // so writes wait at most for one part.
+  private snapshotInBackground(): void {
+    if (this.snapshotting) return;
+    this.snapshotting = true;
+    const s = this.captureSnapshot();
+    const parts = this.writeParts(s);
+    let i = 0;
+    const step = () => {
+      if (this.closed) { this.snapshotting = false; return; }
+      try {
+        if (i < parts) {
+          this.store.writeSnapshotPart(this.name, s.seq, i, s.bytes.subarray(i * SNAPSHOT_PART_BYTES, (i + 1) * SNAPSHOT_PART_BYTES));
+          i++;
+          setImmediate(step);
+          return;
+        }
+        this.store.commitSnapshot(this.name, s.seq, parts, s.slotIds);
+      } catch {
+        // A failed snapshot loses nothing: the points are in SQLite, and the next one retries.
+      }
+      this.snapshotting = false;
+    };
+    setImmediate(step);
+  }
+
+  /** Snapshots if anything changed, then releases the directory. */
+  close(): void {
+    if (this.closed) return;
+    if (this.changes > 0) this.snapshot();
+    this.closed = true;
+    this.store.release();
+  }
+}

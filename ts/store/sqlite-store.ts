@@ -1,0 +1,222 @@
+// SQLite persistence (better-sqlite3) for the collections of one data
+// directory: one file, WAL mode, synchronous=FULL, and an exclusive lock held
+// for the life of the process so a second process gets a clear LOCKED error.
+// Every statement is prepared once; writes run in one transaction per batch.
+
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { mkdirSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { VdbError, ErrorCode } from '../errors.js';
+
+export type PointId = string | number;
+
+export interface CollectionRow {
+  name: string;
+  dim: number;
+  metric: string;
+  params: string;
+  seq: number;
+}
+
+export interface StoredPoint {
+  id: PointId;
+  vector: Float32Array;
+  payload: string | null;
+}
+
+export interface SnapshotInfo {
+  seq: number;
+  parts: number;
+  slotIds: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS collections(
+  name TEXT PRIMARY KEY, dim INTEGER NOT NULL, metric TEXT NOT NULL,
+  params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS points(
+  collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS points_id ON points(collection, id);
+CREATE INDEX IF NOT EXISTS points_seq ON points(collection, seq);
+CREATE TABLE IF NOT EXISTS tombstones(collection TEXT NOT NULL, id NOT NULL, seq INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS tombstones_seq ON tombstones(collection, seq);
+CREATE TABLE IF NOT EXISTS snapshot_parts(
+  collection TEXT NOT NULL, seq INTEGER NOT NULL, part INTEGER NOT NULL, bytes BLOB NOT NULL,
+  PRIMARY KEY(collection, seq, part));
+CREATE TABLE IF NOT EXISTS snapshots(
+  collection TEXT PRIMARY KEY, seq INTEGER NOT NULL, parts INTEGER NOT NULL, slot_ids TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+`;
+
+function toVector(b: Buffer): Float32Array {
+  // Copy: the Buffer may share a pool and need not be 4-byte aligned.
+  const out = new Float32Array(b.byteLength / 4);
+  new Uint8Array(out.buffer).set(b);
+  return out;
+}
+
+function toBlob(v: Float32Array): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** One open data directory, shared by every Collection of this process in it. */
+export class Store {
+  readonly db: Db;
+  readonly path: string;
+  private refs = 0;
+  private readonly st: Record<string, Statement>;
+  private static open = new Map<string, Store>();
+
+  private constructor(path: string) {
+    this.path = path;
+    let db: Db;
+    try {
+      db = new Database(path, { timeout: 0 });
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      // Take the write lock now: in exclusive mode it is then held until close.
+      db.exec('BEGIN IMMEDIATE; COMMIT;');
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+        throw new VdbError(ErrorCode.LOCKED, `${path} is open for writing in another process`);
+      }
+      throw new VdbError(ErrorCode.STORAGE, `cannot open ${path}: ${(e as Error).message}`);
+    }
+    db.exec(SCHEMA);
+    this.db = db;
+    const p = (sql: string) => db.prepare(sql);
+    this.st = {
+      getCollection: p('SELECT name, dim, metric, params, seq FROM collections WHERE name = ?'),
+      addCollection: p('INSERT INTO collections(name, dim, metric, params) VALUES (?, ?, ?, ?)'),
+      setSeq: p('UPDATE collections SET seq = ? WHERE name = ?'),
+      upsert: p(`INSERT INTO points(collection, id, vector, payload, seq) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT(collection, id) DO UPDATE SET vector = excluded.vector, payload = excluded.payload, seq = excluded.seq`),
+      remove: p('DELETE FROM points WHERE collection = ? AND id = ?'),
+      tombstone: p('INSERT INTO tombstones(collection, id, seq) VALUES (?, ?, ?)'),
+      get: p('SELECT id, vector, payload FROM points WHERE collection = ? AND id = ?'),
+      count: p('SELECT count(*) AS n FROM points WHERE collection = ?'),
+      all: p('SELECT id, vector, payload FROM points WHERE collection = ?'),
+      payloads: p('SELECT id, payload FROM points WHERE collection = ?'),
+      newer: p('SELECT id, vector, payload FROM points WHERE collection = ? AND seq > ?'),
+      tombstonesNewer: p('SELECT id FROM tombstones WHERE collection = ? AND seq > ? ORDER BY seq'),
+      scrollFirst: p('SELECT id, vector, payload FROM points WHERE collection = ? ORDER BY id LIMIT ?'),
+      scrollAfter: p('SELECT id, vector, payload FROM points WHERE collection = ? AND id > ? ORDER BY id LIMIT ?'),
+      snapshot: p('SELECT seq, parts, slot_ids AS slotIds FROM snapshots WHERE collection = ?'),
+      snapshotPart: p('SELECT bytes FROM snapshot_parts WHERE collection = ? AND seq = ? AND part = ?'),
+      addPart: p('INSERT OR REPLACE INTO snapshot_parts(collection, seq, part, bytes) VALUES (?, ?, ?, ?)'),
+      setSnapshot: p('INSERT OR REPLACE INTO snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)'),
+      dropOldParts: p('DELETE FROM snapshot_parts WHERE collection = ? AND seq <> ?'),
+      dropTombstones: p('DELETE FROM tombstones WHERE collection = ? AND seq <= ?'),
+    };
+  }
+
+  /** Opens (or shares) the store of a data directory. */
+  static acquire(dir: string): Store {
+    mkdirSync(dir, { recursive: true });
+    const path = join(realpathSync(dir), 'vdb.sqlite');
+    let s = Store.open.get(path);
+    if (!s) {
+      s = new Store(path);
+      Store.open.set(path, s);
+    }
+    s.refs++;
+    return s;
+  }
+
+  release(): void {
+    if (--this.refs > 0) return;
+    Store.open.delete(this.path);
+    this.db.close();
+  }
+
+  collection(name: string): CollectionRow | undefined {
+    return this.st.getCollection.get(name) as CollectionRow | undefined;
+  }
+
+  createCollection(name: string, dim: number, metric: string, params: string): void {
+    this.st.addCollection.run(name, dim, metric, params);
+  }
+
+  /** Inserts or replaces points and records `seq`, in one transaction. */
+  upsert(collection: string, points: { id: PointId; vector: Float32Array; payload: string | null }[], seq: number): void {
+    this.db.transaction(() => {
+      for (const p of points) this.st.upsert.run(collection, p.id, toBlob(p.vector), p.payload, seq);
+      this.st.setSeq.run(seq, collection);
+    })();
+  }
+
+  /** Deletes points, leaving tombstones for replay past a snapshot; returns how many existed. */
+  remove(collection: string, ids: PointId[], seq: number): number {
+    return this.db.transaction(() => {
+      let n = 0;
+      for (const id of ids) {
+        if (this.st.remove.run(collection, id).changes > 0) {
+          this.st.tombstone.run(collection, id, seq);
+          n++;
+        }
+      }
+      this.st.setSeq.run(seq, collection);
+      return n;
+    })();
+  }
+
+  get(collection: string, id: PointId): StoredPoint | undefined {
+    const r = this.st.get.get(collection, id) as { id: PointId; vector: Buffer; payload: string | null } | undefined;
+    return r && { id: r.id, vector: toVector(r.vector), payload: r.payload };
+  }
+
+  count(collection: string): number {
+    return (this.st.count.get(collection) as { n: number }).n;
+  }
+
+  *all(collection: string): IterableIterator<StoredPoint> {
+    for (const r of this.st.all.iterate(collection) as IterableIterator<{ id: PointId; vector: Buffer; payload: string | null }>) {
+      yield { id: r.id, vector: toVector(r.vector), payload: r.payload };
+    }
+  }
+
+  *payloads(collection: string): IterableIterator<{ id: PointId; payload: string | null }> {
+    yield* this.st.payloads.iterate(collection) as IterableIterator<{ id: PointId; payload: string | null }>;
+  }
+
+  *newerThan(collection: string, seq: number): IterableIterator<StoredPoint> {
+    for (const r of this.st.newer.iterate(collection, seq) as IterableIterator<{ id: PointId; vector: Buffer; payload: string | null }>) {
+      yield { id: r.id, vector: toVector(r.vector), payload: r.payload };
+    }
+  }
+
+  deletedAfter(collection: string, seq: number): PointId[] {
+    return (this.st.tombstonesNewer.all(collection, seq) as { id: PointId }[]).map((r) => r.id);
+  }
+
+  scroll(collection: string, after: PointId | undefined, limit: number): StoredPoint[] {
+    const rows = (after === undefined
+      ? this.st.scrollFirst.all(collection, limit)
+      : this.st.scrollAfter.all(collection, after, limit)) as { id: PointId; vector: Buffer; payload: string | null }[];
+    return rows.map((r) => ({ id: r.id, vector: toVector(r.vector), payload: r.payload }));
+  }
+
+  snapshot(collection: string): SnapshotInfo | undefined {
+    return this.st.snapshot.get(collection) as SnapshotInfo | undefined;
+  }
+
+  snapshotPart(collection: string, seq: number, part: number): Buffer | undefined {
+    return (this.st.snapshotPart.get(collection, seq, part) as { bytes: Buffer } | undefined)?.bytes;
+  }
+
+  writeSnapshotPart(collection: string, seq: number, part: number, bytes: Uint8Array): void {
+    this.st.addPart.run(collection, seq, part, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  }
+
+  /** Makes a fully written snapshot current and drops what it supersedes. */
+  commitSnapshot(collection: string, seq: number, parts: number, slotIds: string): void {
+    this.db.transaction(() => {
+      this.st.setSnapshot.run(collection, seq, parts, slotIds);
+      this.st.dropOldParts.run(collection, seq);
+      this.st.dropTombstones.run(collection, seq);
+    })();
+  }
+}
