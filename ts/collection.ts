@@ -501,39 +501,43 @@ export class Collection {
     return { seq: this.seq, bytes: this.index.save(), slotIds: JSON.stringify(ids) };
   }
 
-  private writeParts(s: { seq: number; bytes: Uint8Array }): number {
-    return Math.max(1, Math.ceil(s.bytes.length / SNAPSHOT_PART_BYTES));
+  private static parts(bytes: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (let i = 0; i === 0 || i < bytes.length; i += SNAPSHOT_PART_BYTES) out.push(bytes.subarray(i, i + SNAPSHOT_PART_BYTES));
+    return out;
   }
 
-  /** Writes a snapshot now (synchronously). */
+  /** Writes a snapshot now, in one transaction. */
   snapshot(): void {
     this.open_();
     const s = this.captureSnapshot();
-    const parts = this.writeParts(s);
-    for (let i = 0; i < parts; i++) {
-      this.store.writeSnapshotPart(this.name, s.seq, i, s.bytes.subarray(i * SNAPSHOT_PART_BYTES, (i + 1) * SNAPSHOT_PART_BYTES));
-    }
-    this.store.commitSnapshot(this.name, s.seq, parts, s.slotIds);
+    this.store.writeSnapshot(this.name, s.seq, Collection.parts(s.bytes), s.slotIds);
   }
 
   // The index is copied at once; its parts are written one per event-loop turn,
-  // so writes wait at most for one part.
+  // so writes wait at most for one part. Parts are keyed by sequence, so a
+  // snapshot at the sequence that is already current (after a rebuild) is
+  // written in one transaction instead, never over the current one's parts.
   private snapshotInBackground(): void {
     if (this.snapshotting) return;
+    if (this.store.snapshot(this.name)?.seq === this.seq) {
+      this.snapshot();
+      return;
+    }
     this.snapshotting = true;
     const s = this.captureSnapshot();
-    const parts = this.writeParts(s);
+    const parts = Collection.parts(s.bytes);
     let i = 0;
     const step = () => {
       if (this.closed) { this.snapshotting = false; return; }
       try {
-        if (i < parts) {
-          this.store.writeSnapshotPart(this.name, s.seq, i, s.bytes.subarray(i * SNAPSHOT_PART_BYTES, (i + 1) * SNAPSHOT_PART_BYTES));
+        if (i < parts.length) {
+          this.store.writeSnapshotPart(this.name, s.seq, i, parts[i]);
           i++;
           setImmediate(step);
           return;
         }
-        this.store.commitSnapshot(this.name, s.seq, parts, s.slotIds);
+        this.store.commitSnapshot(this.name, s.seq, parts.length, s.slotIds);
       } catch {
         // A failed snapshot loses nothing: the points are in SQLite, and the next one retries.
       }

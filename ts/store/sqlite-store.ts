@@ -211,6 +211,14 @@ export class Store {
     this.st.addPart.run(collection, seq, part, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   }
 
+  /** Writes every part and makes the snapshot current in one transaction. */
+  writeSnapshot(collection: string, seq: number, parts: Uint8Array[], slotIds: string): void {
+    this.db.transaction(() => {
+      parts.forEach((b, i) => this.writeSnapshotPart(collection, seq, i, b));
+      this.commitSnapshot(collection, seq, parts.length, slotIds);
+    })();
+  }
+
   /** Makes a fully written snapshot current and drops what it supersedes. */
   commitSnapshot(collection: string, seq: number, parts: number, slotIds: string): void {
     this.db.transaction(() => {
