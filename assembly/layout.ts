@@ -7,7 +7,8 @@
 //
 // A level-0 record is fixed-size, so slot s lives at level0Base + s * recSize:
 //   +0 level  +4 upper-arena offset  +8 free-list next  +12 count  +16 links[M0]
-//   then, 16-byte aligned, the vector (dimPad f32, zero-padded).
+//   then, 64-byte aligned, the vector (dimPad f32, zero-padded); records are a
+//   whole number of cache lines and the region starts on one.
 // Upper levels keep (count, links[M]) blocks in the arena, one per level ≥ 1.
 // Growing moves regions towards the end (each only ever moves up), so no copy of
 // the whole index is ever needed.
@@ -92,6 +93,7 @@ export let arenaCap: u32 = 0;
 export let arenaUsed: u32 = 0;
 
 @inline function align16(x: u64): u64 { return (x + 15) & ~<u64>15; }
+@inline function align64(x: u64): u64 { return (x + 63) & ~<u64>63; }
 
 @inline export function record(slot: u32): usize {
   return level0Base + <usize>slot * recSize;
@@ -145,8 +147,10 @@ export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   efConstruction = efc;
   levelMult = 1.0 / Math.log(<f64>m);
   rng = seed ^ 0x9e3779b97f4a7c15;
-  vecOff = <usize>align16(16 + 4 * <u64>M0);
-  recSize = vecOff + (<usize>dimPad << 2);
+  // Records and vectors start on cache lines: an unaligned 512-byte vector
+  // spans nine lines instead of eight, and that one line costs ~20 % of QPS.
+  vecOff = <usize>align64(16 + 4 * <u64>M0);
+  recSize = <usize>align64(<u64>vecOff + (<u64>dimPad << 2));
   upperBlock = <usize>(1 + M) << 2;
   selCap = <u32>max(efc, M0 * (M0 + 1)) + 1;
 
@@ -177,6 +181,7 @@ export function layout(cap: u32, arenaBytes: u32): i32 {
   const al = p; p = align16(p + ((c + 31) >> 5) * 4);
   const fr = p; p = align16(p + (c + 1) * 8);
   const rs = p; p = align16(p + (c + 1) * 8);
+  p = align64(p);
   const l0 = p; p = align16(p + c * <u64>recSize);
   const ar = p; p = p + <u64>arenaBytes;
   if (!ensureBytes(p)) return ERR_MEMORY;

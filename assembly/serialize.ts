@@ -15,7 +15,7 @@ import {
 } from "./layout";
 
 const MAGIC: u32 = 0x49424456; // "VDBI"
-const VERSION: u32 = 1;
+const VERSION: u32 = 2; // 2: records and vectors on 64-byte boundaries
 
 // Set between a successful loadBegin and its loadEnd: the index is configured
 // but holds unverified bytes, and nothing but loadEnd may use it.

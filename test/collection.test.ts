@@ -142,13 +142,30 @@ describe('Collection persistence', () => {
     c.upsert([{ id: 2, vector: Array.from(row(data, DIM, 2900)) }]);
     c.upsert([{ id: 'fresh', vector: Array.from(row(data, DIM, 2901)) }]);
     c.delete(['fresh']);
-    // Simulate a crash: drop the in-memory state without the closing snapshot.
-    (c as unknown as { changes: number }).changes = 0;
+    // Simulate a crash before the closing snapshot: close without writing one.
+    (c as unknown as { snapshot: () => void }).snapshot = () => {};
     c.close();
     c = Collection.open(dir, { name: 'c' });
     expect(c.count()).toBe(298);
     expect(c.get([1, 'p3', 'fresh'])).toEqual([]);
     expect(c.search(row(data, DIM, 2900), { k: 1, exact: true })[0]).toEqual({ id: 2, score: 0 });
+    c.close();
+  });
+
+  it('close() writes a snapshot even while a background one is still being written', async () => {
+    const dir = tempDir();
+    let c = Collection.open(dir, { name: 'c', dim: DIM, snapshotChanges: 100 });
+    for (let b = 0; b < 10; b++) {
+      c.upsert(pointsOf(150, b * 150));
+      await new Promise((r) => setImmediate(r));
+    }
+    c.close();
+    const db = new Database(join(dir, 'vdb.sqlite'), { readonly: true });
+    const snap = db.prepare('SELECT seq FROM snapshots WHERE collection = ?').get('c') as { seq: number };
+    db.close();
+    expect(snap.seq).toBe(10);
+    c = Collection.open(dir, { name: 'c' });
+    expect(c.count()).toBe(1500);
     c.close();
   });
 
@@ -259,6 +276,7 @@ describe('Collection bad input', () => {
   it('a second open of the same directory in this process shares it; invalid names are refused', () => {
     const dir = tempDir();
     const a = Collection.open(dir, { name: 'a', dim: 2 });
+    expectVdbError(() => Collection.open(dir, { name: 'a' }), 'LOCKED');
     const b = Collection.open(dir, { name: 'b', dim: 3 });
     a.upsert([{ id: 1, vector: [1, 1] }]);
     b.upsert([{ id: 1, vector: [1, 1, 1] }]);

@@ -564,7 +564,7 @@ describe('raw ABI: snapshot save/load through sections', () => {
     const bytes = ix.save();
     const h = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
     expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe('VDBI');
-    expect(h.getUint32(4, true)).toBe(1); // version
+    expect(h.getUint32(4, true)).toBe(2); // version
     expect(h.getInt32(8, true)).toBe(DIM);
     expect(h.getInt32(12, true)).toBe(COSINE);
     expect(h.getInt32(16, true)).toBe(10); // M
@@ -578,8 +578,8 @@ describe('raw ABI: snapshot save/load through sections', () => {
     expect(ix.w.index_section_len(1)).toBe(400);
     const recSize = h.getUint32(64, true);
     const vecOff = h.getUint32(68, true);
-    expect(vecOff).toBe(Math.ceil((16 + 4 * 20) / 16) * 16); // M0 = 2M = 20 links
-    expect(recSize).toBe(vecOff + 4 * DIM);
+    expect(vecOff).toBe(Math.ceil((16 + 4 * 20) / 64) * 64); // M0 = 2M = 20 links, on a cache line
+    expect(recSize).toBe(Math.ceil((vecOff + 4 * Math.ceil(DIM / 4) * 4) / 64) * 64);
     expect(ix.w.index_section_len(2)).toBe(400 * recSize);
     expect(ix.w.index_section_len(3)).toBe(h.getUint32(60, true));
     expect(bytes.length).toBe(128 + 128 + 400 + 400 * recSize + h.getUint32(60, true));

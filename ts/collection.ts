@@ -227,10 +227,15 @@ export class Collection {
       throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'name must be 1 to 128 letters, digits, _ or -');
     }
     const store = Store.acquire(dir);
+    if (store.openNames.has(opts.name)) {
+      store.release();
+      throw new VdbError(ErrorCode.LOCKED, `collection ${opts.name} is already open in this process`);
+    }
     try {
       const schema = Collection.schemaFor(store, opts);
       const c = new Collection(store, opts.name, schema, store.collection(opts.name)!.seq, opts);
       c.recover();
+      store.openNames.add(opts.name);
       return c;
     } catch (e) {
       store.release();
@@ -264,33 +269,41 @@ export class Collection {
     return WasmIndex.create({ dim, metric, m, efConstruction, seed });
   }
 
-  // Snapshot if there is a good one, then the changes after it; else a full rebuild.
+  // Snapshot if there is a good one, then the changes after it; else (or if
+  // that does not add up to what is stored) a full rebuild.
   private recover(): void {
     const snap = this.store.snapshot(this.name);
-    if (snap && this.loadSnapshot(snap)) {
-      for (const id of this.store.deletedAfter(this.name, snap.seq)) {
-        this.unindex(id);
-        this.changes++;
-      }
-      for (const p of this.store.newerThan(this.name, snap.seq)) {
-        this.indexPoint(p.id, p.vector, undefined);
-        this.changes++;
-      }
-    } else {
-      this.index = this.freshIndex();
-      this.idToSlot.clear();
-      this.slotToId = [];
-      for (const p of this.store.all(this.name)) {
-        this.indexPoint(p.id, p.vector, undefined);
-        this.changes++;
-      }
-    }
+    const stored = this.store.count(this.name);
+    if (!(snap && this.loadSnapshot(snap) && this.replayAfter(snap.seq) === stored)) this.rebuild();
     for (const { id, payload } of this.store.payloads(this.name)) {
       this.setPayload(this.idToSlot.get(id)!, parsePayload(payload));
     }
-    const stored = this.store.count(this.name);
     if (this.index.size !== stored || this.idToSlot.size !== stored) {
       throw new VdbError(ErrorCode.INTERNAL, `collection ${this.name}: index holds ${this.index.size} points, storage ${stored}`);
+    }
+  }
+
+  /** Applies what changed after `seq`; returns the resulting point count. */
+  private replayAfter(seq: number): number {
+    for (const id of this.store.deletedAfter(this.name, seq)) {
+      this.unindex(id);
+      this.changes++;
+    }
+    for (const p of this.store.newerThan(this.name, seq)) {
+      this.indexPoint(p.id, p.vector, undefined);
+      this.changes++;
+    }
+    return this.idToSlot.size;
+  }
+
+  private rebuild(): void {
+    this.index = this.freshIndex();
+    this.idToSlot.clear();
+    this.slotToId = [];
+    this.changes = 0;
+    for (const p of this.store.all(this.name)) {
+      this.indexPoint(p.id, p.vector, undefined);
+      this.changes++;
     }
   }
 
@@ -366,7 +379,13 @@ export class Collection {
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
     const rows = points.map((p, i) => {
       if (p === null || typeof p !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `point ${i} is not an object`);
-      return { id: checkId(p.id), vector: this.vector(p.vector, `point ${i}`), payload: payloadJson(p.payload) };
+      const vector = this.vector(p.vector, `point ${i}`);
+      try {
+        return { id: checkId(p.id), vector, payload: payloadJson(p.payload) };
+      } catch (e) {
+        if (e instanceof VdbError) throw new VdbError(e.code, `point ${i}: ${e.message}`);
+        throw e;
+      }
     });
     if (rows.length === 0) return { count: 0, seq: this.seq };
     // Room in the index first, so the only failure left after the commit is none.
@@ -546,11 +565,15 @@ export class Collection {
     setImmediate(step);
   }
 
-  /** Snapshots if anything changed, then releases the directory. */
+  /** Snapshots unless the committed snapshot is current, then releases the directory. */
   close(): void {
     if (this.closed) return;
-    if (this.changes > 0) this.snapshot();
-    this.closed = true;
-    this.store.release();
+    try {
+      if (this.changes > 0 || this.store.snapshot(this.name)?.seq !== this.seq) this.snapshot();
+    } finally {
+      this.closed = true;
+      this.store.openNames.delete(this.name);
+      this.store.release();
+    }
   }
 }

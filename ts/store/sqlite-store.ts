@@ -65,6 +65,8 @@ export class Store {
   readonly db: Db;
   readonly path: string;
   private refs = 0;
+  /** Collections open in this process: each may be open once, or two would hand out the same sequences. */
+  readonly openNames = new Set<string>();
   private readonly st: Record<string, Statement>;
   private static open = new Map<string, Store>();
 
