@@ -8,7 +8,7 @@ import type { Metric, VectorLike } from './core/wasm-index.js';
 import { Store } from './store/sqlite-store.js';
 import type { PointId } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
-import type { Filter } from './filter.js';
+import type { Filter, FieldTerm } from './filter.js';
 import { VdbError, ErrorCode } from './errors.js';
 
 export type { PointId };
@@ -45,7 +45,7 @@ export interface OpenOptions {
   dim?: number;
   metric?: Metric;
   hnsw?: HnswOptions;
-  /** Payload fields to keep an equality index on (eq and $in served from it). */
+  /** Payload fields to index: eq, $in and range terms on them are served from the index. */
   indexes?: string[];
   /** Snapshot once this many points changed since the last one. Default max(10,000, 20 % of the count). */
   snapshotChanges?: number;
@@ -137,9 +137,11 @@ function parsePayload(json: string | null): Payload | undefined {
   return json === null ? undefined : deepFreeze(JSON.parse(json) as Payload);
 }
 
-/** The equality index of one payload field: value → slots. */
+/** The index of one payload field: value → slots, plus sorted views of the
+ * number and string values for range terms, rebuilt lazily after writes. */
 class FieldIndex {
   private readonly map = new Map<string, Set<number>>();
+  private sorted?: { numbers: [number, Set<number>][]; strings: [string, Set<number>][] };
   constructor(readonly path: string) {}
 
   static key(v: unknown): string | undefined {
@@ -168,23 +170,60 @@ class FieldIndex {
       let set = this.map.get(key);
       if (!set) this.map.set(key, (set = new Set()));
       set.add(slot);
+      this.sorted = undefined;
     }
   }
 
   remove(slot: number, payload: Payload | undefined): void {
     for (const v of this.values(payload)) {
       const key = FieldIndex.key(v);
-      if (key !== undefined) this.map.get(key)?.delete(slot);
+      if (key !== undefined && this.map.get(key)?.delete(slot)) this.sorted = undefined;
     }
   }
 
-  slots(values: unknown[]): Set<number> {
+  /** Slots holding any of `values` (eq and $in terms). */
+  slots(values: readonly unknown[]): Set<number> {
     const out = new Set<number>();
     for (const v of values) {
       const key = FieldIndex.key(v);
       const set = key === undefined ? undefined : this.map.get(key);
       if (set) for (const s of set) out.add(s);
     }
+    return out;
+  }
+
+  /** Slots holding a value within one range bound (a range term). */
+  range(t: FieldTerm): Set<number> {
+    if (!this.sorted) {
+      const numbers: [number, Set<number>][] = [];
+      const strings: [string, Set<number>][] = [];
+      for (const [key, set] of this.map) {
+        if (set.size === 0) continue;
+        if (key[0] === 'n') numbers.push([Number(key.slice(1)), set]);
+        else if (key[0] === 's') strings.push([key.slice(1), set]);
+      }
+      numbers.sort((a, b) => a[0] - b[0]);
+      strings.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+      this.sorted = { numbers, strings };
+    }
+    const bound = t.gt ?? t.gte ?? t.lt ?? t.lte;
+    const list: [number | string, Set<number>][] = typeof bound === 'number' ? this.sorted.numbers : this.sorted.strings;
+    // First index whose value is >= (or >) the bound.
+    const lowerIndex = (b: number | string, strict: boolean) => {
+      let lo = 0, hi = list.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (list[mid][0] < b || (strict && list[mid][0] === b)) lo = mid + 1; else hi = mid;
+      }
+      return lo;
+    };
+    let from = 0, to = list.length;
+    if (t.gt !== undefined) from = lowerIndex(t.gt, true);
+    else if (t.gte !== undefined) from = lowerIndex(t.gte, false);
+    else if (t.lt !== undefined) to = lowerIndex(t.lt, false);
+    else if (t.lte !== undefined) to = lowerIndex(t.lte, true);
+    const out = new Set<number>();
+    for (let i = from; i < to; i++) for (const s of list[i][1]) out.add(s);
     return out;
   }
 }
@@ -439,16 +478,19 @@ export class Collection {
     let candidates: Set<number> | undefined;
     for (const t of f.terms) {
       const idx = this.fieldIndexes.get(t.path);
-      if (!idx || (t.kind !== 'eq' && t.kind !== 'in')) continue;
-      const s = idx.slots(t.values ?? []);
+      if (!idx) continue;
+      const s = t.kind === 'range' ? idx.range(t) : idx.slots(t.values ?? []);
       if (!candidates || s.size < candidates.size) candidates = s;
     }
     const allow = new AllowSet(this.index.slots);
-    const consider = (slot: number) => {
-      if (this.slotToId[slot] !== undefined && f.test(this.payloads[slot])) allow.add(slot);
-    };
-    if (candidates) for (const s of candidates) consider(s);
-    else for (let s = 0; s < this.slotToId.length; s++) consider(s);
+    const bits = allow.bits; // sized for every slot: set bits directly, no per-slot checks
+    const ids = this.slotToId;
+    const payloads = this.payloads;
+    if (candidates) {
+      for (const s of candidates) if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31);
+    } else {
+      for (let s = 0; s < ids.length; s++) if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31);
+    }
     return allow;
   }
 
