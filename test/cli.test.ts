@@ -259,7 +259,7 @@ describe('vdb search', () => {
   });
 
   it('reports errors with their codes', () => {
-    fails(vdb('search', '--dir', dir, '--collection', 's', '--vector', '[1, 2, 3]'), 'search', 'DIMENSION_MISMATCH', /3 dimensions/);
+    fails(vdb('search', '--dir', dir, '--collection', 's', '--vector', '[1, 2, 3]'), 'search', 'DIMENSION_MISMATCH', /query: expected 12 numbers, got 3/);
     fails(vdb('search', '--dir', dir, '--collection', 's', '--vector', '[1, 2'), 'search', 'INVALID_VECTOR', /--vector is not valid JSON/);
     fails(vdb('search', '--dir', dir, '--collection', 's', '--vector', JSON.stringify(rs[0]), '--filter', '{"a": {"$near": 1}}'), 'search', 'INVALID_FILTER', /\$near/);
     fails(vdb('search', '--dir', dir, '--collection', 's', '--vector', JSON.stringify(rs[0]), '--k', '10001'), 'search', 'INVALID_K', /k must be/);
@@ -318,13 +318,13 @@ describe('bad input', () => {
     fails(imp(file('empty.jsonl', '\n\n')), 'import', 'INVALID_ARGUMENT', /holds no points/);
     const big = JSON.stringify({ text: 'x'.repeat(70_000) });
     fails(imp(file('big.jsonl', [1, 2, 3].map((i) => `{"id": ${i}, "vector": ${v(i)}${i === 3 ? `, "payload": ${big}` : ''}}`).join('\n'))),
-      'import', 'PAYLOAD_TOO_LARGE', /big\.jsonl line 3: payload is \d+ bytes of JSON, the limit is 65536/);
+      'import', 'PAYLOAD_TOO_LARGE', /big\.jsonl line 3: payload: \d+ bytes of JSON, the limit is 65536/);
 
     // A value float32 cannot hold, refused by the collection on line 25: two batches of 10 are in.
     const lines = range(30).map((i) => `{"id": "p${i}", "vector": ${i === 24 ? '[1e40, 0, 0]' : v(i)}}`);
     const d = join(tmp, 'db-partial');
     const r = vdb('import', '--dir', d, '--collection', 'p', '--batch', '10', file('inf.jsonl', lines.join('\n')));
-    fails(r, 'import', 'INVALID_VECTOR', /inf\.jsonl line 25: component 0 is 1e\+40, not a finite float32 \(the 20 points before it were imported\)/);
+    fails(r, 'import', 'INVALID_VECTOR', /inf\.jsonl line 25: vector\[0\]: 1e\+40 is not a finite float32 \(the 20 points before it were imported\)/);
     expect(readBack(d, 'p', []).count).toBe(20);
   });
 

@@ -3,16 +3,18 @@
 // returns once its transaction has committed, and the index is rebuilt from a
 // snapshot plus the changes after it whenever the collection is opened.
 
-import { WasmIndex, AllowSet, K_MAX } from './core/wasm-index.js';
+import { WasmIndex, AllowSet } from './core/wasm-index.js';
 import type { Metric, VectorLike } from './core/wasm-index.js';
 import { Store } from './store/sqlite-store.js';
-import type { PointId } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
 import type { Filter, FieldTerm } from './filter.js';
 import { VdbError, ErrorCode } from './errors.js';
+import { LIMITS, checkId, parseVector, payloadJson, checkCollectionName } from './validate.js';
+import type { PointId, Payload } from './validate.js';
 
-export type { PointId };
-export type Payload = Record<string, unknown>;
+export { LIMITS };
+
+export type { PointId, Payload };
 
 export interface Point {
   id: PointId;
@@ -68,62 +70,9 @@ export interface ScrollOptions {
   withVector?: boolean;
 }
 
-export const LIMITS = {
-  k: K_MAX,
-  payloadBytes: 64 * 1024,
-  idBytes: 512,
-  scroll: 10_000,
-} as const;
-
 const SNAPSHOT_PART_BYTES = 8 * 1024 * 1024;
-const NAME_RE = /^[A-Za-z0-9_-]{1,128}$/;
 
 interface Schema { dim: number; metric: Metric; m: number; efConstruction: number; seed: number }
-
-function checkId(id: unknown): PointId {
-  if (typeof id === 'number') {
-    if (Number.isSafeInteger(id)) return id;
-    throw new VdbError(ErrorCode.INVALID_ID, `id ${id} is not a safe integer`);
-  }
-  if (typeof id === 'string') {
-    const bytes = Buffer.byteLength(id, 'utf8');
-    if (bytes >= 1 && bytes <= LIMITS.idBytes) return id;
-    throw new VdbError(ErrorCode.INVALID_ID, `string ids must be 1 to ${LIMITS.idBytes} bytes, got ${bytes}`);
-  }
-  throw new VdbError(ErrorCode.INVALID_ID, `an id is a string or an integer, got ${id === null ? 'null' : typeof id}`);
-}
-
-// Only what JSON keeps exactly: a payload reads back as it was written.
-function checkJson(v: unknown, path: string, depth: number): void {
-  if (depth > 64) throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: nested deeper than 64 levels`);
-  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v)) throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: ${v} is not a JSON number`);
-    return;
-  }
-  if (Array.isArray(v)) {
-    v.forEach((x, i) => checkJson(x, `${path}[${i}]`, depth + 1));
-    return;
-  }
-  const proto = typeof v === 'object' ? Object.getPrototypeOf(v) : undefined;
-  if (proto === Object.prototype || proto === null) {
-    for (const [k, x] of Object.entries(v as object)) checkJson(x, `${path}.${k}`, depth + 1);
-    return;
-  }
-  throw new VdbError(ErrorCode.INVALID_PAYLOAD, `${path}: ${typeof v} is not a JSON value`);
-}
-
-function payloadJson(p: unknown): string | null {
-  if (p === undefined || p === null) return null;
-  if (typeof p !== 'object' || Array.isArray(p)) throw new VdbError(ErrorCode.INVALID_PAYLOAD, 'a payload is a JSON object');
-  checkJson(p, 'payload', 0);
-  const json = JSON.stringify(p);
-  const bytes = Buffer.byteLength(json, 'utf8');
-  if (bytes > LIMITS.payloadBytes) {
-    throw new VdbError(ErrorCode.PAYLOAD_TOO_LARGE, `payload is ${bytes} bytes of JSON, the limit is ${LIMITS.payloadBytes}`);
-  }
-  return json;
-}
 
 function deepFreeze<T>(v: T): T {
   if (v && typeof v === 'object') {
@@ -262,9 +211,8 @@ export class Collection {
 
   /** Creates or reopens a collection in a data directory. */
   static open(dir: string, opts: OpenOptions): Collection {
-    if (!opts || typeof opts.name !== 'string' || !NAME_RE.test(opts.name)) {
-      throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'name must be 1 to 128 letters, digits, _ or -');
-    }
+    if (!opts || typeof opts !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'open takes options with at least a name');
+    checkCollectionName(opts.name);
     const store = Store.acquire(dir);
     if (store.openNames.has(opts.name)) {
       store.release();
@@ -394,21 +342,9 @@ export class Collection {
     if (this.closed) throw new VdbError(ErrorCode.CLOSED, `collection ${this.name} is closed`);
   }
 
-  private vector(v: unknown, what: string): Float32Array {
-    if (!(v instanceof Float32Array) && !Array.isArray(v)) {
-      throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: a vector is an array of numbers or a Float32Array`);
-    }
-    if (v.length !== this.dim) throw new VdbError(ErrorCode.DIMENSION_MISMATCH, `${what}: vector has ${v.length} dimensions, the collection has ${this.dim}`);
-    const out = new Float32Array(this.dim);
-    let norm = 0;
-    for (let i = 0; i < out.length; i++) {
-      const x = v[i];
-      if (typeof x !== 'number') throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: component ${i} is not a number`);
-      out[i] = x;
-      if (!Number.isFinite(out[i])) throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: component ${i} is ${x}, not a finite float32`);
-      norm += out[i] * out[i];
-    }
-    if (this.metric === 'cosine' && norm === 0) throw new VdbError(ErrorCode.INVALID_VECTOR, `${what}: a zero vector has no cosine`);
+  private vector(v: unknown, path: string): Float32Array {
+    const out = parseVector(v, path, this.dim);
+    if (this.metric === 'cosine' && out.every((x) => x === 0)) throw new VdbError(ErrorCode.INVALID_VECTOR, `${path}: a zero vector has no cosine`);
     return out;
   }
 
@@ -418,9 +354,8 @@ export class Collection {
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
     const rows = points.map((p, i) => {
       if (p === null || typeof p !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `point ${i} is not an object`);
-      const vector = this.vector(p.vector, `point ${i}`);
       try {
-        return { id: checkId(p.id), vector, payload: payloadJson(p.payload) };
+        return { id: checkId(p.id, 'id'), vector: this.vector(p.vector, 'vector'), payload: payloadJson(p.payload, 'payload') };
       } catch (e) {
         if (e instanceof VdbError) throw new VdbError(e.code, `point ${i}: ${e.message}`);
         throw e;
@@ -441,7 +376,7 @@ export class Collection {
   delete(ids: PointId[]): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'delete takes an array of ids');
-    const checked = ids.map(checkId);
+    const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
     if (checked.length === 0) return { count: 0, seq: this.seq };
     const seq = this.seq + 1;
     const count = this.store.remove(this.name, checked, seq);
@@ -456,7 +391,7 @@ export class Collection {
     this.open_();
     if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'get takes an array of ids');
     const out: StoredPoint[] = [];
-    for (const id of ids.map(checkId)) {
+    for (const id of ids.map((x, i) => checkId(x, `ids[${i}]`))) {
       const slot = this.idToSlot.get(id);
       if (slot === undefined) continue;
       const p: StoredPoint = { id };
@@ -504,7 +439,7 @@ export class Collection {
     this.open_();
     const k = opts.k ?? 10;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.k) throw new VdbError(ErrorCode.INVALID_K, `k must be an integer from 1 to ${LIMITS.k}, got ${k}`);
-    const q = this.vector(vector, 'search');
+    const q = this.vector(vector, 'query');
     const allow = opts.filter === undefined ? undefined : this.allowed(opts.filter);
     const res = opts.exact
       ? this.index.searchExact(q, k, allow)
@@ -527,7 +462,7 @@ export class Collection {
       throw new VdbError(ErrorCode.INVALID_ARGUMENT, `limit must be an integer from 1 to ${LIMITS.scroll}`);
     }
     const f = opts.filter === undefined ? undefined : compileFilter(opts.filter);
-    let after = opts.after === undefined ? undefined : checkId(opts.after);
+    let after = opts.after === undefined ? undefined : checkId(opts.after, 'after');
     const points: StoredPoint[] = [];
     while (points.length < limit) {
       const page = this.store.scroll(this.name, after, limit);

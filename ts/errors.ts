@@ -11,6 +11,7 @@ export const ErrorCode = {
   OUT_OF_MEMORY: 'OUT_OF_MEMORY',
   CORRUPT_INDEX: 'CORRUPT_INDEX',
   INVALID_FILTER: 'INVALID_FILTER',
+  INVALID_PARTITIONER: 'INVALID_PARTITIONER',
   INVALID_ID: 'INVALID_ID',
   INVALID_PAYLOAD: 'INVALID_PAYLOAD',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
@@ -20,6 +21,19 @@ export const ErrorCode = {
   LOCKED: 'LOCKED',
   STORAGE: 'STORAGE',
   INTERNAL: 'INTERNAL',
+  // Wire protocol (ts/wire, docs/protocol.md):
+  /** The body cannot be decoded (bad MessagePack/JSON, unsupported type) or is not a map. */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** The body is larger than the accepted maximum; refused before decoding. */
+  REQUEST_TOO_LARGE: 'REQUEST_TOO_LARGE',
+  /** The subject names no operation this service serves. */
+  UNKNOWN_ENDPOINT: 'UNKNOWN_ENDPOINT',
+  /** The operation did not complete within its deadline; a write may still be applied. */
+  TIMEOUT: 'TIMEOUT',
+  /** The service cannot serve the request now (no metadata, no coordinator, shutting down); retry. */
+  UNAVAILABLE: 'UNAVAILABLE',
+  /** A shard the request needs has no live replica (or its log refused the write); retry. */
+  SHARD_UNAVAILABLE: 'SHARD_UNAVAILABLE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -9,7 +9,9 @@ import { mkdirSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
 import { VdbError, ErrorCode } from '../errors.js';
 
-export type PointId = string | number;
+import type { PointId } from '../validate.js';
+
+export type { PointId };
 
 export interface CollectionRow {
   name: string;

@@ -1,0 +1,472 @@
+// Request and reply bodies of the wire protocol (DESIGN §6, docs/protocol.md).
+// A validator takes what `decode` returned and gives back a typed, normalised
+// request, or throws a VdbError whose code says what is wrong and whose message
+// starts with the path of the field (`points[3].vector: expected 128 numbers,
+// got 127`). Fields not named here are ignored, so newer clients can send more;
+// a named field of the wrong type is an error. An optional field may be absent
+// or null.
+
+import { DIM_MAX } from '../core/wasm-index.js';
+import type { Metric } from '../core/wasm-index.js';
+import type { Hit, StoredPoint } from '../collection.js';
+import { compileFilter } from '../filter.js';
+import type { Filter } from '../filter.js';
+import { ErrorCode, VdbError } from '../errors.js';
+import { LIMITS, fail, describe, isPlainObject, checkId, parseVector, checkPayload, checkCollectionName } from '../validate.js';
+import type { Payload, PointId } from '../validate.js';
+
+export { checkId, parseVector, checkPayload, checkCollectionName };
+
+// ------------------------------------------------------------------ limits
+
+/** Bounds checked here that the embedded library keeps private (kept equal to them). */
+export const WIRE_LIMITS = {
+  /** Shards per collection (as ts/partition). */
+  shards: 65_536,
+  replicas: 16,
+  /** HNSW bounds of WasmIndex. */
+  mMin: 2,
+  mMax: 256,
+  efConstruction: 1 << 20,
+  ef: 1 << 20,
+  nprobe: 65_536,
+} as const;
+
+export const METRICS: readonly Metric[] = ['l2', 'ip', 'cosine'];
+export const PARTITIONER_KINDS = ['hash', 'spatial', 'semantic'] as const;
+export type PartitionerKind = (typeof PARTITIONER_KINDS)[number];
+export const CONSISTENCIES = ['eventual', 'session', 'strong'] as const;
+export type Consistency = (typeof CONSISTENCIES)[number];
+
+/** `vdb.v1.<collection>.<endpoint>` */
+export const COLLECTION_ENDPOINTS = ['upsert', 'delete', 'get', 'search', 'count'] as const;
+export type CollectionEndpoint = (typeof COLLECTION_ENDPOINTS)[number];
+/** `vdb.v1._admin.<endpoint>` */
+export const ADMIN_ENDPOINTS = ['collections.create', 'collections.drop', 'collections.list', 'describe', 'status'] as const;
+export type AdminEndpoint = (typeof ADMIN_ENDPOINTS)[number];
+
+export const HNSW_DEFAULTS = { m: 16, efConstruction: 200 } as const;
+
+// ------------------------------------------------------------------- types
+
+export interface PartitionerSpec {
+  kind: PartitionerKind;
+  shards: number;
+  /** The payload field whose value (a label) picks the shard; semantic only. */
+  field?: string;
+}
+
+export interface HnswParams {
+  m: number;
+  efConstruction: number;
+}
+
+/** `collections.create`; `hnsw` is filled with HNSW_DEFAULTS where not given. */
+export interface CreateCollectionRequest {
+  name: string;
+  dim: number;
+  metric: Metric;
+  partitioner: PartitionerSpec;
+  replicas: number;
+  hnsw: HnswParams;
+}
+
+/** `collections.drop` and `describe`. */
+export interface NameRequest {
+  name: string;
+}
+
+/** `count`, `collections.list`, `status`: no fields. */
+export type EmptyRequest = Record<string, never>;
+
+export interface WirePoint {
+  id: PointId;
+  vector: Float32Array;
+  payload?: Payload;
+}
+
+export interface UpsertRequest {
+  points: WirePoint[];
+}
+
+export interface DeleteRequest {
+  ids: PointId[];
+}
+
+export interface GetRequest {
+  ids: PointId[];
+  /** Default true, as `Collection.get`. */
+  withVector: boolean;
+}
+
+export interface SearchRequest {
+  vector: Float32Array;
+  k: number;
+  ef?: number;
+  /** Validated by compileFilter; passed on as sent. */
+  filter?: Filter;
+  /** Default false. */
+  exact: boolean;
+  /** Default 'session'. */
+  consistency: Consistency;
+  /** Default false. */
+  withPayload: boolean;
+  /** Spatial collections: search only the nprobe nearest leaves. */
+  nprobe?: number;
+}
+
+/** `upsert` and `delete`: points written (or ids deleted that existed) and the log sequence. */
+export interface WriteReply {
+  count: number;
+  seq: number;
+}
+
+/** `get`: the stored points among the ids, in the order asked; missing ids are left out. */
+export interface GetReply {
+  points: StoredPoint[];
+}
+
+export interface CountReply {
+  count: number;
+}
+
+export interface SearchReply {
+  hits: Hit[];
+  /** True when some shards did not answer in time; they are listed in `missing`. */
+  partial: boolean;
+  /** Shard numbers (within the collection) that did not answer. */
+  missing?: number[];
+  tookMs: number;
+}
+
+export interface ErrorReply {
+  error: { code: string; message: string };
+}
+
+// ----------------------------------------------------------------- helpers
+
+/** An own field; null counts as absent. */
+function get(o: Record<string, unknown>, key: string): unknown {
+  const v = Object.hasOwn(o, key) ? o[key] : undefined;
+  return v === null ? undefined : v;
+}
+
+function requestBody(x: unknown, what: string): Record<string, unknown> {
+  if (!isPlainObject(x)) throw new VdbError(ErrorCode.BAD_REQUEST, `${what}: the body must be a map, got ${describe(x)}`);
+  return x;
+}
+
+function map(x: unknown, path: string, code: ErrorCode): Record<string, unknown> {
+  if (!isPlainObject(x)) fail(code, path, `expected a map, got ${describe(x)}`);
+  return x;
+}
+
+function integer(x: unknown, path: string, lo: number, hi: number, code: ErrorCode): number {
+  if (x === undefined) fail(code, path, `required: an integer from ${lo} to ${hi}`);
+  if (typeof x !== 'number' || !Number.isInteger(x) || x < lo || x > hi) {
+    fail(code, path, `expected an integer from ${lo} to ${hi}, got ${describe(x)}`);
+  }
+  return x;
+}
+
+function optionalBoolean(o: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const x = get(o, key);
+  if (x === undefined) return fallback;
+  if (typeof x !== 'boolean') fail(ErrorCode.INVALID_ARGUMENT, key, `expected true or false, got ${describe(x)}`);
+  return x;
+}
+
+function oneOf<T extends string>(x: unknown, path: string, options: readonly T[], code: ErrorCode): T {
+  if (typeof x !== 'string' || !(options as readonly string[]).includes(x)) {
+    fail(code, path, `expected one of ${options.map((o) => JSON.stringify(o)).join(', ')}, got ${describe(x)}`);
+  }
+  return x as T;
+}
+
+// ------------------------------------------------------- ids, vectors, payloads
+
+function idList(x: unknown, path: string): PointId[] {
+  if (!Array.isArray(x)) fail(ErrorCode.INVALID_ARGUMENT, path, `expected an array of ids, got ${describe(x)}`);
+  const out = new Array<PointId>(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = checkId(x[i], `${path}[${i}]`);
+  return out;
+}
+
+// -------------------------------------------------------------- validators
+
+export function validateCreateCollection(body: unknown): CreateCollectionRequest {
+  const o = requestBody(body, 'collections.create');
+  const name = checkCollectionName(get(o, 'name'));
+  const dim = integer(get(o, 'dim'), 'dim', 1, DIM_MAX, ErrorCode.INVALID_ARGUMENT);
+  const metric = oneOf(get(o, 'metric'), 'metric', METRICS, ErrorCode.INVALID_ARGUMENT);
+
+  const p = get(o, 'partitioner');
+  if (p === undefined) fail(ErrorCode.INVALID_PARTITIONER, 'partitioner', 'required: {kind, shards, field?}');
+  const pm = map(p, 'partitioner', ErrorCode.INVALID_PARTITIONER);
+  const kind = oneOf(get(pm, 'kind'), 'partitioner.kind', PARTITIONER_KINDS, ErrorCode.INVALID_PARTITIONER);
+  const shards = integer(get(pm, 'shards'), 'partitioner.shards', 1, WIRE_LIMITS.shards, ErrorCode.INVALID_PARTITIONER);
+  const partitioner: PartitionerSpec = { kind, shards };
+  const field = get(pm, 'field');
+  if (kind === 'semantic') {
+    if (typeof field !== 'string' || field === '' || field.startsWith('$') || field.split('.').includes('')) {
+      fail(ErrorCode.INVALID_PARTITIONER, 'partitioner.field', `a semantic partitioner needs the payload field of its label (a dotted path), got ${describe(field)}`);
+    }
+    partitioner.field = field;
+  } else if (field !== undefined) {
+    fail(ErrorCode.INVALID_PARTITIONER, 'partitioner.field', `only a semantic partitioner reads a field, not ${kind}`);
+  }
+
+  const replicas = integer(get(o, 'replicas'), 'replicas', 1, WIRE_LIMITS.replicas, ErrorCode.INVALID_ARGUMENT);
+
+  const hnsw: HnswParams = { ...HNSW_DEFAULTS };
+  const h = get(o, 'hnsw');
+  if (h !== undefined) {
+    const hm = map(h, 'hnsw', ErrorCode.INVALID_ARGUMENT);
+    const m = get(hm, 'm');
+    if (m !== undefined) hnsw.m = integer(m, 'hnsw.m', WIRE_LIMITS.mMin, WIRE_LIMITS.mMax, ErrorCode.INVALID_ARGUMENT);
+    const efc = get(hm, 'efConstruction');
+    if (efc !== undefined) hnsw.efConstruction = integer(efc, 'hnsw.efConstruction', 1, WIRE_LIMITS.efConstruction, ErrorCode.INVALID_ARGUMENT);
+  }
+  return { name, dim, metric, partitioner, replicas, hnsw };
+}
+
+export function validateDropCollection(body: unknown): NameRequest {
+  return { name: checkCollectionName(get(requestBody(body, 'collections.drop'), 'name')) };
+}
+
+export function validateDescribe(body: unknown): NameRequest {
+  return { name: checkCollectionName(get(requestBody(body, 'describe'), 'name')) };
+}
+
+export function validateListCollections(body: unknown): EmptyRequest {
+  requestBody(body, 'collections.list');
+  return {};
+}
+
+export function validateStatus(body: unknown): EmptyRequest {
+  requestBody(body, 'status');
+  return {};
+}
+
+export function validateCount(body: unknown): EmptyRequest {
+  requestBody(body, 'count');
+  return {};
+}
+
+/** `upsert`; give `dim` (the collection's) to check every vector's length. */
+export function validateUpsert(body: unknown, dim?: number): UpsertRequest {
+  const o = requestBody(body, 'upsert');
+  const list = get(o, 'points');
+  if (!Array.isArray(list)) fail(ErrorCode.INVALID_ARGUMENT, 'points', `expected an array of points, got ${describe(list)}`);
+  const points = new Array<WirePoint>(list.length);
+  for (let i = 0; i < list.length; i++) {
+    const at = `points[${i}]`;
+    const p = map(list[i], at, ErrorCode.INVALID_ARGUMENT);
+    const point: WirePoint = {
+      id: checkId(get(p, 'id'), `${at}.id`),
+      vector: parseVector(get(p, 'vector'), `${at}.vector`, dim),
+    };
+    const payload = checkPayload(get(p, 'payload'), `${at}.payload`);
+    if (payload !== undefined) point.payload = payload;
+    points[i] = point;
+  }
+  return { points };
+}
+
+export function validateDelete(body: unknown): DeleteRequest {
+  return { ids: idList(get(requestBody(body, 'delete'), 'ids'), 'ids') };
+}
+
+export function validateGet(body: unknown): GetRequest {
+  const o = requestBody(body, 'get');
+  return { ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
+}
+
+/** `search`; give `dim` (the collection's) to check the query's length. */
+export function validateSearch(body: unknown, dim?: number): SearchRequest {
+  const o = requestBody(body, 'search');
+  const vector = parseVector(get(o, 'vector'), 'vector', dim);
+  const k = integer(get(o, 'k'), 'k', 1, LIMITS.k, ErrorCode.INVALID_K);
+  const req: SearchRequest = {
+    vector,
+    k,
+    exact: optionalBoolean(o, 'exact', false),
+    consistency: 'session',
+    withPayload: optionalBoolean(o, 'withPayload', false),
+  };
+  const ef = get(o, 'ef');
+  if (ef !== undefined) req.ef = integer(ef, 'ef', k, WIRE_LIMITS.ef, ErrorCode.INVALID_EF);
+  const filter = get(o, 'filter');
+  if (filter !== undefined) {
+    compileFilter(filter); // INVALID_FILTER, with the path from `filter`
+    req.filter = filter as Filter;
+  }
+  const consistency = get(o, 'consistency');
+  if (consistency !== undefined) req.consistency = oneOf(consistency, 'consistency', CONSISTENCIES, ErrorCode.INVALID_ARGUMENT);
+  const nprobe = get(o, 'nprobe');
+  if (nprobe !== undefined) req.nprobe = integer(nprobe, 'nprobe', 1, WIRE_LIMITS.nprobe, ErrorCode.INVALID_ARGUMENT);
+  return req;
+}
+
+/** The validator of every endpoint, by name (collection endpoints take the collection's dim). */
+export const REQUEST_VALIDATORS = {
+  upsert: validateUpsert,
+  delete: validateDelete,
+  get: validateGet,
+  search: validateSearch,
+  count: validateCount,
+  'collections.create': validateCreateCollection,
+  'collections.drop': validateDropCollection,
+  'collections.list': validateListCollections,
+  describe: validateDescribe,
+  status: validateStatus,
+} as const satisfies Record<CollectionEndpoint | AdminEndpoint, (body: unknown, dim?: number) => unknown>;
+
+// ------------------------------------------------------------------ replies
+
+/**
+ * Client side: an error body is thrown as its VdbError; other reply bodies
+ * are checked too, and a malformed one is INTERNAL.
+ */
+function readReply<T>(body: unknown, read: (o: Record<string, unknown>) => T): T {
+  const err = errorFromBody(body);
+  if (err) throw err;
+  try {
+    return read(map(body, 'reply', ErrorCode.INTERNAL));
+  } catch (e) {
+    if (e instanceof VdbError) throw new VdbError(ErrorCode.INTERNAL, `malformed reply: ${e.message}`);
+    throw e;
+  }
+}
+
+function count(o: Record<string, unknown>, key: string): number {
+  return integer(get(o, key), key, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL);
+}
+
+export function readWriteReply(body: unknown): WriteReply {
+  return readReply(body, (o) => ({ count: count(o, 'count'), seq: count(o, 'seq') }));
+}
+
+export function readCountReply(body: unknown): CountReply {
+  return readReply(body, (o) => ({ count: count(o, 'count') }));
+}
+
+export function readGetReply(body: unknown): GetReply {
+  return readReply(body, (o) => {
+    const list = get(o, 'points');
+    if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, 'points', `expected an array, got ${describe(list)}`);
+    return {
+      points: list.map((x, i) => {
+        const p = map(x, `points[${i}]`, ErrorCode.INTERNAL);
+        const point: StoredPoint = { id: checkId(get(p, 'id'), `points[${i}].id`) };
+        const vector = get(p, 'vector');
+        if (vector !== undefined) point.vector = parseVector(vector, `points[${i}].vector`);
+        const payload = checkPayload(get(p, 'payload'), `points[${i}].payload`);
+        if (payload !== undefined) point.payload = payload;
+        return point;
+      }),
+    };
+  });
+}
+
+export function readSearchReply(body: unknown): SearchReply {
+  return readReply(body, (o) => {
+    const list = get(o, 'hits');
+    if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, 'hits', `expected an array, got ${describe(list)}`);
+    const hits = list.map((x, i): Hit => {
+      const h = map(x, `hits[${i}]`, ErrorCode.INTERNAL);
+      const score = get(h, 'score');
+      if (typeof score !== 'number') fail(ErrorCode.INTERNAL, `hits[${i}].score`, `expected a number, got ${describe(score)}`);
+      const hit: Hit = { id: checkId(get(h, 'id'), `hits[${i}].id`), score };
+      const payload = checkPayload(get(h, 'payload'), `hits[${i}].payload`);
+      if (payload !== undefined) hit.payload = payload;
+      return hit;
+    });
+    const partial = get(o, 'partial');
+    if (typeof partial !== 'boolean') fail(ErrorCode.INTERNAL, 'partial', `expected true or false, got ${describe(partial)}`);
+    const tookMs = get(o, 'tookMs');
+    if (typeof tookMs !== 'number' || !(tookMs >= 0)) fail(ErrorCode.INTERNAL, 'tookMs', `expected a number ≥ 0, got ${describe(tookMs)}`);
+    const reply: SearchReply = { hits, partial, tookMs };
+    const missing = get(o, 'missing');
+    if (missing !== undefined) {
+      if (!Array.isArray(missing)) fail(ErrorCode.INTERNAL, 'missing', `expected an array, got ${describe(missing)}`);
+      reply.missing = missing.map((s, i) => integer(s, `missing[${i}]`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL));
+    }
+    return reply;
+  });
+}
+
+// ------------------------------------------------------------------- errors
+
+const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
+
+/** The number sent as `Nats-Service-Error-Code`, HTTP-like, for each stable code. */
+const STATUS: Record<ErrorCode, number> = {
+  BAD_REQUEST: 400,
+  INVALID_ARGUMENT: 400,
+  DIMENSION_MISMATCH: 400,
+  INVALID_VECTOR: 400,
+  INVALID_K: 400,
+  INVALID_EF: 400,
+  INVALID_FILTER: 400,
+  INVALID_PARTITIONER: 400,
+  INVALID_ID: 400,
+  INVALID_PAYLOAD: 400,
+  COLLECTION_NOT_FOUND: 404,
+  UNKNOWN_ENDPOINT: 404,
+  SCHEMA_MISMATCH: 409,
+  LOCKED: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  REQUEST_TOO_LARGE: 413,
+  TIMEOUT: 504,
+  UNAVAILABLE: 503,
+  SHARD_UNAVAILABLE: 503,
+  CLOSED: 503,
+  OUT_OF_MEMORY: 507,
+  STORAGE: 500,
+  CORRUPT_INDEX: 500,
+  UNKNOWN_SLOT: 500,
+  INTERNAL: 500,
+};
+
+/** The numeric status for a code (500 for codes this version does not know). */
+export function errorStatus(code: string): number {
+  return KNOWN_CODES.has(code) ? STATUS[code as ErrorCode] : 500;
+}
+
+const CODE_RE = /^[A-Z][A-Z0-9_]{0,63}$/;
+
+/**
+ * The error body for anything thrown: a VdbError keeps its code and message
+ * (also a code this version does not know, relayed from a newer peer);
+ * anything else is INTERNAL, its details not sent.
+ */
+export function errorBody(e: unknown): ErrorReply {
+  if (e instanceof VdbError && typeof e.code === 'string' && CODE_RE.test(e.code)) {
+    return { error: { code: e.code, message: String(e.message) } };
+  }
+  return { error: { code: ErrorCode.INTERNAL, message: 'internal error' } };
+}
+
+/**
+ * Everything a service reply needs for an error: `status` for
+ * `Nats-Service-Error-Code`, `description` (`CODE: message`, one line, at most
+ * 1024 characters) for `Nats-Service-Error`, and the body to encode.
+ */
+export function serviceError(e: unknown): { status: number; description: string; body: ErrorReply } {
+  const body = errorBody(e);
+  const line = `${body.error.code}: ${body.error.message}`.replace(/[\r\n\0]+/g, ' ');
+  return { status: errorStatus(body.error.code), description: line.length > 1024 ? `${line.slice(0, 1021)}...` : line, body };
+}
+
+/**
+ * Client side: the VdbError an error body stands for, or undefined when the
+ * body is not `{error: {code, message}}`. A code this version does not know is
+ * kept as it is (a newer server may send it).
+ */
+export function errorFromBody(body: unknown): VdbError | undefined {
+  if (!isPlainObject(body) || !Object.hasOwn(body, 'error')) return undefined;
+  const e = body.error;
+  if (!isPlainObject(e) || typeof e.code !== 'string') return undefined;
+  return new VdbError(e.code as ErrorCode, typeof e.message === 'string' ? e.message : e.code);
+}
