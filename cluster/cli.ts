@@ -12,6 +12,7 @@ import type { ParseArgsConfig } from 'node:util';
 import { Collection, ErrorCode, VdbError } from '../ts/index.js';
 import type { Filter, Hit, Metric } from '../ts/index.js';
 import { FORMATS, openReader } from './readers.js';
+import { CLUSTER_COMMANDS, clusterImport, clusterSearch } from './cluster-commands.js';
 import type { Format, VectorReader } from './readers.js';
 import { RateProgress, duration } from './progress.js';
 
@@ -332,9 +333,21 @@ async function searchCommand(argv: string[]): Promise<void> {
 
 // --------------------------------------------------------------------- main
 
+// With --nats, import and search go to a cluster instead of a data directory.
+const viaCluster = (argv: string[]) => argv.some((a) => a === '--nats' || a.startsWith('--nats='));
+
 const COMMANDS: Record<string, Command> = {
-  import: { summary: 'import vectors from a file into a collection (fvecs, bvecs, f32, npy, jsonl)', help: IMPORT_HELP, run: importCommand },
-  search: { summary: 'k nearest neighbours of a vector, with an optional payload filter', help: SEARCH_HELP, run: searchCommand },
+  import: {
+    summary: 'import vectors from a file into a collection (fvecs, bvecs, f32, npy, jsonl)',
+    help: IMPORT_HELP,
+    run: (argv) => (viaCluster(argv) ? clusterImport(argv) : importCommand(argv)),
+  },
+  search: {
+    summary: 'k nearest neighbours of a vector, with an optional payload filter',
+    help: SEARCH_HELP,
+    run: (argv) => (viaCluster(argv) ? clusterSearch(argv) : searchCommand(argv)),
+  },
+  ...CLUSTER_COMMANDS,
 };
 
 function version(): string {
@@ -419,4 +432,5 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-process.exitCode = await main(process.argv.slice(2));
+// Exit explicitly: a NATS connection left by a failed command would keep the process alive.
+process.exit(await main(process.argv.slice(2)));

@@ -348,8 +348,22 @@ export class Collection {
     return out;
   }
 
-  /** Inserts or replaces points by id; all or nothing. Returns once durable. */
-  upsert(points: Point[]): { count: number; seq: number } {
+  /** The sequence of the last applied write. */
+  get appliedSeq(): number {
+    return this.seq;
+  }
+
+  // A write log names each write's sequence; one at or below the applied
+  // sequence was applied before (a replay) and is skipped.
+  private nextSeq(given: number | undefined): number | undefined {
+    if (given === undefined) return this.seq + 1;
+    if (!Number.isSafeInteger(given) || given < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `seq must be a positive integer, got ${given}`);
+    return given > this.seq ? given : undefined;
+  }
+
+  /** Inserts or replaces points by id; all or nothing. Returns once durable.
+   * `seq` (from a write log) makes the call idempotent: at or below the applied sequence it does nothing. */
+  upsert(points: Point[], opts: { seq?: number } = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
     const rows = points.map((p, i) => {
@@ -361,10 +375,10 @@ export class Collection {
         throw e;
       }
     });
-    if (rows.length === 0) return { count: 0, seq: this.seq };
+    const seq = this.nextSeq(opts.seq);
+    if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
     // Room in the index first, so the only failure left after the commit is none.
     this.index.reserve(this.index.slots + rows.length);
-    const seq = this.seq + 1;
     this.store.upsert(this.name, rows, seq);
     this.seq = seq;
     for (const r of rows) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
@@ -372,13 +386,13 @@ export class Collection {
     return { count: rows.length, seq };
   }
 
-  /** Deletes points by id; returns how many existed. Returns once durable. */
-  delete(ids: PointId[]): { count: number; seq: number } {
+  /** Deletes points by id; returns how many existed. Returns once durable. `seq` as for upsert. */
+  delete(ids: PointId[], opts: { seq?: number } = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'delete takes an array of ids');
     const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
-    if (checked.length === 0) return { count: 0, seq: this.seq };
-    const seq = this.seq + 1;
+    const seq = this.nextSeq(opts.seq);
+    if (seq === undefined || checked.length === 0) return { count: 0, seq: this.seq };
     const count = this.store.remove(this.name, checked, seq);
     this.seq = seq;
     for (const id of checked) this.unindex(id);

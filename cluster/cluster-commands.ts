@@ -1,0 +1,153 @@
+// The `vdb` sub-commands that run or talk to a cluster: up, shard, coordinator,
+// create, status, and the --nats forms of import and search.
+
+import { parseArgs } from 'node:util';
+import { connect } from 'nats';
+import type { NatsConnection } from 'nats';
+import { VdbClient } from '../ts/client.js';
+import { VdbError, ErrorCode } from '../ts/errors.js';
+import type { Metric } from '../ts/core/wasm-index.js';
+import { runShard } from './shard.js';
+import { runCoordinator } from './coordinator.js';
+import { up } from './launcher.js';
+import { openReader } from './readers.js';
+import { RateProgress } from './progress.js';
+import { runDemo } from './demo.js';
+
+type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
+
+function args(argv: string[], options: Opts): { values: Record<string, string | boolean | undefined>; positionals: string[] } {
+  const r = parseArgs({ args: argv, options, allowPositionals: true });
+  return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
+}
+
+function need(v: unknown, flag: string): string {
+  if (typeof v !== 'string' || v === '') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${flag} is required`);
+  return v;
+}
+
+/** Runs until SIGINT or SIGTERM, then stops cleanly. */
+function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => { void stop().then(resolve); };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+async function withClient<T>(url: string, prefix: string | undefined, fn: (c: VdbClient) => Promise<T>): Promise<T> {
+  const nc: NatsConnection = await connect({ servers: url });
+  try {
+    return await fn(new VdbClient(nc, { prefix }));
+  } finally {
+    await nc.close();
+  }
+}
+
+const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' } } as const;
+
+export const CLUSTER_COMMANDS = {
+  up: {
+    summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
+    help: `Usage: vdb up [--shards N] [--data DIR] [--nats URL] [--prefix P] [--demo]
+Starts nats-server with JetStream in DIR/nats (unless --nats), N shard processes
+and a coordinator; writes DIR/cluster.json; Ctrl-C or SIGTERM stops everything.
+--demo also creates a collection "demo", imports sample data and runs a search.`,
+    async run(argv: string[]) {
+      const { values: o } = args(argv, { ...COMMON, shards: { type: 'string', default: '2' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' } });
+      const shards = Number(o.shards);
+      if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
+      const cluster = await up({ shards, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined });
+      console.log(`NATS URL: ${cluster.url}`);
+      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards));
+      console.log('serving; Ctrl-C stops the cluster');
+      await untilSignal(cluster.stop);
+    },
+  },
+  shard: {
+    summary: 'run a shard process (serves the shards assigned to it)',
+    help: 'Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P]',
+    async run(argv: string[]) {
+      const { values: o } = args(argv, { ...COMMON, data: { type: 'string' } });
+      const s = await runShard({ nats: need(o.nats, '--nats'), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined });
+      await untilSignal(s.stop);
+    },
+  },
+  coordinator: {
+    summary: 'run a coordinator (any number, in one queue group)',
+    help: 'Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]',
+    async run(argv: string[]) {
+      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' } });
+      const c = await runCoordinator({
+        nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
+        deadlineMs: o['deadline-ms'] === undefined ? undefined : Number(o['deadline-ms']),
+      });
+      await untilSignal(c.stop);
+    },
+  },
+  create: {
+    summary: 'create a collection in a cluster',
+    help: `Usage: vdb create --nats URL --collection NAME --dim D [--metric l2|ip|cosine]
+  [--partitioner hash|spatial|semantic] [--shards N] [--field F] [--sample FILE] [--replicas R]
+A spatial collection takes its kd splits from a sample: up to 10,000 rows of FILE (any import format).`,
+    async run(argv: string[]) {
+      const { values: o } = args(argv, {
+        ...COMMON, collection: { type: 'string' }, dim: { type: 'string' }, metric: { type: 'string', default: 'l2' },
+        partitioner: { type: 'string', default: 'hash' }, shards: { type: 'string', default: '1' }, field: { type: 'string' },
+        sample: { type: 'string' }, replicas: { type: 'string', default: '1' },
+      });
+      let sample: Float32Array[] | undefined;
+      if (o.sample) {
+        const r = await openReader(o.sample as string);
+        sample = (r.next(10_000)?.points ?? []).map((p) => Float32Array.from(p.vector as ArrayLike<number>));
+      }
+      const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.createCollection({
+        name: need(o.collection, '--collection'), dim: Number(o.dim), metric: o.metric as Metric, replicas: Number(o.replicas),
+        partitioner: { kind: o.partitioner as 'hash' | 'spatial' | 'semantic', shards: Number(o.shards), field: o.field as string | undefined, sample },
+      }));
+      console.log(JSON.stringify(reply, null, 2));
+    },
+  },
+  status: {
+    summary: 'members, shards, log sequences and counts of a cluster',
+    help: 'Usage: vdb status --nats URL [--prefix P]',
+    async run(argv: string[]) {
+      const { values: o } = args(argv, COMMON);
+      console.log(JSON.stringify(await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.status()), null, 2));
+    },
+  },
+};
+
+/** `vdb import --nats URL --collection NAME FILE`: upserts through the coordinators. */
+export async function clusterImport(argv: string[]): Promise<void> {
+  const { values: o, positionals } = args(argv, { ...COMMON, collection: { type: 'string' }, batch: { type: 'string', default: '500' }, format: { type: 'string' } });
+  const file = positionals[0];
+  if (!file) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'give the FILE to import');
+  const reader = await openReader(file);
+  const name = need(o.collection, '--collection');
+  await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, async (c) => {
+    const bar = new RateProgress('import', 'points');
+    let done = 0;
+    for (let b = reader.next(Number(o.batch)); b; b = reader.next(Number(o.batch))) {
+      await c.upsert(name, b.points);
+      done += b.points.length;
+      bar.update(done, reader.count, reader.fraction());
+    }
+    bar.update(done, reader.count ?? done, 1, true);
+  });
+}
+
+/** `vdb search --nats URL --collection NAME --vector JSON [...]`. */
+export async function clusterSearch(argv: string[]): Promise<void> {
+  const { values: o } = args(argv, {
+    ...COMMON, collection: { type: 'string' }, vector: { type: 'string' }, k: { type: 'string', default: '10' }, ef: { type: 'string' },
+    exact: { type: 'boolean' }, filter: { type: 'string' }, 'with-payload': { type: 'boolean' }, nprobe: { type: 'string' },
+  });
+  const vector = JSON.parse(need(o.vector, '--vector')) as number[];
+  const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.search(need(o.collection, '--collection'), vector, {
+    k: Number(o.k), ef: o.ef === undefined ? undefined : Number(o.ef), exact: o.exact as boolean | undefined,
+    filter: o.filter === undefined ? undefined : JSON.parse(o.filter as string), withPayload: o['with-payload'] as boolean | undefined,
+    nprobe: o.nprobe === undefined ? undefined : Number(o.nprobe),
+  }));
+  console.log(JSON.stringify(reply, null, 2));
+}

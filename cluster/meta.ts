@@ -1,0 +1,125 @@
+// Cluster metadata in JetStream KV buckets (replicated by NATS itself): the
+// collections' schemas, each collection's shard map with an epoch, and the
+// members with their heartbeats. Changes use compare-and-set on the revision;
+// nothing else is a source of truth for topology.
+
+import type { JetStreamClient, KV, KvEntry, NatsConnection } from 'nats';
+import { VdbError, ErrorCode } from '../ts/errors.js';
+import type { Metric } from '../ts/core/wasm-index.js';
+import type { PartitionerJSON } from '../ts/partition/index.js';
+import type { Names } from './subjects.js';
+
+export interface CollectionMeta {
+  name: string;
+  dim: number;
+  metric: Metric;
+  replicas: number;
+  hnsw: { m: number; efConstruction: number };
+  partitioner: PartitionerJSON;
+  /** The payload field a semantic partitioner reads, if any. */
+  createdAt: number;
+}
+
+export interface ShardMap {
+  epoch: number;
+  /** Shard i is served by the members named in `replicas[i]`. */
+  replicas: string[][];
+}
+
+export interface Member {
+  name: string;
+  role: 'shard' | 'coordinator';
+  pid: number;
+  heartbeat: number;
+  metricsPort?: number;
+}
+
+/** How long a member counts as alive after its last heartbeat. */
+export const LEASE_MS = 5000;
+export const HEARTBEAT_MS = 1000;
+
+const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+const dec = <T>(e: KvEntry | null): T | undefined =>
+  e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
+
+export class Meta {
+  /** Members as last seen by a watch on their bucket (key listings can miss keys written meanwhile). */
+  private readonly seen = new Map<string, Member>();
+  private readonly names = new Set<string>();
+  private readonly watches: { stop(): void }[] = [];
+
+  private constructor(
+    readonly collections: KV,
+    readonly shardmaps: KV,
+    readonly members: KV,
+  ) {}
+
+  static async open(nc: NatsConnection, n: Names): Promise<Meta> {
+    const js: JetStreamClient = nc.jetstream();
+    const kv = (kind: 'collections' | 'shardmap' | 'members') => js.views.kv(n.bucket(kind), { history: 1 });
+    const meta = new Meta(await kv('collections'), await kv('shardmap'), await kv('members'));
+    const members = await meta.members.watch();
+    const collections = await meta.collections.watch();
+    meta.watches.push(members, collections);
+    void (async () => {
+      for await (const e of members) {
+        const m = dec<Member>(e);
+        if (m) meta.seen.set(e.key, m); else meta.seen.delete(e.key);
+      }
+    })();
+    void (async () => {
+      for await (const e of collections) {
+        if (e.operation === 'PUT') meta.names.add(e.key); else meta.names.delete(e.key);
+      }
+    })();
+    return meta;
+  }
+
+  close(): void {
+    for (const w of this.watches) w.stop();
+  }
+
+  /** Creates a collection and its shard map; COLLECTION_EXISTS if the name is taken. */
+  async create(meta: CollectionMeta, map: ShardMap): Promise<void> {
+    try {
+      await this.collections.create(meta.name, enc(meta));
+    } catch {
+      throw new VdbError(ErrorCode.COLLECTION_EXISTS, `collection ${meta.name} already exists`);
+    }
+    await this.shardmaps.put(meta.name, enc(map));
+  }
+
+  async collection(name: string): Promise<CollectionMeta | undefined> {
+    return dec<CollectionMeta>(await this.collections.get(name));
+  }
+
+  async shardMap(name: string): Promise<ShardMap | undefined> {
+    return dec<ShardMap>(await this.shardmaps.get(name));
+  }
+
+  /** Collection names as last seen by the watch (it follows creates and drops within milliseconds). */
+  list(): string[] {
+    return [...this.names].sort();
+  }
+
+  async drop(name: string): Promise<void> {
+    await this.shardmaps.delete(name);
+    await this.collections.delete(name);
+  }
+
+  async heartbeat(m: Omit<Member, 'heartbeat'>): Promise<void> {
+    await this.members.put(m.name, enc({ ...m, heartbeat: Date.now() }));
+  }
+
+  async leave(name: string): Promise<void> {
+    await this.members.delete(name);
+  }
+
+  /** Members whose lease has not expired. */
+  live(role?: Member['role']): Member[] {
+    const now = Date.now();
+    return [...this.seen.values()]
+      .filter((m) => now - m.heartbeat <= LEASE_MS && (!role || m.role === role))
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+}

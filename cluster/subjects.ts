@@ -1,0 +1,25 @@
+// Names on the NATS side (DESIGN §6): public API subjects, shard subjects, the
+// write-log streams and the metadata buckets, all under one prefix.
+
+export interface Names {
+  prefix: string;
+  api(collection: string, op: string): string;
+  admin(op: string): string;
+  shard(collection: string, shard: number, op: string): string;
+  log(collection: string, shard: number): string;
+  stream(collection: string, shard: number): string;
+  bucket(kind: 'collections' | 'shardmap' | 'members'): string;
+}
+
+export function names(prefix = 'vdb'): Names {
+  const upper = prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, '_');
+  return {
+    prefix,
+    api: (collection, op) => `${prefix}.v1.${collection}.${op}`,
+    admin: (op) => `${prefix}.v1._admin.${op}`,
+    shard: (collection, shard, op) => `${prefix}.shard.${collection}.${shard}.${op}`,
+    log: (collection, shard) => `${prefix}.log.${collection}.${shard}`,
+    stream: (collection, shard) => `${upper}_LOG_${collection}_${shard}`,
+    bucket: (kind) => `${prefix}_${kind}`.replace(/[^A-Za-z0-9_-]/g, '_'),
+  };
+}
