@@ -5,3 +5,5 @@ export { Collection, LIMITS } from './collection.js';
 export type { Point, StoredPoint, Hit, OpenOptions, SearchOptions as CollectionSearchOptions, ScrollOptions, PointId, Payload } from './collection.js';
 export { compileFilter } from './filter.js';
 export type { Filter } from './filter.js';
+export { VdbClient } from './client.js';
+export type { Transport, ClientOptions, ClusterSearchOptions, WriteResult } from './client.js';
