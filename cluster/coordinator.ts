@@ -23,7 +23,8 @@ import { Meta, HEARTBEAT_MS } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
-import { handle } from './service.js';
+import { handle, requestMetrics } from './service.js';
+import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './shard.js';
 
 export interface CoordinatorOptions {
@@ -32,6 +33,8 @@ export interface CoordinatorOptions {
   prefix?: string;
   /** Deadline for a shard's answer to a search, get or count. Default 2000 ms. */
   deadlineMs?: number;
+  /** Port of /metrics and /healthz; 0 or absent picks a free one. */
+  metricsPort?: number;
 }
 
 interface Known {
@@ -296,18 +299,29 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     },
   };
 
+  const registry = new Registry();
+  const observe = requestMetrics(registry, 'vdb_coordinator');
+  const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
+  const metrics = await serveMetrics(registry, {
+    port: opts.metricsPort,
+    health: () => ({ ok: !nc.isClosed(), detail: { name: opts.name, nats: nc.getServer(), collectionsCached: cache.size } }),
+  });
   const service = await nc.services.add({ name: 'vdb-coord', version: '0.1.0', description: 'vdb coordinator', queue: `${n.prefix}-coord`, metadata: { member: opts.name } });
   for (const op of COLLECTION_ENDPOINTS) {
     service.addEndpoint(op, {
       subject: n.api('*', op),
-      handler: handle((body, msg) => ops[op](msg.subject.split('.')[2], body)),
+      handler: handle(async (body, msg) => {
+        const reply = await ops[op](msg.subject.split('.')[2], body) as { partial?: boolean };
+        if (reply.partial) partials.inc({ op });
+        return reply;
+      }, observe(op)),
     });
   }
   for (const [op, fn] of Object.entries(admin)) {
-    service.addEndpoint(`admin-${op.replace('.', '-')}`, { subject: n.admin(op), handler: handle((body) => fn(body)) });
+    service.addEndpoint(`admin-${op.replace('.', '-')}`, { subject: n.admin(op), handler: handle((body) => fn(body), observe(op)) });
   }
 
-  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid }).catch(() => undefined);
+  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
 
@@ -317,6 +331,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       for (const w of watches) w.stop();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();
+      await metrics.close();
       meta.close();
       await nc.drain();
     },

@@ -64,11 +64,15 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   };
 
   // Ready when every process has a heartbeat in the members bucket.
+  const ports = new Map<string, number | undefined>();
   try {
     const until = Date.now() + 20_000;
     for (;;) {
-      const live = new Set((await meta.live()).map((m) => m.name));
-      if (children.every((c) => live.has(c.name))) break;
+      const live = new Map(meta.live().map((m) => [m.name, m.metricsPort]));
+      if (children.every((c) => live.has(c.name))) {
+        for (const [k, v] of live) ports.set(k, v);
+        break;
+      }
       const dead = children.find((c) => c.proc.exitCode !== null);
       if (dead || Date.now() > until) {
         await stop();
@@ -85,9 +89,10 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
     prefix,
     processes: [
       ...(server ? [{ role: 'nats-server', pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
-      ...children.map((c) => ({ role: c.role, name: c.name, pid: c.proc.pid })),
+      ...children.map((c) => ({ role: c.role, name: c.name, pid: c.proc.pid, metrics: `http://127.0.0.1:${ports.get(c.name)}/metrics` })),
     ],
   }, null, 2));
+  for (const c of children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator; ${join(data, 'cluster.json')}`);
   return { url, stop };
 }

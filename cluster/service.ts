@@ -6,20 +6,38 @@
 import type { ServiceMsg } from 'nats';
 import { decode, encode, isJsonContentType } from '../ts/wire/codec.js';
 import { serviceError } from '../ts/wire/messages.js';
+import type { Registry } from './metrics.js';
 
 export type Handler = (body: unknown, msg: ServiceMsg) => Promise<unknown> | unknown;
 
-export function handle(fn: Handler, onError?: (e: unknown) => void): (err: Error | null, msg: ServiceMsg) => void {
+/** Called once per request with its duration and, if it failed, the error code. */
+export type Observe = (seconds: number, errorCode?: string) => void;
+
+export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg: ServiceMsg) => void {
   return (err, msg) => {
     if (err) return;
+    const t0 = performance.now();
     const json = isJsonContentType(msg.headers?.get('Content-Type'));
     Promise.resolve()
       .then(() => fn(decode(msg.data, json), msg))
-      .then((reply) => msg.respond(encode(reply, json)))
+      .then((reply) => {
+        msg.respond(encode(reply, json));
+        observe?.((performance.now() - t0) / 1000);
+      })
       .catch((e: unknown) => {
-        onError?.(e);
         const se = serviceError(e);
         msg.respondError(se.status, se.description, encode(se.body, json));
+        observe?.((performance.now() - t0) / 1000, se.body.error.code);
       });
+  };
+}
+
+/** Request metrics of one process: latency by operation, errors by operation and code. */
+export function requestMetrics(registry: Registry, prefix: string): (op: string) => Observe {
+  const latency = registry.histogram(`${prefix}_request_seconds`, 'Time to answer a request, by operation', { labels: ['op'] });
+  const errors = registry.counter(`${prefix}_errors_total`, 'Requests answered with an error, by operation and code', { labels: ['op', 'code'] });
+  return (op) => (seconds, code) => {
+    latency.observe({ op }, seconds);
+    if (code) errors.inc({ op, code });
   };
 }

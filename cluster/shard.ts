@@ -13,7 +13,9 @@ import { Meta, HEARTBEAT_MS } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
-import { handle } from './service.js';
+import { handle, requestMetrics } from './service.js';
+import type { Observe } from './service.js';
+import { Registry, serveMetrics } from './metrics.js';
 import { checkShardRequest } from './shard-requests.js';
 
 export interface ShardOptions {
@@ -22,6 +24,8 @@ export interface ShardOptions {
   data: string;
   prefix?: string;
   log?: (line: string) => void;
+  /** Port of /metrics and /healthz; 0 or absent picks a free one. */
+  metricsPort?: number;
 }
 
 /** A write-log entry, as the coordinator publishes it. */
@@ -31,6 +35,8 @@ class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
   private consuming?: ConsumerMessages;
   private endpoints: QueuedIterator<ServiceMsg>[] = [];
+  /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
+  pending = 0;
 
   constructor(readonly collection: string, readonly shard: number, readonly store: Collection) {}
 
@@ -59,7 +65,7 @@ class ServedShard {
     for (const w of ready) w.resolve();
   }
 
-  async start(nc: NatsConnection, n: Names, service: Service, log: (line: string) => void): Promise<void> {
+  async start(nc: NatsConnection, n: Names, service: Service, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
     const { collection: c, shard: s } = this;
     const consumer = await nc.jetstream().consumers.get(n.stream(c, s), {
       deliver_policy: DeliverPolicy.StartSequence,
@@ -69,6 +75,7 @@ class ServedShard {
     void (async () => {
       for await (const m of this.consuming!) {
         try {
+          this.pending = m.info.pending;
           this.apply(decode(m.data, false) as LogEntry, m.seq);
         } catch (e) {
           // An entry the coordinator validated cannot fail here except on a
@@ -80,7 +87,7 @@ class ServedShard {
     })();
     const group = `${n.prefix}-shard-${c}-${s}`;
     const add = (op: string, fn: (body: unknown) => unknown) =>
-      this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler: handle(fn) }));
+      this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler: handle(fn, observe(op)) }));
     add('search', async (body) => {
       const r = checkShardRequest(body, this.store.dim);
       if (r.minSeq !== undefined) await this.waitFor(r.minSeq, r.waitMs);
@@ -111,7 +118,29 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const served = new Map<string, ServedShard>();
   const key = (c: string, s: number) => `${c}/${s}`;
 
-  const beat = () => meta.heartbeat({ name: opts.name, role: 'shard', pid: process.pid }).catch(() => undefined);
+  const registry = new Registry();
+  const observe = requestMetrics(registry, 'vdb_shard');
+  const labels = ['collection', 'shard'];
+  const points = registry.gauge('vdb_shard_points', 'Points stored in the shard', { labels });
+  const applied = registry.gauge('vdb_shard_applied_seq', 'Last write-log sequence applied', { labels });
+  const lag = registry.gauge('vdb_shard_lag', 'Write-log entries not yet applied, as of the last delivery', { labels });
+  const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
+  registry.onCollect(() => {
+    for (const g of [points, applied, lag, memory]) g.reset();
+    for (const sh of served.values()) {
+      const l = { collection: sh.collection, shard: sh.shard };
+      points.set(l, sh.store.count());
+      applied.set(l, sh.applied);
+      lag.set(l, sh.pending);
+      memory.set(l, sh.store.indexBytes);
+    }
+  });
+  const metrics = await serveMetrics(registry, {
+    port: opts.metricsPort,
+    health: () => ({ ok: !nc.isClosed(), detail: { name: opts.name, shards: [...served.keys()] } }),
+  });
+
+  const beat = () => meta.heartbeat({ name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
 
@@ -133,7 +162,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
           name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 },
         });
         const sh = new ServedShard(collection, s, store);
-        await sh.start(nc, n, service, log);
+        await sh.start(nc, n, service, log, observe);
         served.set(key(collection, s), sh);
         log(`${opts.name}: serving ${collection}/${s} from sequence ${sh.applied}`);
       }
@@ -155,6 +184,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       for (const sh of served.values()) sh.stop();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();
+      await metrics.close();
       meta.close();
       await nc.drain();
     },

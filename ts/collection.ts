@@ -348,6 +348,11 @@ export class Collection {
     return out;
   }
 
+  /** Bytes of Wasm memory the index holds. */
+  get indexBytes(): number {
+    return this.index.memoryBytes;
+  }
+
   /** The sequence of the last applied write. */
   get appliedSeq(): number {
     return this.seq;
