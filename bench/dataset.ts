@@ -57,17 +57,9 @@ export function loadDataset(dir: string): Dataset {
   return { name: meta.name ?? dir.split('/').filter(Boolean).pop()!, dir, dim, metric, base, queries, nBase, nQueries, gt, gtDist, gtK };
 }
 
-// mulberry32: small, seeded, good enough for benchmark data.
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../ts/random.js';
+
+export { prng };
 
 export function gaussian(rand: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());

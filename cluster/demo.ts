@@ -9,6 +9,7 @@ import type { VdbClient } from '../ts/client.js';
 import type { Point } from '../ts/collection.js';
 import { openReader } from './readers.js';
 import { RateProgress } from './progress.js';
+import { mulberry32 } from '../ts/random.js';
 
 const POINTS = Number(process.env.DEMO_POINTS ?? 20_000);
 
@@ -20,14 +21,7 @@ function fashionBase(): string | undefined {
 
 // A seeded gaussian mixture (mulberry32 + Box–Muller), 128 dimensions.
 function* synthetic(n: number, dim = 128): Generator<Point> {
-  let a = 7;
-  const rand = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(7);
   const g = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
   const centres = Array.from({ length: 50 }, () => Float32Array.from({ length: dim }, g));
   for (let i = 0; i < n; i++) {

@@ -6,17 +6,7 @@ import { expect } from 'vitest';
 import { VdbError } from '../ts/index.js';
 import type { Metric, SearchResult } from '../ts/index.js';
 
-/** mulberry32: a tiny 32-bit seeded generator, uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 } from '../ts/random.js';
 
 /** Standard normal samples from a uniform generator (Box–Muller). */
 export function gaussian(rand: () => number): () => number {

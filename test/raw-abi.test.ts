@@ -4,6 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { describe, it, expect, beforeAll } from 'vitest';
+import { mulberry32 } from '../ts/random.js';
 
 interface Abi {
   memory: WebAssembly.Memory;
@@ -185,17 +186,7 @@ class Raw {
   }
 }
 
-/** Seeded generator (mulberry32) so every run sees the same data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 function randomVectors(n: number, dim: number, seed: number): Float32Array[] {
   const r = rng(seed);
