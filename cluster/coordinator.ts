@@ -321,6 +321,25 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     service.addEndpoint(`admin-${op.replace('.', '-')}`, { subject: n.admin(op), handler: handle((body) => fn(body), observe(op)) });
   }
 
+  // Everything else under vdb.v1 gets UNKNOWN_ENDPOINT rather than silence.
+  // This subscription also sees the known subjects and leaves them to their
+  // endpoints. It needs a queue group of its own: NATS picks one member per
+  // group name, so sharing vdb-coord would steal the known endpoints' requests.
+  const apiPrefix = `${n.prefix}.v1.`;
+  const isKnown = (subject: string) => {
+    const rest = subject.slice(apiPrefix.length).split('.');
+    if (rest[0] === '_admin') return Object.hasOwn(admin, rest.slice(1).join('.'));
+    return rest.length === 2 && (COLLECTION_ENDPOINTS as readonly string[]).includes(rest[1]);
+  };
+  service.addEndpoint('unknown', {
+    subject: `${n.prefix}.v1.>`,
+    queue: `${n.prefix}-coord-unknown`,
+    handler: (err, msg) => {
+      if (err || isKnown(msg.subject)) return;
+      handle(() => { throw new VdbError(ErrorCode.UNKNOWN_ENDPOINT, `no endpoint ${msg.subject}`); })(null, msg);
+    },
+  });
+
   const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);

@@ -14,7 +14,8 @@ import type { Msg, ServiceInfo, ServiceStats, ServiceIdentity } from 'nats';
 import { Collection } from '../ts/collection.js';
 import type { Hit, Point, PointId } from '../ts/collection.js';
 import type { Metric } from '../ts/core/wasm-index.js';
-import { HashPartitioner } from '../ts/partition/index.js';
+import { HashPartitioner, SemanticPartitioner } from '../ts/partition/index.js';
+import { VdbClient } from '../ts/client.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import type { SearchReply } from '../ts/wire/messages.js';
 import { clusterModel, clusteredData, dist64, row } from './helpers.js';
@@ -116,7 +117,8 @@ async function mustReply(cl: TestCluster, subject: string, bytes: Uint8Array, js
     return await cl.request(subject, bytes, { json, timeout: 10_000 });
   } catch (e) {
     const err = e as { code?: string; message: string };
-    throw new Error(`request to ${subject} got no reply: ${err.code ?? ''} ${err.message}`);
+    const why = err.code === '503' ? 'no responders (nothing serves this subject, so no error reply came back)' : `${err.code ?? ''} ${err.message}`;
+    throw new Error(`request to ${subject} got no reply: ${why}`);
   }
 }
 
@@ -198,8 +200,7 @@ describe('cluster: 3 shard processes, one coordinator', () => {
           for (let q = 0; q < Q; q++) {
             const r = await cl.client.search(name, query(q), { k: K, nprobe: 1 });
             expect(r.partial).toBe(false);
-            expect(r.hits.length).toBeGreaterThan(0);
-            expect(r.hits.length).toBeLessThanOrEqual(K);
+            expect(r.hits).toHaveLength(K); // every leaf holds far more than k points
             expectValidHits(metric, query(q), r.hits, `${name} nprobe=1 query ${q}`);
           }
         }
@@ -247,6 +248,10 @@ describe('cluster: 3 shard processes, one coordinator', () => {
     await cl.waitCount(SESSION, 1000);
     const fresh = clusterModel({ dim: DIM, clusters: 20, seed: 17 }).sample(20, 999);
     for (let r = 0; r < 20; r++) {
+      // A batch just before keeps the shards busy applying, so the point's own
+      // log entry is usually not applied yet when the search reaches a shard.
+      const filler = Array.from({ length: 100 }, (_, j) => ({ id: `filler-${r}-${j}`, vector: row(data, DIM, 1000 + r * 100 + j) }));
+      await cl.client.upsert(SESSION, filler);
       const id = `fresh-${r}`;
       const v = row(fresh, DIM, r);
       const w = await cl.client.upsert(SESSION, [{ id, vector: v, payload: { r } }]);
@@ -255,6 +260,44 @@ describe('cluster: 3 shard processes, one coordinator', () => {
       expect(s.partial).toBe(false);
       expect(s.hits[0], `round ${r}: first hit ${JSON.stringify(s.hits[0])}`).toEqual({ id, score: 0, payload: { r } });
     }
+    // `strong` needs no session: another client that never wrote sees the latest acknowledged write.
+    const other = new VdbClient(cl.nc);
+    for (let r = 0; r < 5; r++) {
+      const id = `strong-${r}`;
+      const v = row(fresh, DIM, 10 + r).map((x) => x + 0.5);
+      await cl.client.upsert(SESSION, Array.from({ length: 100 }, (_, j) => ({ id: `filler-s${r}-${j}`, vector: row(data, DIM, 2000 + r * 100 + j) })));
+      await cl.client.upsert(SESSION, [{ id, vector: v }]);
+      const s = await other.search(SESSION, v, { k: 1, consistency: 'strong' });
+      expect(s.partial).toBe(false);
+      expect(s.hits[0], `strong round ${r}`).toEqual({ id, score: 0 });
+    }
+  });
+
+  it('semantic: an upsert that changes a point\'s label moves it (one copy, findable under the new label only)', async () => {
+    const MOVES = 'moves';
+    const n = 300;
+    await cl.client.createCollection({ name: MOVES, dim: DIM, metric: 'l2', partitioner: { kind: 'semantic', shards: 3, field: 'label' } });
+    await upsertAll(cl, MOVES, points(0, n));
+    await cl.waitCount(MOVES, n);
+    const sp = new SemanticPartitioner({ shards: 3, field: 'label' });
+    const moved = points(0, 40).map((p) => ({ ...p, payload: { label: (labelOf(rowOfId.get(p.id)!) + 1) % 5 } }));
+    const across = moved.filter((p) => sp.shardOf(p.payload, p.id) !== sp.shardOf({ label: labelOf(rowOfId.get(p.id)!) }, p.id));
+    expect(across.length, 'some relabelled points change shard').toBeGreaterThan(0);
+    await cl.client.upsert(MOVES, moved);
+    for (const p of across) {
+      const oldLabel = labelOf(rowOfId.get(p.id)!);
+      const r = await cl.client.search(MOVES, p.vector, { k: 3, exact: true, withPayload: true });
+      expect(r.partial).toBe(false);
+      expect(r.hits[0]).toEqual({ id: p.id, score: 0, payload: p.payload });
+      expect(r.hits.filter((h) => h.id === p.id), `${String(p.id)} appears once`).toHaveLength(1);
+      const under = await cl.client.search(MOVES, p.vector, { k: 1, exact: true, filter: { label: p.payload.label } });
+      expect(under.hits[0]).toEqual({ id: p.id, score: 0 });
+      const old = await cl.client.search(MOVES, p.vector, { k: 5, exact: true, filter: { label: oldLabel } });
+      expect(old.hits.map((h) => h.id), `${String(p.id)} still under label ${oldLabel}`).not.toContain(p.id);
+    }
+    const got = await cl.client.get(MOVES, across.map((p) => p.id), { withVector: false });
+    expect(got.points).toEqual(across.map((p) => ({ id: p.id, payload: p.payload })));
+    await cl.waitCount(MOVES, n);
   });
 
   it('JSON requests get JSON replies with the same hits as MessagePack', async () => {
@@ -357,7 +400,9 @@ describe('cluster: 3 shard processes, one coordinator', () => {
     const subjects = coordInfo[0].endpoints.map((e) => e.subject).sort();
     for (const op of ['upsert', 'delete', 'get', 'search', 'count']) expect(subjects).toContain(`vdb.v1.*.${op}`);
     for (const op of ['collections.create', 'collections.drop', 'collections.list', 'describe', 'status']) expect(subjects).toContain(`vdb.v1._admin.${op}`);
-    for (const e of coordInfo[0].endpoints) expect(e.queue_group, e.subject).toBe('vdb-coord');
+    // The API endpoints share queue group vdb-coord; the catch-all for unknown
+    // subjects (vdb.v1.>) needs a group of its own so it never takes their requests.
+    for (const e of coordInfo[0].endpoints) expect(e.queue_group, e.subject).toBe(e.subject === 'vdb.v1.>' ? 'vdb-coord-unknown' : 'vdb-coord');
 
     const shardInfo = await collect<ServiceInfo>(await svc.info('vdb-shard'));
     expect(shardInfo).toHaveLength(3);
@@ -438,6 +483,24 @@ describe('cluster: a shard process dies and comes back', () => {
       expect(r.partial).toBe(false);
       expect(r.hits.map((h) => h.id)).toEqual(exactIds(query(q), () => true));
     }
+
+    // A shard process that stops answering (SIGSTOP): the coordinator's deadline makes it missing.
+    const frozen = cl.proc(victim).child;
+    expect(frozen.kill('SIGSTOP')).toBe(true);
+    try {
+      for (let q = 0; q < 2; q++) {
+        for (const exact of [true, false]) {
+          const r = await cl.client.search(NAME, query(q), { k: K, exact });
+          expect(r.partial, `stopped shard, query ${q} exact=${exact}`).toBe(true);
+          expect(r.missing).toEqual([1]);
+          for (const h of r.hits) expect(hp.shardOf(h.id), `hit ${String(h.id)} comes from shard 0`).toBe(0);
+          if (exact) expect(r.hits.map((h) => h.id)).toEqual(exactIds(query(q), (i) => hp.shardOf(idOf(i)) === 0));
+        }
+      }
+    } finally {
+      frozen.kill('SIGCONT');
+    }
+    await waitFor('complete searches after SIGCONT', async () => ((await cl.client.search(NAME, query(0), { k: K })).partial ? undefined : true), 15_000);
 
     const how = await cl.kill(victim, 'SIGKILL');
     expect(how.signal).toBe('SIGKILL');

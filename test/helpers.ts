@@ -6,7 +6,9 @@ import { expect } from 'vitest';
 import { VdbError } from '../ts/index.js';
 import type { Metric, SearchResult } from '../ts/index.js';
 
-export { mulberry32 } from '../ts/random.js';
+import { mulberry32 } from '../ts/random.js';
+
+export { mulberry32 };
 
 /** Standard normal samples from a uniform generator (Box–Muller). */
 export function gaussian(rand: () => number): () => number {
