@@ -48,7 +48,7 @@ type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: bo
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
   const n: Names = names(opts.prefix);
-  const nc: NatsConnection = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1 });
+  const nc: NatsConnection = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();
   const meta = await Meta.open(nc, n);

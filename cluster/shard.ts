@@ -5,7 +5,7 @@
 // gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
 
 import { connect, DeliverPolicy } from 'nats';
-import type { NatsConnection, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
+import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
 import { Collection } from '../ts/collection.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode } from '../ts/wire/codec.js';
@@ -31,12 +31,17 @@ export interface ShardOptions {
 /** A write-log entry, as the coordinator publishes it. */
 export type LogEntry = { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] } | { op: 'delete'; ids: (string | number)[] };
 
+/** How often a shard checks that it is still following its log. */
+const WATCHDOG_MS = 5000;
+
 class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
   private consuming?: ConsumerMessages;
   private endpoints: QueuedIterator<ServiceMsg>[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
+  private failed = false;
+  private watchdog?: NodeJS.Timeout;
 
   constructor(readonly collection: string, readonly shard: number, readonly store: Collection) {}
 
@@ -65,26 +70,53 @@ class ServedShard {
     for (const w of ready) w.resolve();
   }
 
-  async start(nc: NatsConnection, n: Names, service: Service, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
-    const { collection: c, shard: s } = this;
-    const consumer = await nc.jetstream().consumers.get(n.stream(c, s), {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: this.applied + 1,
-    });
-    this.consuming = await consumer.consume();
+  // Follows the write log from the entry after the last applied one. Few
+  // entries are in flight and the loop yields after each, so a backlog never
+  // makes the server drop this connection as a slow consumer, and searches are
+  // answered while it drains.
+  private async follow(js: JetStreamClient, stream: string, log: (line: string) => void): Promise<void> {
+    this.consuming?.stop();
+    const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.applied + 1 });
+    const it = await consumer.consume({ max_messages: 8 });
+    this.consuming = it;
     void (async () => {
-      for await (const m of this.consuming!) {
+      for await (const m of it) {
+        if (m.seq <= this.applied) continue;
         try {
           this.pending = m.info.pending;
           this.apply(decode(m.data, false) as LogEntry, m.seq);
         } catch (e) {
           // An entry the coordinator validated cannot fail here except on a
           // storage fault; stop applying rather than skip it.
-          log(`shard ${c}/${s}: applying log entry ${m.seq} failed: ${(e as Error).message}`);
-          this.consuming!.stop();
+          log(`shard ${this.collection}/${this.shard}: applying log entry ${m.seq} failed: ${(e as Error).message}`);
+          this.failed = true;
+          it.stop();
+          return;
         }
+        await new Promise((r) => setImmediate(r));
       }
     })();
+  }
+
+  async start(nc: NatsConnection, n: Names, service: Service, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
+    const { collection: c, shard: s } = this;
+    const js = nc.jetstream();
+    const jsm = await nc.jetstreamManager();
+    const stream = n.stream(c, s);
+    await this.follow(js, stream, log);
+    // A consumer can stop delivering (a dropped connection, a server restart):
+    // if the log is ahead and nothing was applied since the last look, resume.
+    let seen = this.applied;
+    this.watchdog = setInterval(() => {
+      if (this.failed) return;
+      jsm.streams.info(stream).then(async (info) => {
+        if (info.state.last_seq > this.applied && this.applied === seen) {
+          log(`shard ${c}/${s}: applied ${this.applied}, log at ${info.state.last_seq}, no progress: resuming the log`);
+          await this.follow(js, stream, log);
+        }
+        seen = this.applied;
+      }).catch(() => undefined);
+    }, WATCHDOG_MS);
     const group = `${n.prefix}-shard-${c}-${s}`;
     const add = (op: string, fn: (body: unknown) => unknown) =>
       this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler: handle(fn, observe(op)) }));
@@ -103,6 +135,7 @@ class ServedShard {
   }
 
   stop(): void {
+    clearInterval(this.watchdog);
     this.consuming?.stop();
     for (const e of this.endpoints) e.stop();
     this.store.close();
@@ -112,7 +145,7 @@ class ServedShard {
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const n = names(opts.prefix);
-  const nc = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1 });
+  const nc = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
