@@ -79,7 +79,7 @@ export class SpatialPartitioner {
   /**
    * Builds the tree from `sample` (rows of `dim` floats; at least `shards`
    * rows). Each node splits its sample points on the dimension where they
-   * spread widest (max − min; ties to the lower dimension). A node that must
+   * spread widest (largest variance; ties to the lower dimension). A node that must
    * make `s` leaves gives floor(s/2) to `lo` and the rest to `hi`, and cuts
    * at the matching quantile (the median when s is even), so leaves get equal
    * shares of the sample whatever the shard count; when ties in the sample
@@ -257,23 +257,32 @@ class TreeBuilder {
     }
     const { points, dim } = this;
     const n = ids.length;
-    // The widest dimension of this node's points.
+    // The widest dimension of this node's points, by variance: on sparse data
+    // (pixels that are mostly 0) the range picks dimensions whose median is 0,
+    // and ties at the cut then unbalance the leaves.
     let d = depth % dim;
     let widest = 0;
     if (n > 1) {
+      const sum = new Float64Array(dim);
+      const sq = new Float64Array(dim);
       const lo = new Float64Array(dim).fill(Infinity);
       const hi = new Float64Array(dim).fill(-Infinity);
       for (const id of ids) {
         const base = id * dim;
         for (let i = 0; i < dim; i++) {
           const x = points[base + i];
+          sum[i] += x;
+          sq[i] += x * x;
           if (x < lo[i]) lo[i] = x;
           if (x > hi[i]) hi[i] = x;
         }
       }
       for (let i = 0; i < dim; i++) {
-        if (hi[i] - lo[i] > widest) {
-          widest = hi[i] - lo[i];
+        // Only a dimension with two distinct values can be cut; rounding can
+        // give a constant one a tiny positive variance.
+        const variance = hi[i] > lo[i] ? Math.max(sq[i] / n - (sum[i] / n) ** 2, Number.MIN_VALUE) : 0;
+        if (variance > widest) {
+          widest = variance;
           d = i;
         }
       }
