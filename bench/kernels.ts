@@ -10,16 +10,9 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import type { CoreExports } from '../ts/core/abi.js';
 
-interface KernelExports {
-  memory: WebAssembly.Memory;
-  scratch_ptr(): number;
-  kernel_l2sq(a: number, b: number, n: number): number;
-  kernel_l2sq_scalar(a: number, b: number, n: number): number;
-  kernel_dot(a: number, b: number, n: number): number;
-  kernel_dot_scalar(a: number, b: number, n: number): number;
-  kernel_bench(kind: number, a: number, b: number, n: number, iters: number): number;
-}
+type KernelExports = CoreExports;
 
 const B_OFFSET_FLOATS = 8192; // b lives in the second half of the scratch
 

@@ -7,15 +7,9 @@ import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { mulberry32 } from './helpers.js';
+import type { CoreExports } from '../ts/core/abi.js';
 
-interface KernelExports {
-  memory: WebAssembly.Memory;
-  scratch_ptr(): number;
-  kernel_l2sq(a: number, b: number, n: number): number;
-  kernel_l2sq_scalar(a: number, b: number, n: number): number;
-  kernel_dot(a: number, b: number, n: number): number;
-  kernel_dot_scalar(a: number, b: number, n: number): number;
-}
+type KernelExports = CoreExports;
 
 const SCRATCH_FLOATS = 16384;
 const WASM = new URL('../build/vdb.wasm', import.meta.url);

@@ -7,3 +7,4 @@ export { compileFilter } from './filter.js';
 export type { Filter } from './filter.js';
 export { VdbClient } from './client.js';
 export type { Transport, ClientOptions, ClusterSearchOptions, WriteResult } from './client.js';
+export type { CoreExports } from './core/abi.js';

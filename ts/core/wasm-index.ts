@@ -6,6 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 import { VdbError, ErrorCode } from '../errors.js';
+import type { CoreExports } from './abi.js';
 
 export type Metric = 'l2' | 'ip' | 'cosine';
 export type VectorLike = Float32Array | ArrayLike<number>;
@@ -74,35 +75,6 @@ export class AllowSet {
   }
 }
 
-interface Exports {
-  memory: WebAssembly.Memory;
-  scratch_ptr(): number;
-  index_init(dim: number, metric: number, m: number, efc: number, seedLo: number, seedHi: number, cap: number): number;
-  index_reserve(cap: number): number;
-  index_input_ptr(): number;
-  index_result_ids_ptr(): number;
-  index_result_dist_ptr(): number;
-  index_filter_ptr(): number;
-  index_size(): number;
-  index_slots(): number;
-  index_capacity(): number;
-  index_pending(): number;
-  index_dim(): number;
-  index_metric(): number;
-  index_add(): number;
-  index_remove(slot: number): number;
-  index_slot_state(slot: number): number;
-  index_vector_ptr(slot: number): number;
-  index_consolidate(): number;
-  index_search(k: number, ef: number, filterMode: number): number;
-  index_search_exact(k: number, filtered: number): number;
-  index_save_begin(): number;
-  index_section_count(): number;
-  index_section_ptr(i: number): number;
-  index_section_len(i: number): number;
-  index_load_begin(): number;
-  index_load_end(): number;
-}
 
 let compiled: WebAssembly.Module | undefined;
 
@@ -117,9 +89,9 @@ export function wasmPath(): string {
   throw new VdbError(ErrorCode.INTERNAL, 'build/vdb.wasm not found: run `npm run build` first');
 }
 
-function instantiate(): Exports {
+function instantiate(): CoreExports {
   compiled ??= new WebAssembly.Module(readFileSync(wasmPath()));
-  return instantiateSync(compiled, {}).instance.exports as unknown as Exports;
+  return instantiateSync(compiled, {}).instance.exports as unknown as CoreExports;
 }
 
 function check(status: number, what: string): number {
@@ -142,7 +114,7 @@ function intIn(v: number, lo: number, hi: number): boolean {
 export class WasmIndex {
   readonly dim: number;
   readonly metric: Metric;
-  private readonly w: Exports;
+  private readonly w: CoreExports;
   private f32 = new Float32Array(0);
   private u32 = new Uint32Array(0);
   private u8 = new Uint8Array(0);
@@ -150,7 +122,7 @@ export class WasmIndex {
   private readonly idsPtr: number;
   private readonly distPtr: number;
 
-  private constructor(w: Exports) {
+  private constructor(w: CoreExports) {
     this.w = w;
     this.dim = w.index_dim();
     this.metric = METRICS[w.index_metric()];
