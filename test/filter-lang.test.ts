@@ -304,6 +304,30 @@ describe('planner terms', () => {
     expect(checked).toBeGreaterThan(200);
   });
 
+  it('an exact filter accepts exactly the payloads that satisfy all its terms', () => {
+    let exact = 0;
+    fc.assert(
+      fc.property(
+        fc.oneof(filter, { weight: 3, arbitrary: conjunctive }),
+        fc.array(fc.oneof({ weight: 3, arbitrary: densePayload }, payload), { minLength: 20, maxLength: 20 }),
+        (f, payloads) => {
+          const compiled = compileFilter(f);
+          if (!compiled.exact) return;
+          exact++;
+          for (const p of payloads) {
+            expect(compiled.test(p), `${JSON.stringify(f)} on ${JSON.stringify(p)}`).toBe(compiled.terms.every((t) => refTermHolds(t, p)));
+          }
+        },
+      ),
+      { seed: SEED, numRuns: RUNS },
+    );
+    expect(exact).toBeGreaterThan(20);
+    expect(compileFilter({ a: 1, b: { $gte: 2 } }).exact).toBe(true);
+    for (const f of [{ a: { $ne: 1 } }, { $or: [{ a: 1 }] }, { $not: { a: 1 } }, { a: { $exists: true } }, { a: { $nin: [1] } }]) {
+      expect(compileFilter(f).exact, JSON.stringify(f)).toBe(false);
+    }
+  });
+
   it('come from the top level and nested $and only, one per constraint', () => {
     const { terms } = compileFilter({
       kind: 'shoe',

@@ -130,19 +130,19 @@ class FieldIndex {
     }
   }
 
-  /** Slots holding any of `values` (eq and $in terms). */
-  slots(values: readonly unknown[]): Set<number> {
-    const out = new Set<number>();
-    for (const v of values) {
-      const key = FieldIndex.key(v);
-      const set = key === undefined ? undefined : this.map.get(key);
-      if (set) for (const s of set) out.add(s);
+  /** The value groups (slot sets) a term selects: its values for eq and $in,
+   * the values within its bound for a range. A slot may be in several groups
+   * when its field holds an array. */
+  groups(t: FieldTerm): Set<number>[] {
+    if (t.kind !== 'range') {
+      const out: Set<number>[] = [];
+      for (const v of t.values ?? []) {
+        const key = FieldIndex.key(v);
+        const set = key === undefined ? undefined : this.map.get(key);
+        if (set) out.push(set);
+      }
+      return out;
     }
-    return out;
-  }
-
-  /** Slots holding a value within one range bound (a range term). */
-  range(t: FieldTerm): Set<number> {
     if (!this.sorted) {
       const numbers: [number, Set<number>][] = [];
       const strings: [string, Set<number>][] = [];
@@ -171,9 +171,7 @@ class FieldIndex {
     else if (t.gte !== undefined) from = lowerIndex(t.gte, false);
     else if (t.lt !== undefined) to = lowerIndex(t.lt, false);
     else if (t.lte !== undefined) to = lowerIndex(t.lte, true);
-    const out = new Set<number>();
-    for (let i = from; i < to; i++) for (const s of list[i][1]) out.add(s);
-    return out;
+    return list.slice(from, to).map((e) => e[1]);
   }
 }
 
@@ -429,21 +427,28 @@ export class Collection {
   /** The slots whose payload passes the filter, using field indexes when they apply. */
   private allowed(filter: Filter): AllowSet {
     const f = compileFilter(filter);
-    let candidates: Set<number> | undefined;
-    for (const t of f.terms) {
-      const idx = this.fieldIndexes.get(t.path);
-      if (!idx) continue;
-      const s = t.kind === 'range' ? idx.range(t) : idx.slots(t.values ?? []);
-      if (!candidates || s.size < candidates.size) candidates = s;
-    }
     const allow = new AllowSet(this.index.slots);
     const bits = allow.bits; // sized for every slot: set bits directly, no per-slot checks
     const ids = this.slotToId;
     const payloads = this.payloads;
-    if (candidates) {
-      for (const s of candidates) if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31);
+    // Each indexed term's candidates, as value groups and their total size.
+    const served = f.terms.flatMap((t) => {
+      const idx = this.fieldIndexes.get(t.path);
+      if (!idx) return [];
+      const groups = idx.groups(t);
+      return [{ groups, size: groups.reduce((n, g) => n + g.size, 0) }];
+    });
+    // A filter that is exactly one indexed term: its groups are the answer.
+    if (f.exact && f.terms.length === 1 && served.length === 1) {
+      for (const g of served[0].groups) for (const s of g) bits[s >>> 5] |= 1 << (s & 31);
+      return allow;
+    }
+    const pass = (s: number) => { if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31); };
+    if (served.length > 0) {
+      const best = served.reduce((a, b) => (b.size < a.size ? b : a));
+      for (const g of best.groups) for (const s of g) pass(s);
     } else {
-      for (let s = 0; s < ids.length; s++) if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31);
+      for (let s = 0; s < ids.length; s++) pass(s);
     }
     return allow;
   }

@@ -31,6 +31,10 @@ export interface FieldTerm {
 export interface CompiledFilter {
   test(payload: unknown): boolean;
   readonly terms: FieldTerm[];
+  /** True when the filter is exactly the conjunction of its terms: a payload
+   * passes iff it satisfies every term, so a planner that serves all of them
+   * from indexes need not call `test`. */
+  readonly exact: boolean;
 }
 
 /** Filter objects nested through `$and`/`$or`/`$not`, the top level being 1. */
@@ -64,7 +68,7 @@ export function compileFilter(filter: unknown): CompiledFilter {
     // throw; that is a malformed filter, not a crash.
     throw invalid('filter', 'could not be read');
   }
-  return { test: toPredicate(tree), terms: termsOf(tree) };
+  return { test: toPredicate(tree), terms: termsOf(tree), exact: isConjunctionOfTerms(tree) };
 }
 
 // ---------------------------------------------------------------- parsing
@@ -320,6 +324,17 @@ function termsOf(node: Node): FieldTerm[] {
       return node.ops.flatMap((op) => opTerm(node.path, op));
     default:
       return [];
+  }
+}
+
+function isConjunctionOfTerms(node: Node): boolean {
+  switch (node.kind) {
+    case 'and':
+      return node.children.every(isConjunctionOfTerms);
+    case 'field':
+      return node.ops.every((op) => opTerm(node.path, op).length === 1);
+    default:
+      return false;
   }
 }
 
