@@ -141,9 +141,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     async upsert(c: string, body: unknown) {
       const k = await known(c);
       const req = validateUpsert(body, k.meta.dim);
-      const byShard = new Map<number, typeof req.points>();
-      for (const p of req.points) {
-        const s = shardOfPoint(k.p, p);
+      // The last write of an id in a batch wins; keeping only it also keeps an id
+      // whose copies would be placed on different shards from landing on both.
+      const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
+      const byShard = new Map<number, typeof points>();
+      const placed = points.map((p) => shardOfPoint(k.p, p));
+      for (const [i, p] of points.entries()) {
+        const s = placed[i];
         if (!byShard.has(s)) byShard.set(s, []);
         byShard.get(s)!.push(p);
       }
@@ -155,7 +159,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       // Placement by vector or label can move a point: remove it from the other shards.
       if (k.p.kind !== 'hash') {
         for (let s = 0; s < k.p.shards; s++) {
-          const ids = req.points.filter((p) => !byShard.get(s)?.includes(p)).map((p) => p.id);
+          const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
           if (ids.length) entries.set(s, [{ op: 'delete', ids }, ...(entries.get(s) ?? [])]);
         }
       }

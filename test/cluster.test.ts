@@ -298,6 +298,15 @@ describe('cluster: 3 shard processes, one coordinator', () => {
     const got = await cl.client.get(MOVES, across.map((p) => p.id), { withVector: false });
     expect(got.points).toEqual(across.map((p) => ({ id: p.id, payload: p.payload })));
     await cl.waitCount(MOVES, n);
+
+    // One batch writing an id twice with labels on different shards: the last one wins, once.
+    const [p0] = across;
+    const first = { ...p0, payload: { label: labelOf(rowOfId.get(p0.id)!) } };
+    const twice = await cl.client.upsert(MOVES, [p0, first]);
+    expect(twice.count).toBe(2);
+    const r = await cl.client.search(MOVES, p0.vector, { k: 5, exact: true, withPayload: true });
+    expect(r.hits.filter((h) => h.id === p0.id)).toEqual([{ id: p0.id, score: 0, payload: first.payload }]);
+    await cl.waitCount(MOVES, n);
   });
 
   it('JSON requests get JSON replies with the same hits as MessagePack', async () => {

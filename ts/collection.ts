@@ -180,7 +180,7 @@ export class Collection {
   readonly dim: number;
   readonly metric: Metric;
   private readonly store: Store;
-  private index: WasmIndex;
+  private index!: WasmIndex; // set by recover(): from the snapshot, or a fresh one rebuilt
   private readonly schema: Schema;
   private readonly idToSlot = new Map<PointId, number>();
   private slotToId: (PointId | undefined)[] = [];
@@ -204,7 +204,6 @@ export class Collection {
     this.snapshotChanges = opts.snapshotChanges;
     this.snapshotMs = opts.snapshotMs ?? 60_000;
     for (const f of opts.indexes ?? []) this.fieldIndexes.set(f, new FieldIndex(f));
-    this.index = this.freshIndex();
   }
 
   /** Creates or reopens a collection in a data directory. */

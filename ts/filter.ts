@@ -4,6 +4,7 @@
 // from a payload index. Nothing is re-parsed per point.
 
 import { ErrorCode, VdbError } from './errors.js';
+import { isPlainObject } from './validate.js';
 
 /** A filter in its JSON form. */
 export type Filter = Record<string, unknown>;
@@ -95,12 +96,6 @@ function keyAt(at: string, key: string): string {
  * Only plain data objects, as JSON.parse makes them: arrays, class instances,
  * Maps and Dates are not filters, and their prototypes are never consulted.
  */
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
-  const proto: unknown = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
-}
-
 function isPrimitive(x: unknown): x is Primitive {
   return (
     x === null ||

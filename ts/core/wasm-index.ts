@@ -17,6 +17,8 @@ const METRICS: Metric[] = ['l2', 'ip', 'cosine'];
 export const K_MAX = 10000;
 export const DIM_MAX = 65536;
 export const HEADER_BYTES = 128;
+/** Bounds of the HNSW parameters the core accepts. */
+export const HNSW_LIMITS = { mMin: 2, mMax: 256, efConstruction: 1 << 20, ef: 1 << 20 } as const;
 
 export interface IndexOptions {
   dim: number;
@@ -139,8 +141,8 @@ export class WasmIndex {
     const cap = opts.capacity ?? 1024;
     if (!intIn(opts.dim, 1, DIM_MAX)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `dim must be an integer from 1 to ${DIM_MAX}`);
     if (!METRICS.includes(metric)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `metric must be one of ${METRICS.join(', ')}`);
-    if (!intIn(m, 2, 256)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'm must be an integer from 2 to 256');
-    if (!intIn(efc, 1, 1 << 20)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'efConstruction must be a positive integer');
+    if (!intIn(m, HNSW_LIMITS.mMin, HNSW_LIMITS.mMax)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `m must be an integer from ${HNSW_LIMITS.mMin} to ${HNSW_LIMITS.mMax}`);
+    if (!intIn(efc, 1, HNSW_LIMITS.efConstruction)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'efConstruction must be a positive integer');
     if (!Number.isSafeInteger(seed) || seed < 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'seed must be a non-negative integer');
     if (!intIn(cap, 0, 0xffffffff)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'capacity must be a non-negative integer');
     const w = instantiate();
@@ -275,7 +277,7 @@ export class WasmIndex {
   search(query: VectorLike, k: number, opts: SearchOptions = {}): SearchResult {
     this.checkK(k);
     const ef = opts.ef ?? Math.max(k, 64);
-    if (!intIn(ef, k, 1 << 20)) throw new VdbError(ErrorCode.INVALID_EF, `ef must be an integer from k (${k}) to ${1 << 20}, got ${ef}`);
+    if (!intIn(ef, k, HNSW_LIMITS.ef)) throw new VdbError(ErrorCode.INVALID_EF, `ef must be an integer from k (${k}) to ${HNSW_LIMITS.ef}, got ${ef}`);
     this.checkVector(query, 'search');
     let mode = 0;
     if (opts.allow) {

@@ -5,6 +5,7 @@
 // shards (docs/partitioning.md).
 
 import { ErrorCode, VdbError } from '../errors.js';
+import { isPlainObject } from '../validate.js';
 import { compileFilter } from '../filter.js';
 import type { Filter, Primitive } from '../filter.js';
 import type { PointId } from '../collection.js';
@@ -27,12 +28,6 @@ export interface SemanticOptions {
 
 function invalid(message: string): VdbError {
   return new VdbError(ErrorCode.INVALID_PARTITIONER, message);
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
-  const proto: unknown = Object.getPrototypeOf(x);
-  return proto === Object.prototype || proto === null;
 }
 
 /**

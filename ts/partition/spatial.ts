@@ -8,6 +8,7 @@
 // coordinator skip shards (docs/partitioning.md).
 
 import { ErrorCode, VdbError } from '../errors.js';
+import { isPlainObject } from '../validate.js';
 import type { Filter } from '../filter.js';
 import type { Metric } from '../core/wasm-index.js';
 import { DIM_MAX } from '../core/wasm-index.js';
@@ -408,10 +409,6 @@ function checkMetric(metric: unknown): void {
   if (typeof metric !== 'string' || !METRICS.includes(metric as Metric)) {
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `metric must be one of ${METRICS.join(', ')}, got ${String(metric)}`);
   }
-}
-
-function isPlainObject(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
 /** A copy of a stored node, checked: leaves in range and unique, splits on real dimensions at finite values. */

@@ -6,7 +6,8 @@
 // a named field of the wrong type is an error. An optional field may be absent
 // or null.
 
-import { DIM_MAX } from '../core/wasm-index.js';
+import { DIM_MAX, HNSW_LIMITS } from '../core/wasm-index.js';
+import { SHARDS_MAX } from '../partition/hash.js';
 import type { Metric } from '../core/wasm-index.js';
 import type { Hit, StoredPoint } from '../collection.js';
 import { compileFilter } from '../filter.js';
@@ -19,17 +20,12 @@ export { checkId, parseVector, checkPayload, checkCollectionName };
 
 // ------------------------------------------------------------------ limits
 
-/** Bounds checked here that the embedded library keeps private (kept equal to them). */
+/** Bounds of the wire requests: the core's HNSW limits and the partitioners' shard limit, plus replicas. */
 export const WIRE_LIMITS = {
-  /** Shards per collection (as ts/partition). */
-  shards: 65_536,
+  shards: SHARDS_MAX,
   replicas: 16,
-  /** HNSW bounds of WasmIndex. */
-  mMin: 2,
-  mMax: 256,
-  efConstruction: 1 << 20,
-  ef: 1 << 20,
-  nprobe: 65_536,
+  ...HNSW_LIMITS,
+  nprobe: SHARDS_MAX,
 } as const;
 
 export const METRICS: readonly Metric[] = ['l2', 'ip', 'cosine'];
