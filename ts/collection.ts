@@ -28,6 +28,9 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
+/** One entry of a write log, applied by `applyLog` at its sequence. */
+export type LogEntry = { seq: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] });
+
 export interface Hit {
   id: PointId;
   /** The true metric: L2 distance, cosine similarity, or inner product. */
@@ -402,6 +405,55 @@ export class Collection {
     return { count, seq };
   }
 
+  /** Applies write-log entries in order in one transaction: one commit for a whole
+   * backlog. Entries at or below the applied sequence are skipped. If any entry
+   * fails, nothing of the batch is stored and the collection closes (its index
+   * may hold part of the batch): reopen it to recover from storage. */
+  applyLog(entries: LogEntry[]): void {
+    this.open_();
+    try {
+      this.store.transaction(() => {
+        for (const e of entries) {
+          if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq });
+          else this.delete(e.ids, { seq: e.seq });
+        }
+      });
+    } catch (e) {
+      this.abandon();
+      throw e;
+    }
+  }
+
+  /** Copies the collection into a new database file (after a snapshot at the applied
+   * sequence, so the copy opens with exactly this index); returns that sequence. */
+  exportTo(file: string): number {
+    this.snapshot();
+    this.store.exportCollection(this.name, file);
+    return this.seq;
+  }
+
+  /** Replaces a collection of a data directory by an exported copy; it must not be open. */
+  static importFrom(dir: string, name: string, file: string): void {
+    checkCollectionName(name);
+    const store = Store.acquire(dir);
+    try {
+      if (store.openNames.has(name)) throw new VdbError(ErrorCode.LOCKED, `collection ${name} is open in this process`);
+      store.importCollection(name, file);
+    } finally {
+      store.release();
+    }
+  }
+
+  /** The applied sequence stored for a collection, without opening it; 0 if it does not exist. */
+  static storedSeq(dir: string, name: string): number {
+    const store = Store.acquire(dir);
+    try {
+      return store.collection(name)?.seq ?? 0;
+    } finally {
+      store.release();
+    }
+  }
+
   /** The stored points among `ids` (missing ones are left out), in the order asked. */
   get(ids: PointId[], opts: { withVector?: boolean } = {}): StoredPoint[] {
     this.open_();
@@ -563,6 +615,14 @@ export class Collection {
       this.snapshotting = false;
     };
     setImmediate(step);
+  }
+
+  // Closes without a snapshot: memory may be ahead of what was committed.
+  private abandon(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.store.openNames.delete(this.name);
+    this.store.release();
   }
 
   /** Snapshots unless the committed snapshot is current, then releases the directory. */

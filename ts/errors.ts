@@ -35,6 +35,8 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** A shard the request needs has no live replica (or its log refused the write); retry. */
   SHARD_UNAVAILABLE: 'SHARD_UNAVAILABLE',
+  /** This replica has not applied the write the request must see within its wait; another replica may have. */
+  LAGGING: 'LAGGING',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -117,6 +117,46 @@ export class Store {
     };
   }
 
+  /** The collection's rows (points, current snapshot, schema) copied into a new database file, in one read. */
+  exportCollection(name: string, file: string): void {
+    this.db.prepare('ATTACH ? AS x').run(file);
+    try {
+      this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
+      this.db.transaction(() => {
+        for (const t of ['collections', 'points', 'snapshots']) {
+          this.db.prepare(`INSERT INTO x.${t} SELECT * FROM main.${t} WHERE ${t === 'collections' ? 'name' : 'collection'} = ?`).run(name);
+        }
+        this.db.prepare(`INSERT INTO x.snapshot_parts SELECT p.* FROM main.snapshot_parts p JOIN main.snapshots s
+          ON s.collection = p.collection AND s.seq = p.seq WHERE p.collection = ?`).run(name);
+      })();
+    } finally {
+      this.db.exec('DETACH x');
+    }
+  }
+
+  /** Replaces everything stored for `name` by what an exported file holds, in one transaction. */
+  importCollection(name: string, file: string): void {
+    this.db.prepare('ATTACH ? AS x').run(file);
+    try {
+      this.db.transaction(() => {
+        const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(name) as { n: number };
+        if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${name}`);
+        for (const t of ['collections', 'points', 'tombstones', 'snapshots', 'snapshot_parts']) {
+          const col = t === 'collections' ? 'name' : 'collection';
+          this.db.prepare(`DELETE FROM main.${t} WHERE ${col} = ?`).run(name);
+          if (t !== 'tombstones') this.db.prepare(`INSERT INTO main.${t} SELECT * FROM x.${t} WHERE ${col} = ?`).run(name);
+        }
+      })();
+    } finally {
+      this.db.exec('DETACH x');
+    }
+  }
+
+  /** Runs `fn` in one transaction (nested store writes become part of it). */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
   /** Opens (or shares) the store of a data directory. */
   static acquire(dir: string): Store {
     mkdirSync(dir, { recursive: true });
