@@ -75,12 +75,16 @@ and a coordinator; writes DIR/cluster.json; Ctrl-C or SIGTERM stops everything.
   },
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
-    help: 'Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]',
+    help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]
+  [--grace-ms 30000] [--compact-after 10000]
+--grace-ms: how long a replica may be gone before the balancer replaces it;
+--compact-after: log entries every replica has applied before the log is compacted below them.`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' } });
+      const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
-        deadlineMs: o['deadline-ms'] === undefined ? undefined : Number(o['deadline-ms']),
+        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'),
       });
       await untilSignal(c.stop);
     },
@@ -110,10 +114,12 @@ A spatial collection takes its kd splits from a sample: up to 10,000 rows of FIL
   },
   status: {
     summary: 'members, shards, log sequences and counts of a cluster',
-    help: 'Usage: vdb status --nats URL [--prefix P]',
+    help: `Usage: vdb status --nats URL [--prefix P] [--json]
+Prints members, each shard's replicas with applied sequence and lag, and the balancer's work.`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, COMMON);
-      console.log(JSON.stringify(await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.status()), null, 2));
+      const { values: o } = args(argv, { ...COMMON, json: { type: 'boolean' } });
+      const st = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.status());
+      console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
 };
@@ -150,4 +156,30 @@ export async function clusterSearch(argv: string[]): Promise<void> {
     nprobe: o.nprobe === undefined ? undefined : Number(o.nprobe),
   }));
   console.log(JSON.stringify(reply, null, 2));
+}
+
+interface Status {
+  members: { name: string; role: string; pid: number; heartbeat: number }[];
+  collections: { name: string; shards: { shard: number; logSeq: number | null; firstSeq: number | null; count: number | null;
+    replicas: { member: string; live: boolean; applied: number | null; lag: number | null }[] }[] }[];
+  balancer: { holder: string; work: string[]; done: string[] } | null;
+}
+
+/** `vdb status` as text: one line per member, per shard and per replica. */
+export function formatStatus(st: Status): string {
+  const out = ['members:'];
+  for (const m of st.members) out.push(`  ${m.role.padEnd(11)} ${m.name.padEnd(16)} pid ${m.pid}, heartbeat ${Date.now() - m.heartbeat} ms ago`);
+  for (const c of st.collections) {
+    out.push(`collection ${c.name}:`);
+    for (const sh of c.shards) {
+      out.push(`  shard ${sh.shard}: ${sh.count ?? '?'} points, log ${sh.firstSeq ?? '?'}..${sh.logSeq ?? '?'}`);
+      for (const r of sh.replicas) {
+        out.push(`    ${r.member.padEnd(16)} ${r.live ? 'live' : 'GONE'}  applied ${r.applied ?? '?'}  lag ${r.lag ?? '?'}`);
+      }
+    }
+  }
+  out.push(st.balancer ? `balancer: ${st.balancer.holder}` : 'balancer: none holds the lease');
+  for (const w of st.balancer?.work ?? []) out.push(`  waiting: ${w}`);
+  for (const d of (st.balancer?.done ?? []).slice(-5)) out.push(`  done: ${d}`);
+  return out.join('\n');
 }

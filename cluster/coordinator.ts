@@ -19,13 +19,14 @@ import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
-import { Meta, HEARTBEAT_MS } from './meta.js';
+import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
 import { handle, requestMetrics } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './shard.js';
+import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -35,6 +36,10 @@ export interface CoordinatorOptions {
   deadlineMs?: number;
   /** Port of /metrics and /healthz; 0 or absent picks a free one. */
   metricsPort?: number;
+  /** Balancer: how long a replica may be gone before it is replaced (default 30 s). */
+  graceMs?: number;
+  /** Balancer: log entries every replica has applied before the log is compacted below them (default 10,000). */
+  compactAfter?: number;
 }
 
 interface Known {
@@ -47,6 +52,9 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter })) {
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
+  }
   const n: Names = names(opts.prefix);
   const nc: NatsConnection = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
   const js: JetStreamClient = nc.jetstream();
@@ -71,23 +79,54 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return k;
   }
 
-  /** Asks shards in parallel; a shard that does not answer in time is missing. */
-  async function ask(c: string, shards: number[], op: string, body: (s: number) => unknown): Promise<ShardAnswer[]> {
-    return Promise.all(shards.map(async (s): Promise<ShardAnswer> => {
+  let turn = 0;
+  /** The replicas of a shard to ask, in order: live ones (all listed ones if no
+   * lease is current), those known to have applied `minSeq` first, rotating
+   * among equals to spread the load. */
+  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined): string[] {
+    const listed = k.map.replicas[s] ?? [];
+    const live = new Map(meta.live('shard').map((m) => [m.name, m]));
+    const up = listed.filter((r) => live.has(r));
+    const pool = up.length ? up : listed;
+    const start = turn++ % Math.max(1, pool.length);
+    const order = pool.slice(start).concat(pool.slice(0, start));
+    if (minSeq === undefined) return order;
+    const ready = (r: string) => (live.get(r)?.shards?.[shardKey(c, s)] ?? -1) >= minSeq;
+    return order.filter(ready).concat(order.filter((r) => !ready(r)));
+  }
+
+  /** Asks one replica after another until one answers within the deadline:
+   * a replica that is gone has no responders, one that cannot reach `minSeq`
+   * in its share of the time answers LAGGING; with none left the shard is missing. */
+  async function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq?: number): Promise<ShardAnswer> {
+    const until = performance.now() + deadline;
+    const replicas = replicasFor(c, k, s, minSeq);
+    for (let i = 0; i < replicas.length; i++) {
+      const left = until - performance.now();
+      if (left < 1) break;
+      // All but the last replica get half the time left, so another can still answer.
+      const timeout = i === replicas.length - 1 ? left : left / 2;
+      const req = minSeq === undefined ? body : { ...body, minSeq, waitMs: Math.max(0, Math.floor(timeout) - 50) };
       let m: Msg;
       try {
-        m = await nc.request(n.shard(c, s, op), encode(body(s), false), { timeout: deadline });
+        m = await nc.request(n.replica(c, s, replicas[i], op), encode(req, false), { timeout: Math.ceil(timeout) });
       } catch {
-        return { shard: s, missing: true };
+        continue;
       }
       const reply = decode(m.data, false) as Record<string, unknown>;
       const err = errorFromBody(reply);
       if (err) {
-        if (err.code === ErrorCode.TIMEOUT) return { shard: s, missing: true };
+        if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT) continue;
         throw err;
       }
       return { shard: s, body: reply };
-    }));
+    }
+    return { shard: s, missing: true };
+  }
+
+  /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */
+  function ask(c: string, k: Known, shards: number[], op: string, body: (s: number) => Record<string, unknown>, mins?: Map<number, number>): Promise<ShardAnswer[]> {
+    return Promise.all(shards.map((s) => askShard(c, k, s, op, body(s), mins?.get(s))));
   }
 
   /** Appends entries to shard logs; returns each shard's last sequence. */
@@ -185,7 +224,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const k = await known(c);
       const req = validateGet(body);
       const shards = [...new Set(req.ids.flatMap((id) => shardsForId(k.p, id)))];
-      const answers = await ask(c, shards, 'get', () => ({ ids: req.ids, withVector: req.withVector }));
+      const answers = await ask(c, k, shards, 'get', () => ({ ids: req.ids, withVector: req.withVector }));
       const found = new Map<PointId, StoredPoint>();
       for (const a of answers) for (const p of (a.body?.points as StoredPoint[] | undefined) ?? []) found.set(p.id, p);
       const missing = answers.filter((a) => a.missing).map((a) => a.shard);
@@ -199,7 +238,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     async count(c: string, body: unknown) {
       const k = await known(c);
       validateCount(body);
-      const answers = await ask(c, k.map.replicas.map((_, s) => s), 'count', () => ({}));
+      const answers = await ask(c, k, k.map.replicas.map((_, s) => s), 'count', () => ({}));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard);
       const count = answers.reduce((sum, a) => sum + ((a.body?.count as number | undefined) ?? 0), 0);
       return missing.length ? { count, partial: true, missing } : { count, partial: false };
@@ -210,23 +249,22 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const k = await known(c);
       const req = validateSearch(body, k.meta.dim);
       const after = (body as { after?: unknown }).after;
-      const shardBody = (mins: Map<number, number>) => (s: number) => ({
-        vector: float32Bytes(req.vector), k: req.k, ef: req.ef, filter: req.filter, exact: req.exact,
-        withPayload: req.withPayload, minSeq: mins.get(s), waitMs: deadline,
+      const shardBody = () => ({
+        vector: float32Bytes(req.vector), k: req.k, ef: req.ef, filter: req.filter, exact: req.exact, withPayload: req.withPayload,
       });
       let answers: ShardAnswer[];
       if (req.exact && k.p instanceof SpatialPartitioner) {
         // Nearest leaf first; then only the leaves that can still hold a top-k hit.
         const first = k.p.route(req.vector, { nprobe: 1 });
         const mins = await minSeqs(c, k.p.route(req.vector, { nprobe: k.p.shards }), req, after);
-        answers = await ask(c, first, 'search', shardBody(mins));
+        answers = await ask(c, k, first, 'search', shardBody, mins);
         const hits = (answers[0].body?.hits as Hit[] | undefined) ?? [];
         const kth = answers[0].missing || hits.length < req.k ? Infinity : hits[req.k - 1].score;
         const rest = k.p.exactRoute(req.vector, kth).filter((s) => !first.includes(s));
-        answers = answers.concat(await ask(c, rest, 'search', shardBody(mins)));
+        answers = answers.concat(await ask(c, k, rest, 'search', shardBody, mins));
       } else {
         const shards = shardsForSearch(k.p, { vector: req.vector, filter: req.filter, nprobe: req.nprobe });
-        answers = await ask(c, shards, 'search', shardBody(await minSeqs(c, shards, req, after)));
+        answers = await ask(c, k, shards, 'search', shardBody, await minSeqs(c, shards, req, after));
       }
       const hits = mergeTopK(answers.map((a) => (a.body?.hits as Hit[] | undefined) ?? []), req.k, order(k));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard).sort((a, b) => a - b);
@@ -287,19 +325,25 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       return describe(k.meta, k.map);
     },
     async status() {
-      const members = await meta.live();
+      const members = meta.live();
+      const byName = new Map(members.map((m) => [m.name, m]));
       const collections = [];
-      for (const name of await meta.list()) {
+      for (const name of meta.list()) {
         const k = await known(name).catch(() => undefined);
         if (!k) continue;
-        const shards = await Promise.all(k.map.replicas.map(async (replicas, s) => {
+        const shards = await Promise.all(k.map.replicas.map(async (list, s) => {
           const info = await jsm.streams.info(n.stream(name, s)).catch(() => undefined);
-          const [a] = await ask(name, [s], 'count', () => ({}));
-          return { shard: s, replicas, logSeq: info?.state.last_seq ?? null, count: a.body?.count ?? null, applied: a.body?.seq ?? null };
+          const logSeq = info?.state.last_seq ?? null;
+          const replicas = list.map((member) => {
+            const applied = byName.get(member)?.shards?.[shardKey(name, s)] ?? null;
+            return { member, live: byName.has(member), applied, lag: applied !== null && logSeq !== null ? logSeq - applied : null };
+          });
+          const [a] = await ask(name, k, [s], 'count', () => ({}));
+          return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas };
         }));
         collections.push({ name, shards });
       }
-      return { members, collections };
+      return { members, collections, balancer: (await balancerState(meta)) ?? null };
     },
   };
 
@@ -347,10 +391,16 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
+  const balancer = startBalancer(meta, jsm, n, opts.name, {
+    ...DEFAULT_BALANCER,
+    graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
+    compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
+  }, (line) => process.stderr.write(`${line}\n`));
 
   return {
     async stop() {
       clearInterval(timer);
+      balancer.stop();
       for (const w of watches) w.stop();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();

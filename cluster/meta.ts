@@ -32,7 +32,12 @@ export interface Member {
   pid: number;
   heartbeat: number;
   metricsPort?: number;
+  /** For a shard process: the applied log sequence of each shard it serves, by `shardKey`. */
+  shards?: Record<string, number>;
 }
+
+/** How a shard is named in heartbeats and logs: `collection/shard`. */
+export const shardKey = (collection: string, shard: number) => `${collection}/${shard}`;
 
 /** How long a member counts as alive after its last heartbeat. */
 export const LEASE_MS = 5000;
@@ -52,12 +57,14 @@ export class Meta {
     readonly collections: KV,
     readonly shardmaps: KV,
     readonly members: KV,
+    /** Leases, such as the balancer's: held by compare-and-set, expiring unless renewed. */
+    readonly leases: KV,
   ) {}
 
   static async open(nc: NatsConnection, n: Names): Promise<Meta> {
     const js: JetStreamClient = nc.jetstream();
-    const kv = (kind: 'collections' | 'shardmap' | 'members') => js.views.kv(n.bucket(kind), { history: 1 });
-    const meta = new Meta(await kv('collections'), await kv('shardmap'), await kv('members'));
+    const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') => js.views.kv(n.bucket(kind), { history: 1 });
+    const meta = new Meta(await kv('collections'), await kv('shardmap'), await kv('members'), await kv('leases'));
     const members = await meta.members.watch();
     const collections = await meta.collections.watch();
     meta.watches.push(members, collections);

@@ -4,12 +4,15 @@
 // sequence in the same SQLite transaction as the data, and answers searches,
 // gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
 
+import { join } from 'node:path';
 import { connect, DeliverPolicy } from 'nats';
 import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
 import { Collection } from '../ts/collection.js';
+import type { LogEntry as AppliedEntry, OpenOptions } from '../ts/collection.js';
+import { checkCollectionName } from '../ts/validate.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode } from '../ts/wire/codec.js';
-import { Meta, HEARTBEAT_MS } from './meta.js';
+import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
@@ -17,6 +20,7 @@ import { handle, requestMetrics } from './service.js';
 import type { Observe } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
 import { checkShardRequest } from './shard-requests.js';
+import { CopySource, copyFromPeer } from './snapshot-copy.js';
 
 export interface ShardOptions {
   nats: string;
@@ -33,6 +37,11 @@ export type LogEntry = { op: 'upsert'; points: { id: string | number; vector: Ui
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
+/** Most log entries applied in one commit, and most bytes of them. */
+const BATCH_ENTRIES = 512;
+const BATCH_BYTES = 16 * 1024 * 1024;
+/** A shard that cannot be prepared (no peer to copy from yet) is retried after this long. */
+const RETRY_MS = 3000;
 
 class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
@@ -43,62 +52,72 @@ class ServedShard {
   private failed = false;
   private watchdog?: NodeJS.Timeout;
 
-  constructor(readonly collection: string, readonly shard: number, readonly store: Collection) {}
+  constructor(readonly collection: string, readonly shard: number, public store: Collection, private readonly reopen: () => Collection) {}
 
   get applied(): number {
     return this.store.appliedSeq;
   }
 
-  /** Resolves once the shard has applied `seq`, or rejects after `timeoutMs`. */
+  /** Resolves once the shard has applied `seq`; LAGGING after `timeoutMs`, so the caller can ask another replica. */
   waitFor(seq: number, timeoutMs: number): Promise<void> {
     if (this.applied >= seq) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const w = { seq, resolve: () => { clearTimeout(t); resolve(); } };
       const t = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
-        reject(new VdbError(ErrorCode.TIMEOUT, `shard ${this.collection}/${this.shard} has applied ${this.applied}, not yet ${seq}`));
+        reject(new VdbError(ErrorCode.LAGGING, `shard ${this.collection}/${this.shard} has applied ${this.applied}, not yet ${seq}`));
       }, timeoutMs);
       this.waiters.push(w);
     });
   }
 
-  apply(entry: LogEntry, seq: number): void {
-    if (entry.op === 'upsert') this.store.upsert(entry.points, { seq });
-    else this.store.delete(entry.ids, { seq });
+  // One commit for the batch; on a storage fault the collection is reopened at
+  // what was committed and the shard stops applying rather than skip an entry.
+  private applyBatch(batch: AppliedEntry[], log: (line: string) => void): boolean {
+    try {
+      this.store.applyLog(batch);
+    } catch (e) {
+      log(`shard ${this.collection}/${this.shard}: applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}; stopped applying`);
+      this.failed = true;
+      this.store = this.reopen();
+      return false;
+    }
     const ready = this.waiters.filter((w) => w.seq <= this.applied);
     this.waiters = this.waiters.filter((w) => w.seq > this.applied);
     for (const w of ready) w.resolve();
+    return true;
   }
 
-  // Follows the write log from the entry after the last applied one. Few
-  // entries are in flight and the loop yields after each, so a backlog never
-  // makes the server drop this connection as a slow consumer, and searches are
-  // answered while it drains.
+  // Follows the write log from the entry after the last applied one. A backlog
+  // is applied in batches (one SQLite commit each); when the log is drained each
+  // entry is applied as it comes. The loop yields after each batch, so searches
+  // are answered while it catches up.
   private async follow(js: JetStreamClient, stream: string, log: (line: string) => void): Promise<void> {
     this.consuming?.stop();
     const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.applied + 1 });
-    const it = await consumer.consume({ max_messages: 8 });
+    const it = await consumer.consume({ max_messages: BATCH_ENTRIES });
     this.consuming = it;
     void (async () => {
+      let batch: AppliedEntry[] = [];
+      let bytes = 0;
+      let last = this.applied;
       for await (const m of it) {
-        if (m.seq <= this.applied) continue;
-        try {
-          this.pending = m.info.pending;
-          this.apply(decode(m.data, false) as LogEntry, m.seq);
-        } catch (e) {
-          // An entry the coordinator validated cannot fail here except on a
-          // storage fault; stop applying rather than skip it.
-          log(`shard ${this.collection}/${this.shard}: applying log entry ${m.seq} failed: ${(e as Error).message}`);
-          this.failed = true;
-          it.stop();
-          return;
-        }
+        if (m.seq <= last) continue;
+        last = m.seq;
+        this.pending = m.info.pending;
+        batch.push({ ...(decode(m.data, false) as LogEntry), seq: m.seq } as AppliedEntry);
+        bytes += m.data.length;
+        if (m.info.pending > 0 && batch.length < BATCH_ENTRIES && bytes < BATCH_BYTES) continue;
+        const ok = this.applyBatch(batch, log);
+        batch = [];
+        bytes = 0;
+        if (!ok) { it.stop(); return; }
         await new Promise((r) => setImmediate(r));
       }
     })();
   }
 
-  async start(nc: NatsConnection, n: Names, service: Service, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
+  async start(nc: NatsConnection, n: Names, member: string, service: Service, copies: CopySource, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
     const { collection: c, shard: s } = this;
     const js = nc.jetstream();
     const jsm = await nc.jetstreamManager();
@@ -117,9 +136,14 @@ class ServedShard {
         seen = this.applied;
       }).catch(() => undefined);
     }, WATCHDOG_MS);
+    // Each operation on the shard's subject (any replica, a queue group) and on
+    // this replica's own subject, which coordinators use to pick the replica.
     const group = `${n.prefix}-shard-${c}-${s}`;
-    const add = (op: string, fn: (body: unknown) => unknown) =>
-      this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler: handle(fn, observe(op)) }));
+    const add = (op: string, fn: (body: unknown) => unknown, shared = true) => {
+      const handler = handle(fn, observe(op));
+      if (shared) this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler }));
+      this.endpoints.push(service.addEndpoint(`${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op), handler }));
+    };
     add('search', async (body) => {
       const r = checkShardRequest(body, this.store.dim);
       if (r.minSeq !== undefined) await this.waitFor(r.minSeq, r.waitMs);
@@ -132,6 +156,7 @@ class ServedShard {
       return { points: this.store.get(b.ids, { withVector: b.withVector !== false }), seq: this.applied };
     });
     add('count', () => ({ count: this.store.count(), seq: this.applied }));
+    add('snapshot', (body) => copies.handle(this.store, body), false);
   }
 
   stop(): void {
@@ -144,12 +169,12 @@ class ServedShard {
 
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  checkCollectionName(opts.name, 'name');
   const n = names(opts.prefix);
   const nc = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
-  const key = (c: string, s: number) => `${c}/${s}`;
 
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_shard');
@@ -173,30 +198,70 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     health: () => ({ ok: !nc.isClosed(), detail: { name: opts.name, shards: [...served.keys()] } }),
   });
 
-  const beat = () => meta.heartbeat({ name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
+  const beat = () => meta.heartbeat({
+    name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
+    shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
+  }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
 
+  const jsm = await nc.jetstreamManager();
+  const copies = new CopySource(join(opts.data, 'copies'), Math.min(1024 * 1024, Math.floor((nc.info?.max_payload ?? 1024 * 1024) / 2)));
+
+  // A replica with nothing applied, or whose next entry was compacted out of
+  // the log, first copies the shard from a live peer; otherwise it replays.
+  async function prepare(collection: string, s: number, replicas: string[]): Promise<void> {
+    const name = `${collection}__${s}`;
+    const { state } = await jsm.streams.info(n.stream(collection, s));
+    const applied = Collection.storedSeq(opts.data, name);
+    const gap = applied < state.first_seq - 1;
+    if (!gap && !(applied === 0 && state.last_seq > 0)) return;
+    const peers = meta.live('shard')
+      .filter((m) => m.name !== opts.name && replicas.includes(m.name) && (m.shards?.[shardKey(collection, s)] ?? 0) > 0)
+      .sort((a, b) => b.shards![shardKey(collection, s)] - a.shards![shardKey(collection, s)]);
+    for (const p of peers) {
+      try {
+        const t0 = Date.now();
+        const r = await copyFromPeer(nc, n.replica(collection, s, p.name, 'snapshot'), opts.data, name);
+        log(`${opts.name}: copied ${collection}/${s} from ${p.name} at sequence ${r.seq} (${r.bytes} bytes in ${Date.now() - t0} ms)`);
+        return;
+      } catch (e) {
+        log(`${opts.name}: copying ${collection}/${s} from ${p.name} failed: ${(e as Error).message}`);
+      }
+    }
+    if (gap) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `the log of ${collection}/${s} starts at ${state.first_seq}, this replica has applied ${applied}, and no live peer could be copied`);
+  }
+
   // Serializes topology changes: shard maps are applied one at a time.
   let chain = Promise.resolve();
+  const retries = new Map<string, NodeJS.Timeout>();
+  const latest = new Map<string, ShardMap | undefined>();
   const assign = (collection: string, map: ShardMap | undefined) => {
+    latest.set(collection, map);
+    clearTimeout(retries.get(collection));
     chain = chain.then(async () => {
+      if (latest.get(collection) !== map) return; // a newer map is queued
       const mine = new Set<number>();
       map?.replicas.forEach((members, s) => { if (members.includes(opts.name)) mine.add(s); });
       for (const [k, sh] of served) {
-        if (sh.collection === collection && !mine.has(sh.shard)) { sh.stop(); served.delete(k); }
+        if (sh.collection === collection && !mine.has(sh.shard)) { sh.stop(); served.delete(k); log(`${opts.name}: no longer serving ${k}`); }
       }
-      if (mine.size === 0) return;
+      if (mine.size === 0 || !map) return;
       const cm: CollectionMeta | undefined = await meta.collection(collection);
       if (!cm) return;
       for (const s of mine) {
-        if (served.has(key(collection, s))) continue;
-        const store = Collection.open(opts.data, {
-          name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 },
-        });
-        const sh = new ServedShard(collection, s, store);
-        await sh.start(nc, n, service, log, observe);
-        served.set(key(collection, s), sh);
+        if (served.has(shardKey(collection, s))) continue;
+        try {
+          await prepare(collection, s, map.replicas[s]);
+        } catch (e) {
+          log(`${opts.name}: ${collection}/${s}: ${(e as Error).message}; retrying in ${RETRY_MS} ms`);
+          retries.set(collection, setTimeout(() => assign(collection, latest.get(collection)), RETRY_MS));
+          continue;
+        }
+        const options: OpenOptions = { name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
+        const sh = new ServedShard(collection, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
+        await sh.start(nc, n, opts.name, service, copies, log, observe);
+        served.set(shardKey(collection, s), sh);
         log(`${opts.name}: serving ${collection}/${s} from sequence ${sh.applied}`);
       }
     }).catch((e) => log(`${opts.name}: ${collection}: ${(e as Error).message}`));
@@ -214,7 +279,9 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       clearInterval(timer);
       watch.stop();
       await chain;
+      for (const t of retries.values()) clearTimeout(t);
       for (const sh of served.values()) sh.stop();
+      copies.close();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();
       await metrics.close();

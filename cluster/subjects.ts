@@ -6,9 +6,11 @@ export interface Names {
   api(collection: string, op: string): string;
   admin(op: string): string;
   shard(collection: string, shard: number, op: string): string;
+  /** One replica's own subject for a shard (the shard subject goes to any of them). */
+  replica(collection: string, shard: number, member: string, op: string): string;
   log(collection: string, shard: number): string;
   stream(collection: string, shard: number): string;
-  bucket(kind: 'collections' | 'shardmap' | 'members'): string;
+  bucket(kind: 'collections' | 'shardmap' | 'members' | 'leases'): string;
 }
 
 export function names(prefix = 'vdb'): Names {
@@ -18,6 +20,7 @@ export function names(prefix = 'vdb'): Names {
     api: (collection, op) => `${prefix}.v1.${collection}.${op}`,
     admin: (op) => `${prefix}.v1._admin.${op}`,
     shard: (collection, shard, op) => `${prefix}.shard.${collection}.${shard}.${op}`,
+    replica: (collection, shard, member, op) => `${prefix}.shard.${collection}.${shard}.${member}.${op}`,
     log: (collection, shard) => `${prefix}.log.${collection}.${shard}`,
     stream: (collection, shard) => `${upper}_LOG_${collection}_${shard}`,
     bucket: (kind) => `${prefix}_${kind}`.replace(/[^A-Za-z0-9_-]/g, '_'),

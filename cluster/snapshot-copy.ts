@@ -1,0 +1,110 @@
+// Copying a shard replica from a live peer over request-reply (DESIGN §7): the
+// peer exports its collection (rows and an index snapshot at its applied
+// sequence) into one file and serves it in chunks; the new replica writes the
+// chunks, checks the digest, imports the file and then tails the log from that
+// sequence. Replaying entries after it is safe: applying the log is idempotent.
+
+import { createHash, randomUUID } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { NatsConnection } from 'nats';
+import { Collection } from '../ts/collection.js';
+import { VdbError, ErrorCode } from '../ts/errors.js';
+import { decode, encode } from '../ts/wire/codec.js';
+import { errorFromBody } from '../ts/wire/messages.js';
+
+/** An export nobody has read for this long is removed. */
+const IDLE_MS = 5 * 60_000;
+/** Chunks in flight while copying. */
+const WINDOW = 4;
+
+export interface CopyBegin { token: string; bytes: number; seq: number; sha256: string; chunk: number }
+
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+/** The serving side: begin (export), read (a chunk at an offset), end (remove). */
+export class CopySource {
+  private readonly open = new Map<string, { file: string; fd: number; bytes: number; timer: NodeJS.Timeout }>();
+
+  constructor(private readonly dir: string, private readonly chunk: number) {}
+
+  handle(store: Collection, body: unknown): unknown {
+    const b = body as { op?: unknown; token?: unknown; offset?: unknown };
+    if (b?.op === 'begin') {
+      mkdirSync(this.dir, { recursive: true });
+      const token = randomUUID();
+      const file = join(this.dir, `${token}.sqlite`);
+      const seq = store.exportTo(file);
+      const bytes = statSync(file).size;
+      const entry = { file, fd: openSync(file, 'r'), bytes, timer: setTimeout(() => this.end(token), IDLE_MS) };
+      this.open.set(token, entry);
+      return { token, bytes, seq, sha256: sha256(file), chunk: this.chunk } satisfies CopyBegin;
+    }
+    const e = typeof b?.token === 'string' ? this.open.get(b.token) : undefined;
+    if (!e) throw new VdbError(ErrorCode.BAD_REQUEST, 'token: no copy in progress with this token');
+    if (b.op === 'read') {
+      if (!Number.isSafeInteger(b.offset) || (b.offset as number) < 0 || (b.offset as number) >= e.bytes) {
+        throw new VdbError(ErrorCode.BAD_REQUEST, `offset: expected 0 to ${e.bytes - 1}`);
+      }
+      e.timer.refresh();
+      const out = Buffer.alloc(Math.min(this.chunk, e.bytes - (b.offset as number)));
+      readSync(e.fd, out, 0, out.length, b.offset as number);
+      return { data: out };
+    }
+    if (b.op === 'end') {
+      this.end(b.token as string);
+      return {};
+    }
+    throw new VdbError(ErrorCode.BAD_REQUEST, 'op: expected begin, read or end');
+  }
+
+  private end(token: string): void {
+    const e = this.open.get(token);
+    if (!e) return;
+    clearTimeout(e.timer);
+    closeSync(e.fd);
+    rmSync(e.file, { force: true });
+    this.open.delete(token);
+  }
+
+  close(): void {
+    for (const t of [...this.open.keys()]) this.end(t);
+  }
+}
+
+async function call(nc: NatsConnection, subject: string, body: unknown, timeout: number): Promise<Record<string, unknown>> {
+  const m = await nc.request(subject, encode(body, false), { timeout });
+  const reply = decode(m.data, false) as Record<string, unknown>;
+  const err = errorFromBody(reply);
+  if (err) throw err;
+  return reply;
+}
+
+/** Copies a replica's collection from `subject` (a peer's snapshot endpoint) into `dir` as `name`; returns its sequence. */
+export async function copyFromPeer(nc: NatsConnection, subject: string, dir: string, name: string, timeoutMs = 30_000): Promise<{ seq: number; bytes: number }> {
+  const begin = (await call(nc, subject, { op: 'begin' }, timeoutMs)) as unknown as CopyBegin;
+  const file = join(dir, `copy-${name}-${begin.token}.sqlite`);
+  const fd = openSync(file, 'w');
+  let open = true;
+  try {
+    let next = 0;
+    const worker = async () => {
+      while (next < begin.bytes) {
+        const offset = next;
+        next += begin.chunk;
+        const { data } = (await call(nc, subject, { op: 'read', token: begin.token, offset }, timeoutMs)) as { data: Uint8Array };
+        writeSync(fd, data, 0, data.length, offset);
+      }
+    };
+    await Promise.all(Array.from({ length: WINDOW }, worker));
+    closeSync(fd);
+    open = false;
+    if (sha256(file) !== begin.sha256) throw new VdbError(ErrorCode.STORAGE, `the copy from ${subject} does not match its digest`);
+    Collection.importFrom(dir, name, file);
+    return { seq: begin.seq, bytes: begin.bytes };
+  } finally {
+    if (open) closeSync(fd);
+    rmSync(file, { force: true });
+    await call(nc, subject, { op: 'end', token: begin.token }, timeoutMs).catch(() => undefined);
+  }
+}
