@@ -4,7 +4,7 @@
 // a deadline, merges their top-k, and reports the shards that did not answer.
 
 import { connect, StorageType } from 'nats';
-import type { NatsConnection, JetStreamClient, JetStreamManager, Msg } from 'nats';
+import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import {
@@ -95,33 +95,49 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return order.filter(ready).concat(order.filter((r) => !ready(r)));
   }
 
-  /** Asks one replica after another until one answers within the deadline:
-   * a replica that is gone has no responders, one that cannot reach `minSeq`
-   * in its share of the time answers LAGGING; with none left the shard is missing. */
-  async function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq?: number): Promise<ShardAnswer> {
-    const until = performance.now() + deadline;
+  /** Asks the shard's replicas until one answers within the deadline. The next
+   * replica is asked at once when one has no responders (it is gone) or answers
+   * LAGGING (it cannot reach `minSeq` in time), and also, hedging, each time a
+   * quarter of the deadline passes without an answer (it is frozen or slow);
+   * the first answer wins. With every replica tried and none answering, the
+   * shard is missing. */
+  function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq?: number): Promise<ShardAnswer> {
     const replicas = replicasFor(c, k, s, minSeq);
-    for (let i = 0; i < replicas.length; i++) {
-      const left = until - performance.now();
-      if (left < 1) break;
-      // All but the last replica get half the time left, so another can still answer.
-      const timeout = i === replicas.length - 1 ? left : left / 2;
-      const req = minSeq === undefined ? body : { ...body, minSeq, waitMs: Math.max(0, Math.floor(timeout) - 50) };
-      let m: Msg;
-      try {
-        m = await nc.request(n.replica(c, s, replicas[i], op), encode(req, false), { timeout: Math.ceil(timeout) });
-      } catch {
-        continue;
-      }
-      const reply = decode(m.data, false) as Record<string, unknown>;
-      const err = errorFromBody(reply);
-      if (err) {
-        if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT) continue;
-        throw err;
-      }
-      return { shard: s, body: reply };
-    }
-    return { shard: s, missing: true };
+    const t0 = performance.now();
+    return new Promise<ShardAnswer>((resolve, reject) => {
+      let next = 0;
+      let inFlight = 0;
+      let done = false;
+      const finish = (f: () => void) => {
+        if (done) return;
+        done = true;
+        clearInterval(hedge);
+        f();
+      };
+      const launch = () => {
+        const left = deadline - (performance.now() - t0);
+        if (done || next >= replicas.length || left < 1) {
+          if (inFlight === 0) finish(() => resolve({ shard: s, missing: true }));
+          return;
+        }
+        const subject = n.replica(c, s, replicas[next++], op);
+        const req = minSeq === undefined ? body : { ...body, minSeq, waitMs: Math.max(0, Math.floor(left) - 50) };
+        inFlight++;
+        nc.request(subject, encode(req, false), { timeout: Math.ceil(left) }).then((m) => {
+          inFlight--;
+          const reply = decode(m.data, false) as Record<string, unknown>;
+          const err = errorFromBody(reply);
+          if (!err) finish(() => resolve({ shard: s, body: reply }));
+          else if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT) launch();
+          else finish(() => reject(err));
+        }, () => {
+          inFlight--;
+          launch();
+        });
+      };
+      const hedge = setInterval(launch, deadline / 4);
+      launch();
+    });
   }
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */

@@ -49,7 +49,8 @@ class ServedShard {
   private endpoints: QueuedIterator<ServiceMsg>[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
-  private failed = false;
+  /** Set when the shard stopped applying its log (a storage fault, or a log behind what was applied). */
+  failed = false;
   private watchdog?: NodeJS.Timeout;
 
   constructor(readonly collection: string, readonly shard: number, public store: Collection, private readonly reopen: () => Collection) {}
@@ -107,7 +108,9 @@ class ServedShard {
         this.pending = m.info.pending;
         batch.push({ ...(decode(m.data, false) as LogEntry), seq: m.seq } as AppliedEntry);
         bytes += m.data.length;
-        if (m.info.pending > 0 && batch.length < BATCH_ENTRIES && bytes < BATCH_BYTES) continue;
+        // More entries already received here (beyond this one) or still on the server: keep batching.
+        const more = it.getPending() > 1 || m.info.pending > 0;
+        if (more && batch.length < BATCH_ENTRIES && bytes < BATCH_BYTES) continue;
         const ok = this.applyBatch(batch, log);
         batch = [];
         bytes = 0;
@@ -129,6 +132,14 @@ class ServedShard {
     this.watchdog = setInterval(() => {
       if (this.failed) return;
       jsm.streams.info(stream).then(async (info) => {
+        if (info.state.last_seq < this.applied) {
+          // The log lost entries this replica applied (a NATS store lost or
+          // recreated): new writes would reuse applied sequences and be skipped.
+          log(`shard ${c}/${s}: applied ${this.applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries; stopped applying`);
+          this.failed = true;
+          this.consuming?.stop();
+          return;
+        }
         if (info.state.last_seq > this.applied && this.applied === seen) {
           log(`shard ${c}/${s}: applied ${this.applied}, log at ${info.state.last_seq}, no progress: resuming the log`);
           await this.follow(js, stream, log);
@@ -195,7 +206,10 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
-    health: () => ({ ok: !nc.isClosed(), detail: { name: opts.name, shards: [...served.keys()] } }),
+    health: () => {
+      const failed = [...served].filter(([, sh]) => sh.failed).map(([k]) => k);
+      return { ok: !nc.isClosed() && failed.length === 0, detail: { name: opts.name, shards: [...served.keys()], failed } };
+    },
   });
 
   const beat = () => meta.heartbeat({
@@ -251,16 +265,18 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       if (!cm) return;
       for (const s of mine) {
         if (served.has(shardKey(collection, s))) continue;
+        let sh: ServedShard | undefined;
         try {
           await prepare(collection, s, map.replicas[s]);
+          const options: OpenOptions = { name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
+          sh = new ServedShard(collection, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
+          await sh.start(nc, n, opts.name, service, copies, log, observe);
         } catch (e) {
+          sh?.stop();
           log(`${opts.name}: ${collection}/${s}: ${(e as Error).message}; retrying in ${RETRY_MS} ms`);
           retries.set(collection, setTimeout(() => assign(collection, latest.get(collection)), RETRY_MS));
           continue;
         }
-        const options: OpenOptions = { name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
-        const sh = new ServedShard(collection, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
-        await sh.start(nc, n, opts.name, service, copies, log, observe);
         served.set(shardKey(collection, s), sh);
         log(`${opts.name}: serving ${collection}/${s} from sequence ${sh.applied}`);
       }

@@ -81,6 +81,8 @@ export interface ClusterOptions {
   maxPayload?: number;
   /** VdbClient request timeout. */
   clientTimeoutMs?: number;
+  /** More arguments for every coordinator (e.g. --grace-ms). */
+  coordinatorArgs?: string[];
 }
 
 export class TestCluster {
@@ -95,6 +97,7 @@ export class TestCluster {
     readonly nc: NatsConnection,
     readonly client: VdbClient,
     readonly deadlineMs: number | undefined,
+    readonly coordinatorArgs: string[] = [],
   ) {
     process.once('exit', this.killOnExit);
   }
@@ -110,7 +113,7 @@ export class TestCluster {
       nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: opts.maxPayload });
       nc = await connect({ servers: nats.url, name: 'vdb-cluster-test' });
       const client = new VdbClient(nc, { timeoutMs: opts.clientTimeoutMs ?? 15_000 });
-      const cl = new TestCluster(dir, nats, nc, client, opts.deadlineMs);
+      const cl = new TestCluster(dir, nats, nc, client, opts.deadlineMs, opts.coordinatorArgs);
       try {
         for (let i = 0; i < opts.shards; i++) cl.startShard(`shard-${i}`);
         for (let i = 0; i < (opts.coordinators ?? 1); i++) cl.startCoordinator(`c-${i}`);
@@ -160,7 +163,7 @@ export class TestCluster {
   }
 
   startCoordinator(name: string): Proc {
-    return this.spawn('coordinator', name, this.deadlineMs === undefined ? [] : ['--deadline-ms', String(this.deadlineMs)]);
+    return this.spawn('coordinator', name, [...(this.deadlineMs === undefined ? [] : ['--deadline-ms', String(this.deadlineMs)]), ...this.coordinatorArgs]);
   }
 
   proc(name: string): Proc {
