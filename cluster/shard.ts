@@ -4,7 +4,7 @@
 // sequence in the same SQLite transaction as the data, and answers searches,
 // gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
 
-import { connect, DeliverPolicy } from 'nats';
+import { DeliverPolicy } from 'nats';
 import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
 import { Collection } from '../ts/collection.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
@@ -17,6 +17,7 @@ import { handle, requestMetrics } from './service.js';
 import type { Observe } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
 import { checkShardRequest } from './shard-requests.js';
+import { connectNats } from './nats-connect.js';
 
 export interface ShardOptions {
   nats: string;
@@ -145,7 +146,7 @@ class ServedShard {
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const n = names(opts.prefix);
-  const nc = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
+  const nc = await connectNats(opts.nats, opts.name);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
