@@ -20,6 +20,8 @@ const DIM = 8;
 const COLL = 'nf';
 const SHARDS = 2;
 const BATCH = 10;
+/** Pause between writes: a rate the replicas apply as fast as it comes on a small machine, so reads need not wait. */
+const WRITE_PAUSE_MS = 20;
 /** Consecutive successes that show the cluster has recovered. */
 const STREAK = 20;
 /** What a request may fail with while NATS is down or electing. */
@@ -70,6 +72,7 @@ class Load {
         for (const id of ids) this.acked.add(id);
         this.writes++;
         this.writeStreak++;
+        await sleep(WRITE_PAUSE_MS);
       } catch (e) {
         this.fail(e);
         this.writeStreak = 0;
@@ -208,7 +211,7 @@ describe('NATS faults', () => {
   it('a nats-server killed and restarted (same port, same JetStream directory) loses no acknowledged write', async () => {
     cl = await startWithCollection();
     load = new Load(cl);
-    await waitFor('200 acknowledged points', async () => (load!.acked.size >= 200 ? true : undefined), 20_000);
+    await waitFor('500 acknowledged points', async () => (load!.acked.size >= 500 ? true : undefined), 30_000);
     const before = load.acked.size;
 
     await cl.restartNats(500);
@@ -230,7 +233,7 @@ describe('NATS faults', () => {
     expect(cl.natsUrl.split(',')).toHaveLength(3);
 
     load = new Load(cl);
-    await waitFor('200 acknowledged points', async () => (load!.acked.size >= 200 ? true : undefined), 20_000);
+    await waitFor('500 acknowledged points', async () => (load!.acked.size >= 500 ? true : undefined), 30_000);
     const before = load.acked.size;
 
     const leader = log0.cluster?.leader;
