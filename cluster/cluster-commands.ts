@@ -13,6 +13,7 @@ import { up } from './launcher.js';
 import { openReader } from './readers.js';
 import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
+import { natsServers } from './nats-connect.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -36,7 +37,7 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
 }
 
 async function withClient<T>(url: string, prefix: string | undefined, fn: (c: VdbClient) => Promise<T>): Promise<T> {
-  const nc: NatsConnection = await connect({ servers: url });
+  const nc: NatsConnection = await connect({ servers: natsServers(url) });
   try {
     return await fn(new VdbClient(nc, { prefix }));
   } finally {

@@ -3,7 +3,7 @@
 // JetStream has stored them), fans searches out to the shards in parallel with
 // a deadline, merges their top-k, and reports the shards that did not answer.
 
-import { connect, StorageType } from 'nats';
+import { StorageType } from 'nats';
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
@@ -27,6 +27,7 @@ import { handle, requestMetrics } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './shard.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
+import { connectNats } from './nats-connect.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -56,7 +57,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
   const n: Names = names(opts.prefix);
-  const nc: NatsConnection = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
+  const nc: NatsConnection = await connectNats(opts.nats, opts.name);
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();
   const meta = await Meta.open(nc, n);
@@ -311,7 +312,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const replicas = Array.from({ length: shards }, (_, s) => Array.from({ length: req.replicas }, (_, r) => members[(s + r) % members.length]));
     if (await meta.collection(req.name)) throw new VdbError(ErrorCode.COLLECTION_EXISTS, `collection ${req.name} already exists`);
     for (let s = 0; s < shards; s++) {
-      await jsm.streams.add({ name: n.stream(req.name, s), subjects: [n.log(req.name, s)], storage: StorageType.File, max_msg_size: -1 });
+      await jsm.streams.add({ name: n.stream(req.name, s), subjects: [n.log(req.name, s)], storage: StorageType.File, max_msg_size: -1, num_replicas: meta.replicas });
     }
     const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, createdAt: Date.now() };
     await meta.create(cm, { epoch: 1, replicas });

@@ -43,6 +43,20 @@ export const shardKey = (collection: string, shard: number) => `${collection}/${
 export const LEASE_MS = 5000;
 export const HEARTBEAT_MS = 1000;
 
+/**
+ * Replicas for JetStream assets: min(3, servers in the NATS cluster). A
+ * clustered server names its cluster in the INFO it sends on connect and lists
+ * every member's client URL (itself included) in `connect_urls`; a standalone
+ * server has no cluster, so 1. The count is of the members connected to that
+ * server at that moment: an asset created while a node is down gets fewer
+ * replicas (docs/durability.md).
+ */
+export function jetstreamReplicas(nc: NatsConnection): number {
+  const info = nc.info;
+  if (!info?.cluster) return 1;
+  return Math.max(1, Math.min(3, info.connect_urls?.length ?? 1));
+}
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
@@ -54,6 +68,8 @@ export class Meta {
   private readonly watches: { stop(): void }[] = [];
 
   private constructor(
+    /** Replicas of the KV buckets and the write logs (see jetstreamReplicas). */
+    readonly replicas: number,
     readonly collections: KV,
     readonly shardmaps: KV,
     readonly members: KV,
@@ -63,8 +79,10 @@ export class Meta {
 
   static async open(nc: NatsConnection, n: Names): Promise<Meta> {
     const js: JetStreamClient = nc.jetstream();
-    const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') => js.views.kv(n.bucket(kind), { history: 1 });
-    const meta = new Meta(await kv('collections'), await kv('shardmap'), await kv('members'), await kv('leases'));
+    const replicas = jetstreamReplicas(nc);
+    // The replica count counts only when a bucket is created; an existing one is used as it is.
+    const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') => js.views.kv(n.bucket(kind), { history: 1, replicas });
+    const meta = new Meta(replicas, await kv('collections'), await kv('shardmap'), await kv('members'), await kv('leases'));
     const members = await meta.members.watch();
     const collections = await meta.collections.watch();
     meta.watches.push(members, collections);

@@ -25,6 +25,16 @@ export interface NatsServerOptions {
   log?: (line: string) => void;
   /** How long to wait for clients and JetStream to be served, ms (default 10 000). */
   readyTimeoutMs?: number;
+  /** The server's name; a random one when absent. A cluster node keeps its name across restarts (Raft knows it by it). */
+  serverName?: string;
+  /**
+   * JetStream `sync_interval`: `always` fsyncs every stored message before the
+   * publish is acknowledged; a duration (`1s`, `500ms`) bounds what a power loss
+   * can take. Absent: the server's default (every 2 minutes). Needs nats-server 2.10+.
+   */
+  sync?: string;
+  /** Makes the server a member of a cluster: its route port and the route URLs of the members. */
+  cluster?: { name: string; port: number; routes: string[] };
 }
 
 export interface RunningNats {
@@ -40,6 +50,8 @@ export interface RunningNats {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, wait for the exit, SIGKILL after a few seconds. Safe to call twice. */
   stop(): Promise<void>;
+  /** SIGKILL (a crash: nothing is flushed), and wait for the exit. */
+  kill(): Promise<void>;
 }
 
 export const DEFAULT_MAX_PAYLOAD = 8 * 1024 * 1024;
@@ -113,13 +125,19 @@ function checkOptions(opts: NatsServerOptions): void {
       `nats-server: maxPayload must be an integer in 1024..${MAX_MAX_PAYLOAD} bytes, got ${mp}`,
     );
   }
+  if (opts.sync !== undefined && !/^(always|\d+(ms|s|m|h))$/.test(opts.sync)) {
+    throw new VdbError(ErrorCode.INVALID_ARGUMENT, `nats-server: sync must be "always" or a duration such as 1s or 500ms, got ${JSON.stringify(opts.sync)}`);
+  }
 }
 
 /** A string in nats-server's config syntax (double-quoted, JSON escapes). */
 const q = (s: string): string => JSON.stringify(s);
 
-function configText(c: { host: string; port: number; monitorPort: number; maxPayload: number; storeDir: string; serverName: string }): string {
-  return [
+function configText(c: {
+  host: string; port: number; monitorPort: number; maxPayload: number; storeDir: string; serverName: string;
+  sync?: string; cluster?: NatsServerOptions['cluster'];
+}): string {
+  const lines = [
     '# Written by vdb (cluster/nats-server.ts) on every start; edits are overwritten.',
     `server_name: ${q(c.serverName)}`,
     `listen: ${q(`${c.host}:${c.port}`)}`,
@@ -127,9 +145,19 @@ function configText(c: { host: string; port: number; monitorPort: number; maxPay
     `max_payload: ${c.maxPayload}`,
     'jetstream {',
     `  store_dir: ${q(c.storeDir)}`,
+    ...(c.sync === undefined ? [] : [`  sync_interval: ${q(c.sync)}`]),
     '}',
-    '',
-  ].join('\n');
+  ];
+  if (c.cluster) {
+    lines.push(
+      'cluster {',
+      `  name: ${q(c.cluster.name)}`,
+      `  listen: ${q(`${c.host}:${c.cluster.port}`)}`,
+      `  routes: [${c.cluster.routes.map(q).join(', ')}]`,
+      '}',
+    );
+  }
+  return lines.join('\n') + '\n';
 }
 
 /** The host a client on this machine dials for a server listening on `host`. */
@@ -229,7 +257,7 @@ async function launch(a: {
   monitorPort: number;
   opts: NatsServerOptions;
 }): Promise<RunningNats> {
-  const serverName = `vdb_${randomBytes(6).toString('hex')}`;
+  const serverName = a.opts.serverName ?? `vdb_${randomBytes(6).toString('hex')}`;
   const configFile = join(a.dir, 'nats-server.conf');
   writeFileSync(
     configFile,
@@ -240,6 +268,8 @@ async function launch(a: {
       maxPayload: a.opts.maxPayload ?? DEFAULT_MAX_PAYLOAD,
       storeDir: a.storeDir,
       serverName,
+      sync: a.opts.sync,
+      cluster: a.opts.cluster,
     }),
   );
 
@@ -277,6 +307,11 @@ async function launch(a: {
     })();
     return stopping;
   };
+  const kill = async (): Promise<void> => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    process.removeListener('exit', killOnExit);
+  };
 
   try {
     await spawned;
@@ -297,7 +332,7 @@ async function launch(a: {
       const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())));
       probe.catch(() => {}); // may settle after the server's exit has ended the race
       if ((await Promise.race([probe.then(() => 'ready' as const), exited])) === 'ready') {
-        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, exited, stop };
+        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, exited, stop, kill };
       }
     } catch (e) {
       lastError = (e as Error).message;
@@ -319,6 +354,9 @@ async function launch(a: {
     (errors.length > 0 ? `: ${errors.join('\n')}` : '') +
     `\nlast lines of its log:\n${log || '(empty)'}`;
   if (diedEarly && /address already in use|bind: /i.test(log)) throw new BindFailure(message);
+  if (diedEarly && /unknown field "sync_interval"/.test(log)) {
+    throw new VdbError(ErrorCode.UNAVAILABLE, `nats-server: the sync option needs nats-server 2.10 or later (${a.bin} does not know sync_interval)`);
+  }
   throw new VdbError(ErrorCode.UNAVAILABLE, message);
 }
 
@@ -332,5 +370,124 @@ async function ready(url: string, serverName: string, timeout: number): Promise<
     await jsm.getAccountInfo();
   } finally {
     await nc.close().catch(() => {});
+  }
+}
+
+export interface NatsClusterOptions {
+  /** Holds one directory per node (`dir/n0`, `dir/n1`, …). Created if missing. */
+  dir: string;
+  /** Number of servers (default 3). */
+  nodes?: number;
+  host?: string;
+  maxPayload?: number;
+  sync?: string;
+  /** Receives every line a node logs, with the node's name. */
+  log?: (node: string, line: string) => void;
+  readyTimeoutMs?: number;
+}
+
+/** One server of a cluster: its name, store and ports stay the same across restarts. */
+export interface NatsClusterNode {
+  name: string;
+  url: string;
+  port: number;
+  clusterPort: number;
+  /** The running server, or undefined while the node is down. */
+  server: RunningNats | undefined;
+  /** Starts the node again (same name, ports and JetStream store). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** SIGKILL: the node crashes. */
+  kill(): Promise<void>;
+}
+
+export interface RunningNatsCluster {
+  nodes: NatsClusterNode[];
+  /** Every node's client URL. */
+  urls: string[];
+  /** The client URLs joined by commas, as the processes' --nats flag takes them. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a cluster of nats-servers on loopback: each with its own client port,
+ * route port, JetStream store and name, all in one cluster with routes to each
+ * other. Resolves once every node serves JetStream and sees all the others.
+ */
+export async function startNatsCluster(opts: NatsClusterOptions): Promise<RunningNatsCluster> {
+  const count = opts.nodes ?? 3;
+  if (!Number.isInteger(count) || count < 1 || count > 9) {
+    throw new VdbError(ErrorCode.INVALID_ARGUMENT, `nats cluster: nodes must be an integer in 1..9, got ${count}`);
+  }
+  const host = opts.host ?? '127.0.0.1';
+  const ports: { port: number; clusterPort: number }[] = [];
+  for (let i = 0; i < count; i++) ports.push({ port: await freePort(host), clusterPort: await freePort(host) });
+  const clusterName = `vdb_${randomBytes(4).toString('hex')}`;
+  const routes = ports.map((p) => `nats-route://${dialHost(host)}:${p.clusterPort}`);
+
+  const nodes: NatsClusterNode[] = ports.map((p, i) => {
+    const name = `${clusterName}_n${i}`;
+    const node: NatsClusterNode = {
+      name,
+      url: `nats://${dialHost(host)}:${p.port}`,
+      port: p.port,
+      clusterPort: p.clusterPort,
+      server: undefined,
+      async start() {
+        if (node.server) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `nats cluster: node ${name} is running`);
+        node.server = await startNatsServer({
+          dir: join(opts.dir, `n${i}`), port: p.port, host, maxPayload: opts.maxPayload, sync: opts.sync,
+          readyTimeoutMs: opts.readyTimeoutMs, serverName: name, log: opts.log && ((l) => opts.log!(name, l)),
+          cluster: { name: clusterName, port: p.clusterPort, routes: routes.filter((_, j) => j !== i) },
+        });
+      },
+      async stop() {
+        await node.server?.stop();
+        node.server = undefined;
+      },
+      async kill() {
+        await node.server?.kill();
+        node.server = undefined;
+      },
+    };
+    return node;
+  });
+
+  const stop = async () => {
+    await Promise.all(nodes.map((n) => n.stop()));
+  };
+  try {
+    // Together: JetStream answers only once a majority of the nodes has elected a meta leader.
+    await Promise.all(nodes.map((n) => n.start()));
+    await waitMeshed(nodes, opts.readyTimeoutMs ?? 10_000);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const urls = nodes.map((n) => n.url);
+  return { nodes, urls, url: urls.join(','), stop };
+}
+
+/** Waits until every node's JetStream meta group counts all the nodes, so a stream can be placed on each of them. */
+async function waitMeshed(nodes: NatsClusterNode[], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'not tried';
+  for (;;) {
+    try {
+      const sizes = await Promise.all(nodes.map(async (n) => {
+        const r = await fetch(`http://127.0.0.1:${n.server!.monitorPort}/jsz`);
+        const jsz = (await r.json()) as { meta_cluster?: { cluster_size?: number; leader?: string } };
+        return jsz.meta_cluster?.leader ? (jsz.meta_cluster.cluster_size ?? 0) : 0;
+      }));
+      if (sizes.every((s) => s === nodes.length)) return;
+      last = `meta group sizes ${sizes.join(', ')}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    if (Date.now() > deadline) {
+      throw new VdbError(ErrorCode.UNAVAILABLE, `nats cluster: the ${nodes.length} nodes did not form one JetStream cluster within ${timeoutMs} ms (${last})`);
+    }
+    await sleep(100);
   }
 }

@@ -5,7 +5,7 @@
 // gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
 
 import { join } from 'node:path';
-import { connect, DeliverPolicy } from 'nats';
+import { DeliverPolicy } from 'nats';
 import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
 import { Collection } from '../ts/collection.js';
 import type { LogEntry as AppliedEntry, OpenOptions } from '../ts/collection.js';
@@ -21,6 +21,7 @@ import type { Observe } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
 import { checkShardRequest } from './shard-requests.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
+import { connectNats } from './nats-connect.js';
 
 export interface ShardOptions {
   nats: string;
@@ -182,7 +183,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   checkCollectionName(opts.name, 'name');
   const n = names(opts.prefix);
-  const nc = await connect({ servers: opts.nats, name: opts.name, maxReconnectAttempts: -1, noAsyncTraces: true });
+  const nc = await connectNats(opts.nats, opts.name);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();

@@ -1,4 +1,4 @@
-// A real cluster for tests: a private nats-server (cluster/nats-server.ts) and
+// A real cluster for tests: a private nats-server or NATS cluster (cluster/nats-server.ts) and
 // shard and coordinator processes run from dist/ as child processes, each
 // with its output kept so a failure can show what the processes said. Ready
 // means every named process has a heartbeat that a coordinator reports.
@@ -11,8 +11,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, headers as natsHeaders } from 'nats';
 import type { Msg, NatsConnection } from 'nats';
-import { startNatsServer } from '../cluster/nats-server.js';
-import type { RunningNats } from '../cluster/nats-server.js';
+import { startNatsCluster, startNatsServer } from '../cluster/nats-server.js';
+import type { RunningNats, RunningNatsCluster } from '../cluster/nats-server.js';
+import { natsServers } from '../cluster/nats-connect.js';
 import { VdbClient } from '../ts/client.js';
 import { decode, encode } from '../ts/wire/codec.js';
 
@@ -83,17 +84,23 @@ export interface ClusterOptions {
   clientTimeoutMs?: number;
   /** More arguments for every coordinator (e.g. --grace-ms). */
   coordinatorArgs?: string[];
+  /** Run a NATS cluster of this many servers instead of one server; every process gets all their URLs. */
+  natsNodes?: number;
 }
 
 export class TestCluster {
   readonly procs = new Map<string, Proc>();
+  private maxPayload: number | undefined;
   private readonly killOnExit = () => {
     for (const p of this.procs.values()) if (isRunning(p)) p.child.kill('SIGKILL');
   };
 
   private constructor(
     readonly dir: string,
-    readonly nats: RunningNats,
+    private server: RunningNats | undefined,
+    readonly natsCluster: RunningNatsCluster | undefined,
+    /** What the processes get as --nats: one URL, or a NATS cluster's URLs joined by commas. */
+    readonly natsUrl: string,
     readonly nc: NatsConnection,
     readonly client: VdbClient,
     readonly deadlineMs: number | undefined,
@@ -102,18 +109,38 @@ export class TestCluster {
     process.once('exit', this.killOnExit);
   }
 
+  /** The single nats-server (not in a NATS-cluster run). */
+  get nats(): RunningNats {
+    if (!this.server) throw new Error(this.natsCluster ? 'this test cluster runs a NATS cluster: use natsCluster' : 'nats-server is down');
+    return this.server;
+  }
+
+  /** Kills the single nats-server (SIGKILL) and starts it again on the same port with the same JetStream directory. */
+  async restartNats(downMs = 0): Promise<void> {
+    const { port } = this.nats;
+    await this.nats.kill();
+    this.server = undefined;
+    await sleep(downMs);
+    this.server = await startNatsServer({ dir: join(this.dir, 'nats'), port, maxPayload: this.maxPayload });
+  }
+
   /** Starts nats-server, `shards` shard processes (shard-0..) and the coordinators (c-0..), and waits until all are members. */
   static async start(opts: ClusterOptions): Promise<TestCluster> {
     requireDist();
     const dir = mkdtempSync(join(tmpdir(), 'vdb-cluster-'));
     let nats: RunningNats | undefined;
+    let natsCluster: RunningNatsCluster | undefined;
     let nc: NatsConnection | undefined;
     try {
       // Throws the install hint when nats-server is missing: the suite fails, it does not skip.
-      nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: opts.maxPayload });
-      nc = await connect({ servers: nats.url, name: 'vdb-cluster-test' });
+      if (opts.natsNodes === undefined) nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: opts.maxPayload });
+      else natsCluster = await startNatsCluster({ dir: join(dir, 'nats'), nodes: opts.natsNodes, maxPayload: opts.maxPayload });
+      const url = nats?.url ?? natsCluster!.url;
+      // Reconnects for as long as the test runs: some tests restart or kill nats-servers.
+      nc = await connect({ servers: natsServers(url), name: 'vdb-cluster-test', maxReconnectAttempts: -1 });
       const client = new VdbClient(nc, { timeoutMs: opts.clientTimeoutMs ?? 15_000 });
-      const cl = new TestCluster(dir, nats, nc, client, opts.deadlineMs, opts.coordinatorArgs);
+      const cl = new TestCluster(dir, nats, natsCluster, url, nc, client, opts.deadlineMs, opts.coordinatorArgs);
+      cl.maxPayload = opts.maxPayload;
       try {
         for (let i = 0; i < opts.shards; i++) cl.startShard(`shard-${i}`);
         for (let i = 0; i < (opts.coordinators ?? 1); i++) cl.startCoordinator(`c-${i}`);
@@ -126,6 +153,7 @@ export class TestCluster {
     } catch (e) {
       if (nc && !nc.isClosed()) await nc.close();
       await nats?.stop();
+      await natsCluster?.stop();
       rmSync(dir, { recursive: true, force: true });
       throw e;
     }
@@ -134,7 +162,7 @@ export class TestCluster {
   private spawn(role: Proc['role'], name: string, args: string[]): Proc {
     const old = this.procs.get(name);
     if (old && isRunning(old)) throw new Error(`${name} is still running`);
-    const child = spawn(process.execPath, [CLI, role, '--nats', this.nats.url, '--name', name, ...args], {
+    const child = spawn(process.execPath, [CLI, role, '--nats', this.natsUrl, '--name', name, ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -246,7 +274,8 @@ export class TestCluster {
     await Promise.all([...this.procs.keys()].map((n) => this.kill(n, 'SIGTERM')));
     process.removeListener('exit', this.killOnExit);
     if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
-    await this.nats.stop();
+    await this.server?.stop();
+    await this.natsCluster?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, StringCodec } from 'nats';
 import { ErrorCode, VdbError } from '../ts/errors.js';
-import { DEFAULT_MAX_PAYLOAD, findNatsServer, freePort, startNatsServer } from '../cluster/nats-server.js';
+import { execFileSync } from 'node:child_process';
+import { DEFAULT_MAX_PAYLOAD, findNatsServer, freePort, startNatsCluster, startNatsServer } from '../cluster/nats-server.js';
+import { jetstreamReplicas } from '../cluster/meta.js';
+import { natsServers } from '../cluster/nats-connect.js';
 
 const sc = StringCodec();
 let tmp: string;
@@ -220,7 +223,7 @@ describe('nats-server', () => {
   });
 
   it('refuses bad options', async () => {
-    for (const o of [{ maxPayload: 0 }, { maxPayload: 128 * 1024 * 1024 }, { port: 70000 }, { port: 1.5 }]) {
+    for (const o of [{ maxPayload: 0 }, { maxPayload: 128 * 1024 * 1024 }, { port: 70000 }, { port: 1.5 }, { sync: 'sometimes' }, { sync: '5' }]) {
       await expect(startNatsServer({ dir: join(tmp, 'e'), ...o })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
     }
   });
@@ -237,4 +240,92 @@ describe('nats-server', () => {
     // Nothing is searched on PATH either.
     expect(() => findNatsServer({ PATH: '/nonexistent', VDB_NATS_SERVER: missing })).toThrow(/apt-get install -y nats-server/);
   });
+
+  it('sync writes sync_interval into the config; a server older than 2.10 refuses it with a clear error', async () => {
+    // A stand-in for nats-server 2.9, which does not know the field.
+    const old = join(tmp, 'old.sh');
+    writeFileSync(old, '#!/bin/sh\necho \'[1] [FTL] nats-server.conf:9:2: unknown field "sync_interval"\' >&2\nexit 1\n', { mode: 0o755 });
+    const err = await withBinary(old, () => startNatsServer({ dir: join(tmp, 's1'), sync: 'always' }).catch((e: unknown) => e));
+    expect(err).toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    expect((err as Error).message).toMatch(/needs nats-server 2\.10 or later/);
+    expect(readFileSync(join(tmp, 's1', 'nats-server.conf'), 'utf8')).toMatch(/jetstream \{[^}]*sync_interval: "always"/);
+
+    // The installed server: starts with it from 2.10 on, refuses it before.
+    const [major, minor] = (/v(\d+)\.(\d+)/.exec(execFileSync(findNatsServer(), ['--version'], { encoding: 'utf8' })) ?? []).slice(1).map(Number);
+    const real = await startNatsServer({ dir: join(tmp, 's2'), sync: 'always' }).catch((e: unknown) => e);
+    if (major > 2 || (major === 2 && minor >= 10)) {
+      expect(real).not.toBeInstanceOf(Error);
+      await (real as Awaited<ReturnType<typeof startNatsServer>>).stop();
+    } else {
+      expect((real as Error).message).toMatch(/needs nats-server 2\.10 or later/);
+    }
+  });
+
+  it('a standalone server asks for 1 replica', async () => {
+    const srv = await startNatsServer({ dir: join(tmp, 'r1') });
+    try {
+      const nc = await connect({ servers: srv.url });
+      expect(jetstreamReplicas(nc)).toBe(1);
+      await nc.close();
+    } finally {
+      await srv.stop();
+    }
+  });
+
+  it('startNatsCluster: three nodes in one cluster; an R3 stream keeps taking writes when a node is killed, and the node catches up after a restart', async () => {
+    const cluster = await startNatsCluster({ dir: join(tmp, 'cluster') });
+    try {
+      expect(cluster.nodes).toHaveLength(3);
+      expect(natsServers(cluster.url)).toEqual(cluster.urls);
+      const ports = cluster.nodes.flatMap((n) => [n.port, n.clusterPort]);
+      expect(new Set(ports).size).toBe(6);
+      expect(new Set(cluster.nodes.map((n) => n.name)).size).toBe(3);
+
+      const nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1 });
+      expect(jetstreamReplicas(nc)).toBe(3);
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.add({ name: 'R3', subjects: ['r3'], num_replicas: 3 });
+      const js = nc.jetstream();
+      for (let i = 0; i < 10; i++) await js.publish('r3', sc.encode(`m${i}`));
+      expect((await jsm.streams.info('R3')).cluster?.replicas).toHaveLength(2);
+
+      const victim = cluster.nodes[0];
+      const pid = victim.server!.pid;
+      await victim.kill();
+      expect(alive(pid)).toBe(false);
+      expect(victim.server).toBeUndefined();
+      // A majority is left: writes go on once the stream has a leader (at once, or after an election).
+      let stored = 10;
+      for (let i = 0; stored < 20 && i < 200; i++) {
+        try {
+          await js.publish('r3', sc.encode(`after${stored}`), { timeout: 1_000 });
+          stored++;
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      expect(stored).toBe(20);
+
+      await victim.start();
+      expect(victim.server!.port).toBe(victim.port);
+      // The restarted node catches up: asked directly, it has all 20 messages.
+      const direct = await connect({ servers: victim.url, ignoreClusterUpdates: true });
+      try {
+        expect(direct.info?.server_name).toBe(victim.name);
+        let messages = 0;
+        for (let i = 0; messages < 20 && i < 100; i++) {
+          const r = await direct.request('$JS.API.STREAM.INFO.R3', undefined, { timeout: 2_000 }).catch(() => undefined);
+          messages = r ? (JSON.parse(sc.decode(r.data)) as { state?: { messages: number } }).state?.messages ?? 0 : 0;
+          if (messages < 20) await new Promise((res) => setTimeout(res, 100));
+        }
+        expect(messages).toBe(20);
+      } finally {
+        await direct.close();
+      }
+      await nc.close();
+    } finally {
+      await cluster.stop();
+    }
+    for (const n of cluster.nodes) expect(n.server).toBeUndefined();
+  }, 60_000);
 });
