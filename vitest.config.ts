@@ -1,10 +1,18 @@
 import { defineConfig } from 'vitest/config';
 
+// Tests that run clusters of real processes and kill them go one file at a
+// time, after the others: on 2 cores, two such files at once starve each
+// other's processes past their deadlines and leases.
+const PROCESS_TESTS = ['test/cluster.test.ts', 'test/replication.test.ts', 'test/nats-faults.test.ts', 'test/chaos.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    projects: [
+      { extends: true, test: { name: 'library', include: ['test/**/*.test.ts'], exclude: PROCESS_TESTS, sequence: { groupOrder: 0 } } },
+      { extends: true, test: { name: 'processes', include: PROCESS_TESTS, fileParallelism: false, sequence: { groupOrder: 1 } } },
+    ],
   },
 });

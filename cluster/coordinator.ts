@@ -43,6 +43,9 @@ export interface CoordinatorOptions {
   compactAfter?: number;
 }
 
+/** Pause before asking a shard's replicas again when none could answer (starting, or failing over). */
+const RETRY_PAUSE_MS = 50;
+
 interface Known {
   meta: CollectionMeta;
   map: ShardMap;
@@ -84,41 +87,54 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   /** The replicas of a shard to ask, in order: live ones (all listed ones if no
    * lease is current), those known to have applied `minSeq` first, rotating
    * among equals to spread the load. */
-  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined): string[] {
+  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined): { order: string[]; anyLive: boolean } {
     const listed = k.map.replicas[s] ?? [];
     const live = new Map(meta.live('shard').map((m) => [m.name, m]));
     const up = listed.filter((r) => live.has(r));
     const pool = up.length ? up : listed;
     const start = turn++ % Math.max(1, pool.length);
     const order = pool.slice(start).concat(pool.slice(0, start));
-    if (minSeq === undefined) return order;
+    if (minSeq === undefined) return { order, anyLive: up.length > 0 };
     const ready = (r: string) => (live.get(r)?.shards?.[shardKey(c, s)] ?? -1) >= minSeq;
-    return order.filter(ready).concat(order.filter((r) => !ready(r)));
+    return { order: order.filter(ready).concat(order.filter((r) => !ready(r))), anyLive: up.length > 0 };
   }
 
   /** Asks the shard's replicas until one answers within the deadline. The next
-   * replica is asked at once when one has no responders (it is gone) or answers
-   * LAGGING (it cannot reach `minSeq` in time), and also, hedging, each time a
-   * quarter of the deadline passes without an answer (it is frozen or slow);
-   * the first answer wins. With every replica tried and none answering, the
-   * shard is missing. */
+   * replica is asked at once when one has no responders (it is gone, or not
+   * serving yet) or answers LAGGING (it cannot reach `minSeq` in time), and
+   * also, hedging, each time a quarter of the deadline passes without an
+   * answer (it is frozen or slow); the first answer wins. When every replica
+   * has failed that way and one of them holds a live lease (it may be
+   * starting or failing over), they are tried again after a pause until the
+   * deadline; otherwise, or then, the shard is missing. */
   function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq?: number): Promise<ShardAnswer> {
-    const replicas = replicasFor(c, k, s, minSeq);
+    const { order: replicas, anyLive } = replicasFor(c, k, s, minSeq);
     const t0 = performance.now();
     return new Promise<ShardAnswer>((resolve, reject) => {
       let next = 0;
       let inFlight = 0;
       let done = false;
+      let pause: NodeJS.Timeout | undefined;
       const finish = (f: () => void) => {
         if (done) return;
         done = true;
         clearInterval(hedge);
+        clearTimeout(pause);
         f();
       };
+      const missing = () => finish(() => resolve({ shard: s, missing: true }));
       const launch = () => {
         const left = deadline - (performance.now() - t0);
-        if (done || next >= replicas.length || left < 1) {
-          if (inFlight === 0) finish(() => resolve({ shard: s, missing: true }));
+        if (done) return;
+        if (left < 1 || replicas.length === 0) {
+          if (inFlight === 0) missing();
+          return;
+        }
+        if (next >= replicas.length) {
+          if (inFlight === 0 && !anyLive) missing();
+          else if (inFlight === 0 && !pause) {
+            pause = setTimeout(() => { pause = undefined; next = 0; launch(); }, Math.min(RETRY_PAUSE_MS, left));
+          }
           return;
         }
         const subject = n.replica(c, s, replicas[next++], op);
