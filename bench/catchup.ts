@@ -1,0 +1,153 @@
+// npm run bench:catchup -- [--entries N] [--dims 16,128] [--points-per-entry P] [--runs R]
+//
+// How fast a restarted replica catches up on its write log. For each
+// dimension: a private nats-server, a coordinator and one shard process (child
+// processes from dist/); the collection is created, the shard process is
+// stopped, N log entries (upserts of P points each, ids cycling over a space
+// of N·P/2 so half of them replace points, then a delete of every tenth id
+// per 10 entries) are appended straight to the shard's stream, and the shard
+// process is started again. Timed: from its start until it has applied the
+// last entry (polled on its own count endpoint, which reports the applied
+// sequence), so process start, opening the collection and following the log
+// are all inside. Reported: entries/s and points/s, median of the runs.
+
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { connect } from 'nats';
+import type { NatsConnection } from 'nats';
+import { startNatsServer } from '../cluster/nats-server.js';
+import { names } from '../cluster/subjects.js';
+import { VdbClient } from '../ts/client.js';
+import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
+import { mulberry32 } from '../ts/random.js';
+import { progress } from './progress.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    entries: { type: 'string', default: '50000' },
+    dims: { type: 'string', default: '16,128' },
+    'points-per-entry': { type: 'string', default: '1' },
+    runs: { type: 'string', default: '3' },
+  },
+});
+const entries = Number(opt.entries);
+const perEntry = Number(opt['points-per-entry']);
+const runs = Number(opt.runs);
+const dims = opt.dims.split(',').map(Number);
+for (const [k, v] of Object.entries({ entries, perEntry, runs, ...Object.fromEntries(dims.map((d, i) => [`dims[${i}]`, d])) })) {
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
+}
+
+const CLI = fileURLToPath(new URL('../cluster/cli.js', import.meta.url));
+const n = names('vdb');
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+
+function start(role: 'shard' | 'coordinator', url: string, name: string, args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, role, '--nats', url, '--name', name, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const done = new Promise((r) => p.once('exit', r));
+  p.kill('SIGTERM');
+  await done;
+}
+
+async function applied(nc: NatsConnection, c: string): Promise<number> {
+  try {
+    const m = await nc.request(n.replica(c, 0, 'replica', 'count'), encode({}, false), { timeout: 1000 });
+    return (decode(m.data, false) as { seq?: number }).seq ?? -1;
+  } catch {
+    return -1;
+  }
+}
+
+async function run(dim: number, r: number): Promise<{ seconds: number; last: number; points: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'vdb-catchup-'));
+  const nats = await startNatsServer({ dir: join(dir, 'nats') });
+  const nc = await connect({ servers: nats.url });
+  const coord = start('coordinator', nats.url, 'c-0', []);
+  let shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
+  try {
+    const client = new VdbClient(nc, { timeoutMs: 30_000 });
+    const c = `catchup${dim}`;
+    for (;;) {
+      try {
+        await client.createCollection({ name: c, dim, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+        break;
+      } catch {
+        await sleep(200); // processes still starting
+      }
+    }
+    while ((await applied(nc, c)) < 0) await sleep(50);
+    await stop(shard);
+
+    const js = nc.jetstream();
+    const rand = mulberry32(1000 * dim + r);
+    const space = Math.max(1, Math.floor((entries * perEntry) / 2));
+    const show = progress(`dim ${dim} run ${r + 1}: appending`);
+    let points = 0;
+    const pending: Promise<unknown>[] = [];
+    for (let e = 0; e < entries; e++) {
+      let body: unknown;
+      if (e % 10 === 9) {
+        body = { op: 'delete', ids: Array.from({ length: perEntry }, () => Math.floor(rand() * space)) };
+      } else {
+        const pts = Array.from({ length: perEntry }, () => {
+          const v = new Float32Array(dim);
+          for (let i = 0; i < dim; i++) v[i] = rand();
+          return { id: Math.floor(rand() * space), vector: float32Bytes(v), payload: { e } };
+        });
+        points += pts.length;
+        body = { op: 'upsert', points: pts };
+      }
+      pending.push(js.publish(n.log(c, 0), encode(body, false)));
+      if (pending.length >= 512) {
+        await Promise.all(pending.splice(0));
+        show(`${e + 1}/${entries} entries`);
+      }
+    }
+    await Promise.all(pending);
+    show(`${entries}/${entries} entries`, true);
+
+    const t0 = performance.now();
+    shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
+    const catching = progress(`dim ${dim} run ${r + 1}: catching up`);
+    let last = -1;
+    while ((last = await applied(nc, c)) < entries) {
+      catching(`${Math.max(0, last)}/${entries}`);
+      await sleep(20);
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    catching(`${entries}/${entries} in ${seconds.toFixed(2)} s`, true);
+    return { seconds, last, points };
+  } finally {
+    await Promise.all([stop(shard), stop(coord)]);
+    await nc.close();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const rows: string[] = [];
+for (const dim of dims) {
+  const secs: number[] = [];
+  let points = 0;
+  for (let r = 0; r < runs; r++) {
+    const out = await run(dim, r);
+    secs.push(out.seconds);
+    points = out.points;
+  }
+  const s = median(secs);
+  rows.push(`${String(dim).padStart(5)} ${String(entries).padStart(9)} ${String(perEntry).padStart(8)} ${s.toFixed(2).padStart(9)} ${Math.round(entries / s).toLocaleString('en').padStart(11)} ${Math.round(points / s).toLocaleString('en').padStart(10)}   ${secs.map((x) => x.toFixed(2)).join(' ')}`);
+}
+console.log(`\nCatch-up of a restarted replica (median of ${runs} runs; 1 in 10 entries is a delete)`);
+console.log('  dim   entries  pts/entry  seconds   entries/s   points/s   runs (s)');
+for (const r of rows) console.log(r);
+process.exit(0);
