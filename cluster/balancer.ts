@@ -1,13 +1,31 @@
 // The balancer (DESIGN §5, §7): every coordinator runs one, and the one that
 // holds the lease in KV acts. It restores a shard's replica count when a
 // replica has been gone longer than the grace period (one compare-and-set of
-// the shard map; the new replica copies the shard from a live peer), and it
-// compacts each shard's write log below the sequence every replica has
-// committed. What it is doing is kept in the lease, for `status`.
+// the shard map; the new replica copies the shard from a live peer), splits a
+// hash-partitioned shard that has grown past a threshold, and compacts each
+// shard's write log below the sequence every replica has committed. What it is
+// doing is kept in the lease, for `status`.
+//
+// A split of shard s into a new shard t goes through the shard map, one
+// compare-and-set per step (docs/cluster.md):
+//   1. split {s, t, replicas}: the chosen members copy s from a live replica
+//      and follow s's log (the new log of t exists, empty);
+//   2. fenced: once they are close behind, coordinators hold writes to s;
+//   3. sealedAt: once every live coordinator routes with the fenced map (their
+//      heartbeats say which epoch they write with), s's last sequence is final;
+//      the builders apply up to it, keep what the split places on t, restart at
+//      sequence 0 and say they are ready;
+//   4. the map takes the split partitioner and t's replicas; writes resume,
+//      to s or t; then a `retain` entry on s's log drops what moved to t.
+// Searches keep working throughout: until step 4 s holds everything; after it
+// coordinators count only a shard's own ids, so s's old copies never show.
 
-import type { JetStreamManager, KvEntry } from 'nats';
-import { LEASE_MS, shardKey } from './meta.js';
-import type { Meta, ShardMap, Member } from './meta.js';
+import type { JetStreamClient, JetStreamManager, KvEntry } from 'nats';
+import { HashPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
+import type { PartitionerJSON } from '../ts/partition/index.js';
+import { encode } from '../ts/wire/codec.js';
+import { LEASE_MS, shardKey, addLogStream } from './meta.js';
+import type { Meta, ShardMap, Member, CollectionMeta } from './meta.js';
 import type { Names } from './subjects.js';
 
 export interface BalancerOptions {
@@ -15,10 +33,17 @@ export interface BalancerOptions {
   graceMs: number;
   /** Log entries every replica has applied before the log is compacted below them. */
   compactAfter: number;
+  /** Points in a shard that make it split (hash partitioner only); 0 never splits. */
+  splitAt: number;
   intervalMs: number;
 }
 
-export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter: 10_000, intervalMs: 1000 };
+export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000 };
+
+/** A split is fenced when every builder is at most this many entries behind the source log. */
+const FENCE_WHEN_BEHIND = 1000;
+/** While a split is under way the balancer looks this often. */
+const BUSY_MS = 100;
 
 export interface BalancerState {
   holder: string;
@@ -40,10 +65,9 @@ export async function balancerState(meta: Meta): Promise<BalancerState | undefin
   return s && s.until >= Date.now() ? s : undefined;
 }
 
-export function startBalancer(meta: Meta, jsm: JetStreamManager, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
+export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
   const goneSince = new Map<string, number>();
   let done: string[] = [];
-  let running = false;
 
   const act = (line: string) => {
     log(`balancer ${me}: ${line}`);
@@ -106,6 +130,105 @@ export function startBalancer(meta: Meta, jsm: JetStreamManager, n: Names, me: s
     if (changed) await meta.shardmaps.update(name, enc({ epoch: map.epoch + 1, replicas } satisfies ShardMap), e.revision);
   }
 
+  /** One step of splitting a shard of `name`, or none; true while a split is under way. */
+  async function split(name: string, cm: CollectionMeta, live: Map<string, Member>, load: Map<string, number>, work: string[]): Promise<boolean> {
+    const e = await meta.shardmaps.get(name);
+    const map = dec<ShardMap>(e);
+    if (!e || !map) return false;
+    const p = partitionerFromJSON(map.partitioner ?? cm.partitioner);
+    const cas = (next: ShardMap) => meta.shardmaps.update(name, enc(next), e.revision);
+    if (map.retain?.length) {
+      const settle: Record<number, number> = {};
+      for (const s of map.retain) {
+        settle[s] = (await js.publish(n.log(name, s), encode({ op: 'retain', partitioner: p.toJSON() as PartitionerJSON, shard: s }, false))).seq;
+        act(`${name}/${s}: retain appended at ${settle[s]} (drops what a split moved away)`);
+      }
+      const { retain: _, ...rest } = map;
+      await cas({ ...rest, epoch: map.epoch + 1, settle });
+      return true;
+    }
+    // Shard sizes count only once every replica has applied the retain.
+    if (map.settle) {
+      const waiting = Object.entries(map.settle).filter(([s, seq]) =>
+        map.replicas[Number(s)].some((r) => (live.get(r)?.shards?.[shardKey(name, Number(s))] ?? 0) < seq));
+      if (waiting.length === 0) {
+        const { settle: _, ...rest } = map;
+        await cas({ ...rest, epoch: map.epoch + 1 });
+      } else {
+        work.push(`${name}: waiting for the replicas of shard ${waiting.map(([s]) => s).join(', ')} to apply their retain`);
+      }
+      return true;
+    }
+    const sp = map.split;
+    if (!sp) {
+      if (!(p instanceof HashPartitioner) || opts.splitAt <= 0) return false;
+      const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
+      const s = sizes.indexOf(Math.max(...sizes));
+      if (sizes[s] < opts.splitAt) return false;
+      const builders = [...live.values()]
+        .sort((a, b) => (load.get(a.name) ?? 0) - (load.get(b.name) ?? 0) || a.name.localeCompare(b.name))
+        .slice(0, cm.replicas).map((m) => m.name);
+      if (builders.length < cm.replicas) {
+        work.push(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}; a split needs ${cm.replicas} live shard processes`);
+        return false;
+      }
+      const into = p.shards;
+      await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
+      await addLogStream(jsm, n, name, into, meta.replicas);
+      await cas({ ...map, epoch: map.epoch + 1, split: { shard: s, into, replicas: builders, fenced: false } });
+      act(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
+      return true;
+    }
+    const key = shardKey(name, sp.into);
+    const gone = sp.replicas.filter((r) => !live.has(r));
+    if (gone.some((r) => Date.now() - goneSince.get(r)! >= opts.graceMs)) {
+      const { split: _, ...rest } = map;
+      await cas({ ...rest, epoch: map.epoch + 1 });
+      await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
+      act(`${name}/${sp.shard}: split abandoned, ${gone.join(', ')} gone`);
+      return true;
+    }
+    const states = sp.replicas.map((r) => live.get(r)?.building?.[key]);
+    const { state } = await jsm.streams.info(n.stream(name, sp.shard));
+    if (!sp.fenced) {
+      const behind = Math.max(...states.map((st) => (st ? state.last_seq - st.applied : Infinity)));
+      if (behind <= FENCE_WHEN_BEHIND) {
+        await cas({ ...map, epoch: map.epoch + 1, split: { ...sp, fenced: true } });
+        act(`${name}/${sp.shard}: builders of ${key} ${behind} entries behind; writes to ${name}/${sp.shard} held`);
+      } else {
+        work.push(`${name}/${sp.shard} → ${sp.into}: building, ${behind === Infinity ? 'copying' : `${behind} entries behind`}`);
+      }
+      return true;
+    }
+    if (sp.sealedAt === undefined) {
+      const stale = meta.live('coordinator').filter((c) => (c.epochs?.[name] ?? Infinity) < map.epoch).map((c) => c.name);
+      if (stale.length) {
+        work.push(`${name}/${sp.shard} → ${sp.into}: waiting for ${stale.join(', ')} to hold writes`);
+        return true;
+      }
+      await cas({ ...map, epoch: map.epoch + 1, split: { ...sp, sealedAt: state.last_seq } });
+      act(`${name}/${sp.shard}: sealed at sequence ${state.last_seq}`);
+      return true;
+    }
+    if (state.last_seq !== sp.sealedAt) {
+      // A write reached the log after the seal (a coordinator that missed the fence): start over.
+      const { split: _, ...rest } = map;
+      await cas({ ...rest, epoch: map.epoch + 1 });
+      await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
+      act(`${name}/${sp.shard}: split abandoned, the log moved past its seal (${state.last_seq} > ${sp.sealedAt})`);
+      return true;
+    }
+    if (!states.every((st) => st?.ready)) {
+      work.push(`${name}/${sp.shard} → ${sp.into}: builders finishing at sequence ${sp.sealedAt}`);
+      return true;
+    }
+    const next = (p as HashPartitioner).split(sp.shard);
+    const { split: _, ...rest } = map;
+    await cas({ ...rest, epoch: map.epoch + 1, replicas: [...map.replicas, sp.replicas], partitioner: next.toJSON(), retain: [sp.shard] });
+    act(`${name}/${sp.shard}: split done; ${key} served by ${sp.replicas.join(', ')}`);
+    return true;
+  }
+
   async function compact(name: string, map: ShardMap, live: Map<string, Member>): Promise<void> {
     for (const [s, list] of map.replicas.entries()) {
       const applied = list.map((r) => live.get(r)?.shards?.[shardKey(name, s)]);
@@ -119,7 +242,8 @@ export function startBalancer(meta: Meta, jsm: JetStreamManager, n: Names, me: s
     }
   }
 
-  async function tick(): Promise<void> {
+  /** One round; true while a split is under way (the next round comes sooner). */
+  async function tick(): Promise<boolean> {
     const shardMembers = meta.live('shard');
     const live = new Map(shardMembers.map((m) => [m.name, m]));
     const now = Date.now();
@@ -129,30 +253,39 @@ export function startBalancer(meta: Meta, jsm: JetStreamManager, n: Names, me: s
       if (m) maps.set(name, m);
     }
     const load = new Map<string, number>();
-    for (const m of maps.values()) for (const list of m.replicas) for (const r of list) {
+    for (const r of live.keys()) goneSince.delete(r);
+    for (const m of maps.values()) for (const r of [...m.replicas.flat(), ...(m.split?.replicas ?? [])]) {
       load.set(r, (load.get(r) ?? 0) + 1);
-      if (live.has(r)) goneSince.delete(r); else if (!goneSince.has(r)) goneSince.set(r, now);
+      if (!live.has(r) && !goneSince.has(r)) goneSince.set(r, now);
     }
     const work: string[] = [];
-    if (!(await lease(work))) return;
+    if (!(await lease(work))) return false;
+    let busy = false;
     for (const [name, map] of maps) {
       const cm = await meta.collection(name);
       if (!cm) continue;
       await replace(name, cm.replicas, live, load, work);
-      await compact(name, map, live);
+      if (await split(name, cm, live, load, work)) busy = true;
+      else await compact(name, map, live);
     }
     await lease(work);
+    return busy;
   }
 
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    tick().catch((e) => log(`balancer ${me}: ${(e as Error).message}`)).finally(() => { running = false; });
-  }, opts.intervalMs);
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const loop = (delay: number) => {
+    timer = setTimeout(() => {
+      tick().catch((e) => { log(`balancer ${me}: ${(e as Error).message}`); return false; })
+        .then((busy) => { if (!stopped) loop(busy ? BUSY_MS : opts.intervalMs); });
+    }, delay);
+  };
+  loop(opts.intervalMs);
 
   return {
     stop() {
-      clearInterval(timer);
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

@@ -77,15 +77,16 @@ and a coordinator; writes DIR/cluster.json; Ctrl-C or SIGTERM stops everything.
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]
-  [--grace-ms 30000] [--compact-after 10000]
+  [--grace-ms 30000] [--compact-after 10000] [--split-at 0]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
---compact-after: log entries every replica has applied before the log is compacted below them.`,
+--compact-after: log entries every replica has applied before the log is compacted below them;
+--split-at: points that make a hash-partitioned shard split in two (0: never).`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
-        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'),
+        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'),
       });
       await untilSignal(c.stop);
     },

@@ -3,7 +3,6 @@
 // JetStream has stored them), fans searches out to the shards in parallel with
 // a deadline, merges their top-k, and reports the shards that did not answer.
 
-import { StorageType } from 'nats';
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
@@ -19,7 +18,7 @@ import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
-import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
+import { Meta, HEARTBEAT_MS, shardKey, addLogStream } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
@@ -41,7 +40,13 @@ export interface CoordinatorOptions {
   graceMs?: number;
   /** Balancer: log entries every replica has applied before the log is compacted below them (default 10,000). */
   compactAfter?: number;
+  /** Balancer: points that make a hash-partitioned shard split (default 0: never). */
+  splitAt?: number;
 }
+
+/** How long a write to a shard being split waits for the split to finish, and how often it looks. */
+const FENCE_WAIT_MS = 15_000;
+const FENCE_POLL_MS = 20;
 
 /** Pause before asking a shard's replicas again when none could answer (starting, or failing over). */
 const RETRY_PAUSE_MS = 50;
@@ -56,7 +61,7 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
-  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter })) {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
   const n: Names = names(opts.prefix);
@@ -68,19 +73,68 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const cache = new Map<string, Known>();
   const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
 
-  // Any change to a collection or its shard map drops the cached copy.
+  // Any change to a collection or its shard map drops the cached copy, and is
+  // counted so a read that raced with it is not cached. The heartbeat follows
+  // at once: a split waits for every coordinator to have seen its fence.
+  const changes = new Map<string, number>();
+  let beatNow: () => void = () => undefined; // the heartbeat, once the process is registered
   const watches = [await meta.collections.watch(), await meta.shardmaps.watch()];
-  for (const w of watches) void (async () => { for await (const e of w) cache.delete(e.key); })();
+  for (const w of watches) {
+    void (async () => {
+      for await (const e of w) {
+        changes.set(e.key, (changes.get(e.key) ?? 0) + 1);
+        cache.delete(e.key);
+        beatNow();
+      }
+    })();
+  }
 
   async function known(name: string): Promise<Known> {
     checkCollectionName(name, 'collection');
     const hit = cache.get(name);
     if (hit) return hit;
+    const gen = changes.get(name) ?? 0;
     const [m, map] = await Promise.all([meta.collection(name), meta.shardMap(name)]);
     if (!m || !map) throw new VdbError(ErrorCode.COLLECTION_NOT_FOUND, `no collection ${name}`);
-    const k = { meta: m, map, p: partitionerFromJSON(m.partitioner) };
-    cache.set(name, k);
+    const k = { meta: m, map, p: partitionerFromJSON(map.partitioner ?? m.partitioner) };
+    // A change seen while reading may be newer than what was read: do not keep it.
+    if ((changes.get(name) ?? 0) === gen) cache.set(name, k);
     return k;
+  }
+
+  /** Writes in flight, with the shard-map epoch each was routed with. */
+  const inflight = new Set<{ c: string; epoch: number }>();
+  /** Per collection, the oldest epoch this coordinator may still write with (for the balancer's split fence). */
+  function epochsInUse(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const note = (c: string, e: number) => { out[c] = Math.min(out[c] ?? Infinity, e); };
+    for (const [c, k] of cache) note(c, k.map.epoch);
+    for (const w of inflight) note(w.c, w.epoch);
+    return out;
+  }
+
+  /** Routes and appends a write with the current shard map. While a split holds
+   * writes to a shard (`fenced`), a write that touches it waits for the next
+   * map, up to FENCE_WAIT_MS. Its epoch stays registered until the append ends. */
+  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<Record<number, number>> {
+    const until = performance.now() + FENCE_WAIT_MS;
+    for (;;) {
+      const k = await known(c);
+      const entries = plan(k);
+      const fence = k.map.split?.fenced ? k.map.split.shard : undefined;
+      if (fence !== undefined && entries.has(fence)) {
+        if (performance.now() > until) throw new VdbError(ErrorCode.UNAVAILABLE, `shard ${c}/${fence} is being split and takes no writes yet; retry`);
+        await new Promise((r) => setTimeout(r, FENCE_POLL_MS));
+        continue;
+      }
+      const token = { c, epoch: k.map.epoch };
+      inflight.add(token);
+      try {
+        return await append(c, entries);
+      } finally {
+        inflight.delete(token);
+      }
+    }
   }
 
   let turn = 0;
@@ -211,45 +265,48 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   const ops = {
     async upsert(c: string, body: unknown) {
-      const k = await known(c);
-      const req = validateUpsert(body, k.meta.dim);
+      const req = validateUpsert(body, (await known(c)).meta.dim);
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
-      const byShard = new Map<number, typeof points>();
-      const placed = points.map((p) => shardOfPoint(k.p, p));
-      for (const [i, p] of points.entries()) {
-        const s = placed[i];
-        if (!byShard.has(s)) byShard.set(s, []);
-        byShard.get(s)!.push(p);
-      }
-      const entries = new Map<number, LogEntry[]>();
-      for (const [s, pts] of byShard) {
-        entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
-          .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })) })));
-      }
-      // Placement by vector or label can move a point: remove it from the other shards.
-      if (k.p.kind !== 'hash') {
-        for (let s = 0; s < k.p.shards; s++) {
-          const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
-          if (ids.length) entries.set(s, [{ op: 'delete', ids }, ...(entries.get(s) ?? [])]);
+      const seqs = await write(c, (k) => {
+        const byShard = new Map<number, typeof points>();
+        const placed = points.map((p) => shardOfPoint(k.p, p));
+        for (const [i, p] of points.entries()) {
+          const s = placed[i];
+          if (!byShard.has(s)) byShard.set(s, []);
+          byShard.get(s)!.push(p);
         }
-      }
-      const seqs = await append(c, entries);
+        const entries = new Map<number, LogEntry[]>();
+        for (const [s, pts] of byShard) {
+          entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
+            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })) })));
+        }
+        // Placement by vector or label can move a point: remove it from the other shards.
+        if (k.p.kind !== 'hash') {
+          for (let s = 0; s < k.p.shards; s++) {
+            const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
+            if (ids.length) entries.set(s, [{ op: 'delete', ids }, ...(entries.get(s) ?? [])]);
+          }
+        }
+        return entries;
+      });
       return { count: req.points.length, seq: Math.max(0, ...Object.values(seqs)), seqs };
     },
 
     async delete(c: string, body: unknown) {
-      const k = await known(c);
+      await known(c);
       const req = validateDelete(body);
-      const byShard = new Map<number, PointId[]>();
-      for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
-        if (!byShard.has(s)) byShard.set(s, []);
-        byShard.get(s)!.push(id);
-      }
-      const entries = new Map<number, LogEntry[]>();
-      for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
-      const seqs = await append(c, entries);
+      const seqs = await write(c, (k) => {
+        const byShard = new Map<number, PointId[]>();
+        for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
+          if (!byShard.has(s)) byShard.set(s, []);
+          byShard.get(s)!.push(id);
+        }
+        const entries = new Map<number, LogEntry[]>();
+        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
+        return entries;
+      });
       return { count: req.ids.length, seq: Math.max(0, ...Object.values(seqs)), seqs };
     },
 
@@ -299,7 +356,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         const shards = shardsForSearch(k.p, { vector: req.vector, filter: req.filter, nprobe: req.nprobe });
         answers = await ask(c, k, shards, 'search', shardBody, await minSeqs(c, shards, req, after));
       }
-      const hits = mergeTopK(answers.map((a) => (a.body?.hits as Hit[] | undefined) ?? []), req.k, order(k));
+      // Until a split shard has dropped what moved away, it may still answer with
+      // old copies: with hash placement, only a shard's own ids count.
+      const own = (a: ShardAnswer) => {
+        const hits = (a.body?.hits as Hit[] | undefined) ?? [];
+        return k.p instanceof HashPartitioner ? hits.filter((h) => (k.p as HashPartitioner).shardOf(h.id) === a.shard) : hits;
+      };
+      const hits = mergeTopK(answers.map(own), req.k, order(k));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard).sort((a, b) => a - b);
       const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0 };
       if (missing.length) reply.missing = missing;
@@ -328,7 +391,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const replicas = Array.from({ length: shards }, (_, s) => Array.from({ length: req.replicas }, (_, r) => members[(s + r) % members.length]));
     if (await meta.collection(req.name)) throw new VdbError(ErrorCode.COLLECTION_EXISTS, `collection ${req.name} already exists`);
     for (let s = 0; s < shards; s++) {
-      await jsm.streams.add({ name: n.stream(req.name, s), subjects: [n.log(req.name, s)], storage: StorageType.File, max_msg_size: -1, num_replicas: meta.replicas });
+      await addLogStream(jsm, n, req.name, s, meta.replicas);
     }
     const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, createdAt: Date.now() };
     await meta.create(cm, { epoch: 1, replicas });
@@ -421,13 +484,15 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     },
   });
 
-  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port }).catch(() => undefined);
+  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port, epochs: epochsInUse() }).catch(() => undefined);
   await beat();
+  beatNow = () => void beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
-  const balancer = startBalancer(meta, jsm, n, opts.name, {
+  const balancer = startBalancer(meta, js, jsm, n, opts.name, {
     ...DEFAULT_BALANCER,
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
+    splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
   }, (line) => process.stderr.write(`${line}\n`));
 
   return {

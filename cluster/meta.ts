@@ -3,7 +3,8 @@
 // members with their heartbeats. Changes use compare-and-set on the revision;
 // nothing else is a source of truth for topology.
 
-import type { JetStreamClient, KV, KvEntry, NatsConnection } from 'nats';
+import { StorageType } from 'nats';
+import type { JetStreamClient, JetStreamManager, KV, KvEntry, NatsConnection } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import type { Metric } from '../ts/core/wasm-index.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
@@ -24,6 +25,16 @@ export interface ShardMap {
   epoch: number;
   /** Shard i is served by the members named in `replicas[i]`. */
   replicas: string[][];
+  /** The partitioner once shards have been split (it then replaces the collection's). */
+  partitioner?: PartitionerJSON;
+  /** A split in progress (cluster/balancer.ts): the members in `replicas` build shard
+   * `into` from `shard`; `fenced` holds writes to `shard`; `sealedAt` is its last
+   * log sequence under the old layout, once every coordinator holds them. */
+  split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number };
+  /** Shards whose log still needs the `retain` entry that drops what a split moved away. */
+  retain?: number[];
+  /** The sequence of each retain entry, until every replica of its shard has applied it. */
+  settle?: Record<number, number>;
 }
 
 export interface Member {
@@ -34,6 +45,13 @@ export interface Member {
   metricsPort?: number;
   /** For a shard process: the applied log sequence of each shard it serves, by `shardKey`. */
   shards?: Record<string, number>;
+  /** For a shard process: points in each shard it serves. */
+  points?: Record<string, number>;
+  /** For a shard process: shards it builds for a split, by `shardKey` of the new shard:
+   * the sequence applied of the source shard's log, and whether it is ready. */
+  building?: Record<string, { applied: number; ready: boolean }>;
+  /** For a coordinator: the oldest shard-map epoch it may still write with, per collection. */
+  epochs?: Record<string, number>;
 }
 
 /** How a shard is named in heartbeats and logs: `collection/shard`. */
@@ -55,6 +73,11 @@ export function jetstreamReplicas(nc: NatsConnection): number {
   const info = nc.info;
   if (!info?.cluster) return 1;
   return Math.max(1, Math.min(3, info.connect_urls?.length ?? 1));
+}
+
+/** Creates the write log of a shard: file storage, `replicas` copies in the NATS cluster. */
+export async function addLogStream(jsm: JetStreamManager, n: Names, collection: string, shard: number, replicas: number): Promise<void> {
+  await jsm.streams.add({ name: n.stream(collection, shard), subjects: [n.log(collection, shard)], storage: StorageType.File, max_msg_size: -1, num_replicas: replicas });
 }
 
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));

@@ -4,12 +4,15 @@
 // sequence in the same SQLite transaction as the data, and answers searches,
 // gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
 
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeliverPolicy } from 'nats';
 import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
 import { Collection } from '../ts/collection.js';
 import type { LogEntry as AppliedEntry, OpenOptions } from '../ts/collection.js';
 import { checkCollectionName } from '../ts/validate.js';
+import { HashPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
+import type { PartitionerJSON } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode } from '../ts/wire/codec.js';
 import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
@@ -34,7 +37,11 @@ export interface ShardOptions {
 }
 
 /** A write-log entry, as the coordinator publishes it. */
-export type LogEntry = { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] } | { op: 'delete'; ids: (string | number)[] };
+export type LogEntry =
+  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] }
+  | { op: 'delete'; ids: (string | number)[] }
+  /** After a split: drop every point the partitioner does not place on `shard`. */
+  | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
@@ -50,11 +57,21 @@ class ServedShard {
   private endpoints: QueuedIterator<ServiceMsg>[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
+  private stopped = false;
   /** Set when the shard stopped applying its log (a storage fault, or a log behind what was applied). */
   failed = false;
   private watchdog?: NodeJS.Timeout;
 
-  constructor(readonly collection: string, readonly shard: number, public store: Collection, private readonly reopen: () => Collection) {}
+  /** `shard` is the shard this store holds; it follows the log of `source` (itself,
+   * or the shard it is being split from). `onApplied` runs after each commit. */
+  constructor(
+    readonly collection: string,
+    readonly shard: number,
+    readonly source: number,
+    public store: Collection,
+    private readonly reopen: () => Collection,
+    private readonly onApplied: () => void = () => undefined,
+  ) {}
 
   get applied(): number {
     return this.store.appliedSeq;
@@ -87,7 +104,23 @@ class ServedShard {
     const ready = this.waiters.filter((w) => w.seq <= this.applied);
     this.waiters = this.waiters.filter((w) => w.seq > this.applied);
     for (const w of ready) w.resolve();
+    this.onApplied();
     return true;
+  }
+
+  // A retain entry becomes the delete of what this replica holds and the
+  // partitioner places elsewhere: every replica computes it from the same state.
+  private retained(e: { partitioner: unknown; shard: unknown }, seq: number): AppliedEntry {
+    const p = partitionerFromJSON(e.partitioner);
+    if (!(p instanceof HashPartitioner) || !Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a hash partitioner and a shard`);
+    return { seq, op: 'delete', ids: this.store.ids().filter((id) => p.shardOf(id) !== e.shard) };
+  }
+
+  /** Stops following the log (the shard is complete, or leaves). */
+  stopFollowing(): void {
+    this.stopped = true;
+    clearInterval(this.watchdog);
+    this.consuming?.stop();
   }
 
   // Follows the write log from the entry after the last applied one. A backlog
@@ -104,10 +137,26 @@ class ServedShard {
       let bytes = 0;
       let last = this.applied;
       for await (const m of it) {
+        if (this.stopped) break;
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
-        batch.push({ ...(decode(m.data, false) as LogEntry), seq: m.seq } as AppliedEntry);
+        const entry = decode(m.data, false) as LogEntry;
+        if (entry.op === 'retain') {
+          let ok = batch.length === 0 || this.applyBatch(batch, log);
+          batch = [];
+          bytes = 0;
+          try {
+            if (ok) ok = this.applyBatch([this.retained(entry, m.seq)], log);
+          } catch (e) {
+            log(`shard ${this.collection}/${this.shard}: ${(e as Error).message}; stopped applying`);
+            this.failed = true;
+            ok = false;
+          }
+          if (!ok) { it.stop(); return; }
+          continue;
+        }
+        batch.push({ ...entry, seq: m.seq } as AppliedEntry);
         bytes += m.data.length;
         // More entries already received here (beyond this one) or still on the server: keep batching.
         const more = it.getPending() > 1 || m.info.pending > 0;
@@ -121,11 +170,12 @@ class ServedShard {
     })();
   }
 
-  async start(nc: NatsConnection, n: Names, member: string, service: Service, copies: CopySource, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
+  /** Follows the source log; with `serve`, also answers on the shard's subjects. */
+  async start(nc: NatsConnection, n: Names, member: string, service: Service | undefined, copies: CopySource, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
     const { collection: c, shard: s } = this;
     const js = nc.jetstream();
     const jsm = await nc.jetstreamManager();
-    const stream = n.stream(c, s);
+    const stream = n.stream(c, this.source);
     await this.follow(js, stream, log);
     // A consumer can stop delivering (a dropped connection, a server restart):
     // if the log is ahead and nothing was applied since the last look, resume.
@@ -148,6 +198,7 @@ class ServedShard {
         seen = this.applied;
       }).catch(() => undefined);
     }, WATCHDOG_MS);
+    if (!service) return;
     // Each operation on the shard's subject (any replica, a queue group) and on
     // this replica's own subject, which coordinators use to pick the replica.
     const group = `${n.prefix}-shard-${c}-${s}`;
@@ -172,8 +223,7 @@ class ServedShard {
   }
 
   stop(): void {
-    clearInterval(this.watchdog);
-    this.consuming?.stop();
+    this.stopFollowing();
     for (const e of this.endpoints) e.stop();
     this.store.close();
   }
@@ -187,6 +237,10 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
+  /** Shards being built for a split (by the new shard's key), and those built and waiting to be served. */
+  const building = new Map<string, ServedShard>();
+  const built = new Set<string>();
+  const sealers = new Map<string, () => void>();
 
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_shard');
@@ -216,6 +270,11 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const beat = () => meta.heartbeat({
     name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
     shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
+    points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.store.count()])),
+    building: Object.fromEntries([
+      ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
+      ...[...built].map((k) => [k, { applied: 0, ready: true }]),
+    ]),
   }).catch(() => undefined);
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
@@ -225,12 +284,26 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
 
   // A replica with nothing applied, or whose next entry was compacted out of
   // the log, first copies the shard from a live peer; otherwise it replays.
-  async function prepare(collection: string, s: number, replicas: string[]): Promise<void> {
-    const name = `${collection}__${s}`;
+  // A shard being built for a split always copies its source (`force`).
+  async function prepare(collection: string, s: number, replicas: string[], name = `${collection}__${s}`, force = false): Promise<void> {
     const { state } = await jsm.streams.info(n.stream(collection, s));
     const applied = Collection.storedSeq(opts.data, name);
     const gap = applied < state.first_seq - 1;
-    if (!gap && !(applied === 0 && state.last_seq > 0)) return;
+    if (!force && !gap && !(applied === 0 && state.last_seq > 0)) return;
+    const local = served.get(shardKey(collection, s));
+    if (local && name !== `${collection}__${s}`) {
+      // This process serves the source itself: copy it through a file here.
+      const file = join(opts.data, `copy-${name}-${process.pid}.sqlite`);
+      rmSync(file, { force: true });
+      try {
+        const seq = local.store.exportTo(file);
+        Collection.importFrom(opts.data, name, file, local.store.name);
+        log(`${opts.name}: copied ${collection}/${s} locally at sequence ${seq}`);
+      } finally {
+        rmSync(file, { force: true });
+      }
+      return;
+    }
     const peers = meta.live('shard')
       .filter((m) => m.name !== opts.name && replicas.includes(m.name) && (m.shards?.[shardKey(collection, s)] ?? 0) > 0)
       .sort((a, b) => b.shards![shardKey(collection, s)] - a.shards![shardKey(collection, s)]);
@@ -244,7 +317,40 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
         log(`${opts.name}: copying ${collection}/${s} from ${p.name} failed: ${(e as Error).message}`);
       }
     }
-    if (gap) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `the log of ${collection}/${s} starts at ${state.first_seq}, this replica has applied ${applied}, and no live peer could be copied`);
+    if (gap || force) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `the log of ${collection}/${s} starts at ${state.first_seq}, this replica has applied ${applied}, and no live peer could be copied`);
+  }
+
+  // Builds shard `into` of a split: a copy of the source shard that follows the
+  // source's log until the balancer seals it, then keeps only what the split
+  // partitioner places on `into` and restarts at sequence 0 of its own log.
+  async function build(collection: string, cm: CollectionMeta, map: ShardMap, split: NonNullable<ShardMap['split']>): Promise<void> {
+    const key = shardKey(collection, split.into);
+    if (building.has(key)) sealers.get(key)?.();
+    if (building.has(key) || built.has(key) || served.has(key)) return;
+    const name = `${collection}__${split.into}`;
+    await prepare(collection, split.shard, map.replicas[split.shard], name, true);
+    const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
+    const seal = () => {
+      const sh = building.get(key);
+      const now = latest.get(collection)?.split;
+      if (!sh || now?.into !== split.into || now.sealedAt === undefined || sh.applied < now.sealedAt) return;
+      const after = (partitionerFromJSON(latest.get(collection)?.partitioner ?? cm.partitioner) as HashPartitioner).split(split.shard);
+      sh.stopFollowing();
+      sh.store.detach(sh.store.ids().filter((id) => after.shardOf(id) !== split.into));
+      const kept = sh.store.count();
+      sh.stop();
+      building.delete(key);
+      sealers.delete(key);
+      built.add(key);
+      log(`${opts.name}: built ${key} from ${shardKey(collection, split.shard)} at sequence ${now.sealedAt} (${kept} points)`);
+      void beat();
+    };
+    const sh = new ServedShard(collection, split.into, split.shard, Collection.open(opts.data, options), () => Collection.open(opts.data, options), seal);
+    building.set(key, sh);
+    sealers.set(key, seal);
+    await sh.start(nc, n, opts.name, undefined, copies, log, observe);
+    log(`${opts.name}: building ${key} from ${shardKey(collection, split.shard)}, at sequence ${sh.applied}`);
+    seal();
   }
 
   // Serializes topology changes: shard maps are applied one at a time.
@@ -261,16 +367,32 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       for (const [k, sh] of served) {
         if (sh.collection === collection && !mine.has(sh.shard)) { sh.stop(); served.delete(k); log(`${opts.name}: no longer serving ${k}`); }
       }
-      if (mine.size === 0 || !map) return;
+      const split = map?.split?.replicas.includes(opts.name) ? map.split : undefined;
+      for (const [k, sh] of building) {
+        if (sh.collection === collection && (!split || k !== shardKey(collection, split.into))) {
+          sh.stop();
+          building.delete(k);
+          sealers.delete(k);
+          log(`${opts.name}: stopped building ${k}`);
+        }
+      }
+      for (const k of built) if (k.startsWith(`${collection}/`) && !served.has(k) && !split && !mine.has(Number(k.slice(collection.length + 1)))) built.delete(k);
+      if ((mine.size === 0 && !split) || !map) return;
       const cm: CollectionMeta | undefined = await meta.collection(collection);
       if (!cm) return;
+      if (split) {
+        await build(collection, cm, map, split).catch((e: Error) => {
+          log(`${opts.name}: building ${shardKey(collection, split.into)}: ${e.message}; retrying in ${RETRY_MS} ms`);
+          retries.set(collection, setTimeout(() => assign(collection, latest.get(collection)), RETRY_MS));
+        });
+      }
       for (const s of mine) {
         if (served.has(shardKey(collection, s))) continue;
         let sh: ServedShard | undefined;
         try {
           await prepare(collection, s, map.replicas[s]);
           const options: OpenOptions = { name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
-          sh = new ServedShard(collection, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
+          sh = new ServedShard(collection, s, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
           await sh.start(nc, n, opts.name, service, copies, log, observe);
         } catch (e) {
           sh?.stop();
@@ -279,6 +401,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
           continue;
         }
         served.set(shardKey(collection, s), sh);
+        built.delete(shardKey(collection, s));
         log(`${opts.name}: serving ${collection}/${s} from sequence ${sh.applied}`);
       }
     }).catch((e) => log(`${opts.name}: ${collection}: ${(e as Error).message}`));
@@ -297,7 +420,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       watch.stop();
       await chain;
       for (const t of retries.values()) clearTimeout(t);
-      for (const sh of served.values()) sh.stop();
+      for (const sh of [...served.values(), ...building.values()]) sh.stop();
       copies.close();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();

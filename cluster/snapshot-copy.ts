@@ -18,7 +18,8 @@ const IDLE_MS = 5 * 60_000;
 /** Chunks in flight while copying. */
 const WINDOW = 4;
 
-export interface CopyBegin { token: string; bytes: number; seq: number; sha256: string; chunk: number }
+/** A copy in progress: the exported collection's name, size, sequence and digest. */
+export interface CopyBegin { token: string; name: string; bytes: number; seq: number; sha256: string; chunk: number }
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
@@ -38,7 +39,7 @@ export class CopySource {
       const bytes = statSync(file).size;
       const entry = { file, fd: openSync(file, 'r'), bytes, timer: setTimeout(() => this.end(token), IDLE_MS) };
       this.open.set(token, entry);
-      return { token, bytes, seq, sha256: sha256(file), chunk: this.chunk } satisfies CopyBegin;
+      return { token, name: store.name, bytes, seq, sha256: sha256(file), chunk: this.chunk } satisfies CopyBegin;
     }
     const e = typeof b?.token === 'string' ? this.open.get(b.token) : undefined;
     if (!e) throw new VdbError(ErrorCode.BAD_REQUEST, 'token: no copy in progress with this token');
@@ -100,7 +101,7 @@ export async function copyFromPeer(nc: NatsConnection, subject: string, dir: str
     closeSync(fd);
     open = false;
     if (sha256(file) !== begin.sha256) throw new VdbError(ErrorCode.STORAGE, `the copy from ${subject} does not match its digest`);
-    Collection.importFrom(dir, name, file);
+    Collection.importFrom(dir, name, file, begin.name);
     return { seq: begin.seq, bytes: begin.bytes };
   } finally {
     if (open) closeSync(fd);

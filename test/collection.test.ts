@@ -226,6 +226,28 @@ describe('Collection log apply and copies', () => {
     expect(again.count()).toBe(10);
   });
 
+  it('detach drops ids and restarts the sequence at 0; the collection then follows a new log and reopens the same', () => {
+    const dir = tempDir();
+    const c = Collection.open(dir, { name: 'd', dim: DIM, snapshotChanges: 100 });
+    c.applyLog([{ seq: 1, op: 'upsert', points: pointsOf(400) }, { seq: 2, op: 'delete', ids: ['p3'] }]);
+    c.snapshot();
+    c.applyLog([{ seq: 3, op: 'upsert', points: pointsOf(100, 400) }]);
+    const drop = c.ids().filter((id) => typeof id === 'number' && id % 2 === 0);
+    c.detach(drop);
+    expect(c.appliedSeq).toBe(0);
+    expect(c.count()).toBe(499 - drop.length);
+    c.applyLog([{ seq: 1, op: 'upsert', points: pointsOf(10, 1000) }, { seq: 2, op: 'delete', ids: [1001] }]);
+    expect(c.appliedSeq).toBe(2);
+    const want = [0, 1, 2].map((q) => c.search(row(queries, DIM, q), { k: 10, exact: true }));
+    const n = c.count();
+    c.close();
+    const again = Collection.open(dir, { name: 'd' });
+    expect(again.appliedSeq).toBe(2);
+    expect(again.count()).toBe(n);
+    expect(again.get([1000, 1001, drop[0]]).map((p) => p.id)).toEqual([1000]);
+    expect([0, 1, 2].map((q) => again.search(row(queries, DIM, q), { k: 10, exact: true }))).toEqual(want);
+  });
+
   it('an exported copy imported elsewhere opens with the same sequence, points and search results (graph included)', () => {
     const src = Collection.open(tempDir(), { name: 's', dim: DIM });
     src.upsert(pointsOf(1500));

@@ -201,6 +201,45 @@ describe('HashPartitioner', () => {
     for (const bad of [0, 1.5, -2, 70000, '3', undefined]) expectVdbError(() => new HashPartitioner(bad as number), 'INVALID_PARTITIONER');
     expectVdbError(() => partitionerFromJSON({ kind: 'hash' }), 'INVALID_PARTITIONER');
   });
+
+  it('a split moves about half of one shard to the new last shard and nothing else; splits round-trip', () => {
+    const ids = Array.from({ length: 6000 }, (_, i) => (i % 2 ? `id-${i}` : i));
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), (n, picks) => {
+        let p = new HashPartitioner(n);
+        for (const pick of picks) {
+          const shard = pick % p.shards;
+          const next = p.split(shard);
+          expect(next.shards).toBe(p.shards + 1);
+          let moved = 0;
+          let before = 0;
+          for (const id of ids) {
+            const a = p.shardOf(id);
+            const b = next.shardOf(id);
+            if (a === shard) before++;
+            if (a !== b) {
+              expect(a, `only ids of shard ${shard} move`).toBe(shard);
+              expect(b, 'they move to the new shard').toBe(p.shards);
+              moved++;
+            }
+          }
+          if (before >= 200) {
+            expect(moved / before).toBeGreaterThan(0.4);
+            expect(moved / before).toBeLessThan(0.6);
+          }
+          const back = partitionerFromJSON(JSON.parse(JSON.stringify(next))) as HashPartitioner;
+          expect(back.toJSON()).toEqual(next.toJSON());
+          for (const id of ids.slice(0, 300)) expect(back.shardOf(id)).toBe(next.shardOf(id));
+          p = next;
+        }
+      }),
+      { seed: SEED, numRuns: 25 },
+    );
+    expect(new HashPartitioner(3).split(1).toJSON()).toEqual({ kind: 'hash', shards: 4, splits: [{ shard: 1, into: 3 }] });
+    expectVdbError(() => partitionerFromJSON({ kind: 'hash', shards: 3, splits: [{ shard: 2, into: 2 }] }), 'INVALID_PARTITIONER');
+    expectVdbError(() => partitionerFromJSON({ kind: 'hash', shards: 3, splits: [{ shard: 5, into: 2 }] }), 'INVALID_PARTITIONER');
+    expectVdbError(() => partitionerFromJSON({ kind: 'hash', shards: 3, splits: 'x' }), 'INVALID_PARTITIONER');
+  });
 });
 
 // ------------------------------------------------------------------ spatial

@@ -174,6 +174,66 @@ describe('replication', () => {
     expect(st.balancer.done.some((l) => l.includes('shard-2 replaces it'))).toBe(true);
   });
 
+  it('a shard split under writes and searches: no point lost or duplicated, and exact results the same before and after', async () => {
+    cl = await TestCluster.start({ shards: 2, coordinatorArgs: ['--split-at', '1500'] });
+    await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+    for (let b = 0; b < 1200; b += 200) await cl.client.upsert('r', points(b, b + 200));
+    const exact = async () => Promise.all([0, 1, 2, 3, 4].map(async (q) => (await cl!.client.search('r', row(queries, DIM, q), { k: 10, exact: true })).hits.map((h) => h.id)));
+
+    // Writes that cross the threshold and go on while the shard splits; searches all along.
+    const stored = new Set<PointId>(points(0, 1200).map((p) => p.id));
+    let next = 1200;
+    let stop = false;
+    const searches = { done: 0, partial: 0 };
+    const writer = (async () => {
+      while (!stop) {
+        const batch = points(next, next + 20);
+        next += 20;
+        await cl!.client.upsert('r', batch);
+        for (const p of batch) stored.add(p.id);
+        await sleep(10);
+        if (next % 200 === 0) {
+          const gone = batch.slice(0, 5).map((p) => p.id);
+          await cl!.client.delete('r', gone);
+          for (const id of gone) stored.delete(id);
+        }
+      }
+    })();
+    const reader = (async () => {
+      for (let q = 0; !stop; q++) {
+        const r = await cl!.client.search('r', row(queries, DIM, q % 20), { k: 10 });
+        searches.done++;
+        if (r.partial) searches.partial++;
+      }
+    })();
+    try {
+      await waitFor('the split', async () => ((await shardMap('r')).length === 2 ? true : undefined), 60_000, 200, () => cl!.logs());
+      await sleep(1000);
+    } finally {
+      stop = true;
+      await Promise.all([writer, reader]);
+    }
+    expect(searches.partial, 'searches during the split were complete').toBe(0);
+    expect(searches.done).toBeGreaterThan(0);
+    const before = await exact();
+
+    // Every shard has applied its log (the retain included): each stored id is in exactly one shard.
+    await expectReplicasIdentical('r');
+    const map = await shardMap('r');
+    const held = await Promise.all(map.map(async (members, s) => {
+      const r = await direct('r', s, members[0], 'get', { ids: points(0, next).map((p) => p.id), withVector: false });
+      return (r.points as { id: PointId }[]).map((p) => p.id);
+    }));
+    const all = held.flat();
+    expect(all.length, `no id is on two shards (per shard: ${held.map((h) => h.length).join(', ')})\n${cl.logs()}`).toBe(new Set(all).size);
+    expect(new Set(all)).toEqual(stored);
+    expect(held[1].length, 'the new shard holds part of the points').toBeGreaterThan(0);
+    expect(await cl.client.count('r')).toBe(stored.size);
+    expect(await exact()).toEqual(before);
+    const st = await cl.client.status() as { balancer: { done: string[] } };
+    expect(st.balancer.done.some((l) => l.includes('split done'))).toBe(true);
+  });
+
   it('session consistency: a search right after an acknowledged upsert sees it, also with one replica frozen', async () => {
     cl = await TestCluster.start({ shards: 2 });
     await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 2 }, replicas: 2 });

@@ -193,6 +193,8 @@ export class Collection {
   private changes = 0;
   private lastSnapshot = Date.now();
   private snapshotting = false;
+  /** Bumped when the sequence restarts, so a background snapshot of the old log is abandoned. */
+  private lineage = 0;
   private closed = false;
   private readonly snapshotChanges?: number;
   private readonly snapshotMs: number;
@@ -424,6 +426,28 @@ export class Collection {
     }
   }
 
+  /** Every stored id, in no particular order. */
+  ids(): PointId[] {
+    this.open_();
+    return [...this.idToSlot.keys()];
+  }
+
+  /** Drops `ids` and restarts the applied sequence at 0, in one commit: the
+   * collection stops following one write log to follow a new one (a shard split). */
+  detach(ids: PointId[]): void {
+    this.open_();
+    const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
+    this.store.transaction(() => {
+      this.store.remove(this.name, checked, this.seq + 1);
+      this.store.restartSequence(this.name);
+    });
+    this.seq = 0;
+    this.lineage++;
+    for (const id of checked) this.unindex(id);
+    this.changes = 0;
+    this.snapshot();
+  }
+
   /** Copies the collection into a new database file (after a snapshot at the applied
    * sequence, so the copy opens with exactly this index); returns that sequence. */
   exportTo(file: string): number {
@@ -432,13 +456,15 @@ export class Collection {
     return this.seq;
   }
 
-  /** Replaces a collection of a data directory by an exported copy; it must not be open. */
-  static importFrom(dir: string, name: string, file: string): void {
+  /** Replaces a collection of a data directory by an exported copy (of collection
+   * `from`, by default the same name); it must not be open. */
+  static importFrom(dir: string, name: string, file: string, from = name): void {
     checkCollectionName(name);
+    checkCollectionName(from);
     const store = Store.acquire(dir);
     try {
       if (store.openNames.has(name)) throw new VdbError(ErrorCode.LOCKED, `collection ${name} is open in this process`);
-      store.importCollection(name, file);
+      store.importCollection(name, file, from);
     } finally {
       store.release();
     }
@@ -599,8 +625,9 @@ export class Collection {
     const s = this.captureSnapshot();
     const parts = Collection.parts(s.bytes);
     let i = 0;
+    const lineage = this.lineage;
     const step = () => {
-      if (this.closed) { this.snapshotting = false; return; }
+      if (this.closed || this.lineage !== lineage) { this.snapshotting = false; return; }
       try {
         if (i < parts.length) {
           this.store.writeSnapshotPart(this.name, s.seq, i, parts[i]);

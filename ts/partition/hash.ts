@@ -164,20 +164,58 @@ export function jumpHash(key: bigint, buckets: number): number {
 export interface HashPartitionerJSON {
   kind: 'hash';
   shards: number;
+  /** Shards split after creation, in order: half of `shard`'s ids (by one more hash bit) moved to `into`.
+   * `shards` counts them: it was created with shards − splits.length. */
+  splits?: { shard: number; into: number }[];
 }
 
-/** Places a point by its id alone: shard = jumpHash(hashId(id), shards). */
+/** One split as placement applies it: ids on `shard` whose hash bit `bit` is set move to `into`. */
+interface Split { shard: number; into: number; bit: number }
+
+/**
+ * Places a point by its id alone: jumpHash(hashId(id), n) over the n shards it
+ * was created with, then each later split in order: a split of shard s into t
+ * moves the ids of s whose next unused hash bit is 1, so a split moves about
+ * half of one shard and nothing else.
+ */
 export class HashPartitioner {
   readonly kind = 'hash' as const;
   readonly shards: number;
+  private readonly base: number;
+  private readonly splits: Split[];
 
-  constructor(shards: number) {
-    this.shards = checkShardCount(shards);
+  constructor(shards: number, splits: { shard: number; into: number }[] = []) {
+    this.base = checkShardCount(shards);
+    if (!Array.isArray(splits)) throw new VdbError(ErrorCode.INVALID_PARTITIONER, 'splits: expected an array');
+    const depth = new Map<number, number>();
+    this.splits = splits.map((sp, i) => {
+      const total = this.base + i;
+      if (!sp || !Number.isInteger(sp.shard) || sp.shard < 0 || sp.shard >= total || sp.into !== total) {
+        throw new VdbError(ErrorCode.INVALID_PARTITIONER, `splits[${i}]: expected {shard: 0..${total - 1}, into: ${total}}`);
+      }
+      const bit = depth.get(sp.shard) ?? 0;
+      if (bit >= 32) throw new VdbError(ErrorCode.INVALID_PARTITIONER, `splits[${i}]: shard ${sp.shard} is split too often`);
+      depth.set(sp.shard, bit + 1);
+      depth.set(sp.into, bit + 1);
+      return { shard: sp.shard, into: sp.into, bit };
+    });
+    this.shards = checkShardCount(this.base + this.splits.length);
   }
 
   /** The one shard that holds `id`. */
   shardOf(id: PointId): number {
-    return jumpHash(hashId(id), this.shards);
+    const h = hashId(id);
+    let s = jumpHash(h, this.base);
+    if (this.splits.length === 0) return s;
+    // Split bits come from the hash's low half; jump hash consumes it as a whole seed.
+    const low = Number(fmix64(h ^ SPLIT_SALT) & 0xffffffffn);
+    for (const sp of this.splits) if (s === sp.shard && (low >>> sp.bit) & 1) s = sp.into;
+    return s;
+  }
+
+  /** The partitioner after splitting `shard` into a new last shard. */
+  split(shard: number): HashPartitioner {
+    return new HashPartitioner(this.base, [...this.splits.map(({ shard: s, into }) => ({ shard: s, into })), { shard, into: this.shards }]);
   }
 
   /** Every shard: the id hash says nothing about payloads or vectors. */
@@ -186,13 +224,20 @@ export class HashPartitioner {
   }
 
   toJSON(): HashPartitionerJSON {
-    return { kind: 'hash', shards: this.shards };
+    return this.splits.length === 0
+      ? { kind: 'hash', shards: this.shards }
+      : { kind: 'hash', shards: this.shards, splits: this.splits.map(({ shard, into }) => ({ shard, into })) };
   }
 
   static fromJSON(json: unknown): HashPartitioner {
     if (typeof json !== 'object' || json === null || (json as { kind?: unknown }).kind !== 'hash') {
       throw new VdbError(ErrorCode.INVALID_PARTITIONER, 'expected a hash partitioner {kind: "hash", shards}');
     }
-    return new HashPartitioner((json as { shards?: unknown }).shards as number);
+    const j = json as { shards?: unknown; splits?: unknown };
+    const splits = j.splits ?? [];
+    if (!Array.isArray(splits)) throw new VdbError(ErrorCode.INVALID_PARTITIONER, 'splits: expected an array');
+    return new HashPartitioner((j.shards as number) - splits.length, splits as { shard: number; into: number }[]);
   }
 }
+
+const SPLIT_SALT = 0x5bd1e9955bd1e995n;

@@ -114,6 +114,9 @@ export class Store {
       setSnapshot: p('INSERT OR REPLACE INTO snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)'),
       dropOldParts: p('DELETE FROM snapshot_parts WHERE collection = ? AND seq <> ?'),
       dropTombstones: p('DELETE FROM tombstones WHERE collection = ? AND seq <= ?'),
+      zeroRowSeqs: p('UPDATE points SET seq = 0 WHERE collection = ?'),
+      dropAllTombstones: p('DELETE FROM tombstones WHERE collection = ?'),
+      dropSnapshot: p('DELETE FROM snapshots WHERE collection = ?'),
     };
   }
 
@@ -134,22 +137,35 @@ export class Store {
     }
   }
 
-  /** Replaces everything stored for `name` by what an exported file holds, in one transaction. */
-  importCollection(name: string, file: string): void {
+  /** Replaces everything stored for `name` by what an exported file holds for `from`, in one transaction. */
+  importCollection(name: string, file: string, from = name): void {
     this.db.prepare('ATTACH ? AS x').run(file);
     try {
       this.db.transaction(() => {
-        const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(name) as { n: number };
-        if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${name}`);
-        for (const t of ['collections', 'points', 'tombstones', 'snapshots', 'snapshot_parts']) {
-          const col = t === 'collections' ? 'name' : 'collection';
-          this.db.prepare(`DELETE FROM main.${t} WHERE ${col} = ?`).run(name);
-          if (t !== 'tombstones') this.db.prepare(`INSERT INTO main.${t} SELECT * FROM x.${t} WHERE ${col} = ?`).run(name);
-        }
+        const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(from) as { n: number };
+        if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${from}`);
+        for (const t of ['points', 'tombstones', 'snapshots', 'snapshot_parts']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
+        this.db.prepare('DELETE FROM main.collections WHERE name = ?').run(name);
+        this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq) SELECT ?, dim, metric, params, seq FROM x.collections WHERE name = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq) SELECT ?, id, vector, payload, seq FROM x.points WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.snapshots(collection, seq, parts, slot_ids) SELECT ?, seq, parts, slot_ids FROM x.snapshots WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.snapshot_parts(collection, seq, part, bytes) SELECT ?, seq, part, bytes FROM x.snapshot_parts WHERE collection = ?').run(name, from);
       })();
     } finally {
       this.db.exec('DETACH x');
     }
+  }
+
+  /** Restarts the applied sequence at 0 for a new write log: rows, tombstones and
+   * snapshots carry sequences of the old log, so rows go to 0 and the rest is dropped. */
+  restartSequence(collection: string): void {
+    this.db.transaction(() => {
+      this.st.setSeq.run(0, collection);
+      this.st.zeroRowSeqs.run(collection);
+      this.st.dropAllTombstones.run(collection);
+      this.st.dropSnapshot.run(collection);
+      this.st.dropOldParts.run(collection, -1);
+    })();
   }
 
   /** Runs `fn` in one transaction (nested store writes become part of it). */
