@@ -10,8 +10,9 @@
 //   - readers search (k = 10, the default `session` consistency) and get random
 //     ids, about Q requests a second;
 //   - a killer SIGKILLs a random shard process (pid from cluster.json) every
-//     K/2..3K/2 seconds, never leaving more than R−1 of them down, so every shard
-//     keeps a live replica; the launcher restarts the victim.
+//     K/2..3K/2 seconds, never leaving more than R−1 of them down or still
+//     catching up, so every shard keeps an up-to-date replica; the launcher
+//     restarts the victim (back-off 0.5 s doubling to 2 s here).
 // Each id carries its last acknowledged operation. An id whose request got no
 // acknowledgement (error or timeout) is ambiguous: the write may or may not be
 // in the log, so it is written no more and left out of the checks.
@@ -33,7 +34,8 @@
 // partial ones included (a shard that does not answer costs the coordinator's 2 s
 // deadline). For each kill: when (seconds into the load), which process and the
 // shards it served, "back" = from the kill until the restarted process heartbeats
-// (the supervisor's back-off included), "first complete" = from the kill until
+// (the supervisor's back-off included), "caught up" = until it had applied its
+// shards' logs as far as they reached then, "first complete" = from the kill until
 // the first search sent after it came back complete — with hash partitioning
 // every search touches every shard, so this is how long reads of the victim's
 // shards went without a full answer.
@@ -43,8 +45,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { connect } from 'nats';
-import type { NatsConnection } from 'nats';
+import type { JetStreamManager, NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
+import { names } from '../cluster/subjects.js';
 import type { ClusterFile, RunningCluster } from '../cluster/launcher.js';
 import { Collection, VdbClient } from '../ts/index.js';
 import { HashPartitioner, shardsForId } from '../ts/partition/index.js';
@@ -84,6 +87,12 @@ const KILL_EVERY = Number(opt['kill-every']);
 if (!(KILL_EVERY > 0)) throw new Error('--kill-every must be a positive number of seconds');
 const COLL = 'chaos';
 const K = 10;
+/**
+ * The supervisor's back-off, capped lower than `vdb up`'s 30 s: a process killed
+ * again soon after its restart would otherwise stay down long enough to stall
+ * the kills (at most R−1 down) for the rest of a short run.
+ */
+const BACKOFF = { minMs: 500, maxMs: 2000 };
 /** How long the end waits for processes to come back and replicas to catch up. */
 const SETTLE_MS = 90_000;
 
@@ -113,6 +122,8 @@ interface Kill {
   at: number;
   shards: number[];
   backMs?: number;
+  /** From the kill until the restarted process had applied its shards' logs as far as they were when it looked. */
+  caughtUpMs?: number;
   firstCompleteMs?: number;
 }
 
@@ -166,6 +177,17 @@ function upShards(): { name: string; pid: number; metrics: string }[] {
   return readCluster().processes
     .filter((p) => p.role === 'shard' && p.metrics)
     .map((p) => ({ name: p.name!, pid: p.pid, metrics: p.metrics! }));
+}
+
+/** Whether the process `name` has applied each of `shards`' logs up to the last sequence the stream has now. */
+async function replicaCaughtUp(jsm: JetStreamManager, name: string, shards: number[]): Promise<boolean> {
+  try {
+    const logs = await Promise.all(shards.map(async (s) => (await jsm.streams.info(names().stream(COLL, s))).state.last_seq));
+    const applied = (await perReplica('vdb_shard_applied_seq')).get(name);
+    return shards.every((s, i) => (applied?.get(s) ?? -1) >= logs[i]);
+  } catch {
+    return false;
+  }
 }
 
 /** Per replica (process name), per shard, a gauge's value from its /metrics. */
@@ -259,11 +281,12 @@ async function paced(perSecond: number, until: number, op: () => Promise<void>):
   }
 }
 
-async function killer(placement: string[][], t0: number, until: number): Promise<void> {
+async function killer(jsm: JetStreamManager, placement: string[][], t0: number, until: number): Promise<void> {
   for (;;) {
     await sleep(Math.min((0.5 + killRand()) * KILL_EVERY * 1000, until - now()));
-    // At most R−1 down at once (one with a single replica): wait for the last victims to be back.
-    while (now() < until && stats.kills.filter((k) => k.backMs === undefined).length >= Math.max(1, REPLICAS - 1)) await sleep(100);
+    // At most R−1 replicas down or catching up at once (one with a single
+    // replica): each shard keeps a replica that is up to date.
+    while (now() < until && stats.kills.filter((k) => k.caughtUpMs === undefined).length >= Math.max(1, REPLICAS - 1)) await sleep(100);
     if (now() >= until) return;
     const alive = upShards();
     if (alive.length === 0) continue;
@@ -282,6 +305,10 @@ async function killer(placement: string[][], t0: number, until: number): Promise
         const p = readCluster().processes.find((x) => x.name === kill.name);
         if (p && p.pid !== kill.pid && p.metrics) kill.backMs = now() - t0 - kill.at;
         else await sleep(50);
+      }
+      while (kill.caughtUpMs === undefined && cluster) {
+        if (await replicaCaughtUp(jsm, kill.name, kill.shards)) kill.caughtUpMs = now() - t0 - kill.at;
+        else await sleep(200);
       }
     })();
   }
@@ -366,7 +393,7 @@ const pct = (xs: number[], p: number) => {
 async function main(): Promise<number> {
   event(`${SECONDS} s, ${PROCESSES} shard processes, collection ${SHARDS} shards × ${REPLICAS} replicas, dim ${DIM}, ids 0..${IDS - 1}, ~${RATE} writes/s and ~${RATE} reads/s, a kill every ~${KILL_EVERY} s, seed ${SEED}; data in ${dir}`);
   cluster = await up({
-    shards: PROCESSES, replicas: REPLICAS, data: dir,
+    shards: PROCESSES, replicas: REPLICAS, data: dir, backoff: BACKOFF,
     log: (line) => { keep('launcher', line); if (/killed|exited|is back/.test(line)) event(line); },
     output: keep,
   });
@@ -407,7 +434,7 @@ async function main(): Promise<number> {
       ...[0, 1].map(() => paced(RATE / 2, until, () => write(client))),
       // Four readers: a read in flight to a killed replica holds its reader for the coordinator's deadline.
       ...[0, 1, 2, 3].map(() => paced(RATE / 4, until, () => read(client, t0))),
-      killer(placement, t0, until),
+      killer(await nc.jetstreamManager(), placement, t0, until),
     ]);
     clearInterval(ticker);
     clearInterval(lagSampler);
@@ -448,9 +475,9 @@ async function main(): Promise<number> {
   console.log(rows.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n'));
   if (stats.kills.length) {
     const ms = (x: number | undefined) => (x === undefined ? '-' : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(0)} ms`);
-    console.log('\n   #     t s  process   shards  back      first complete search');
+    console.log('\n   #     t s  process   shards  back      caught up  first complete search');
     for (const k of stats.kills) {
-      console.log(`${String(k.n).padStart(4)}  ${(k.at / 1000).toFixed(1).padStart(6)}  ${k.name.padEnd(8)}  ${k.shards.join(',').padEnd(6)}  ${ms(k.backMs).padEnd(8)}  ${ms(k.firstCompleteMs)}`);
+      console.log(`${String(k.n).padStart(4)}  ${(k.at / 1000).toFixed(1).padStart(6)}  ${k.name.padEnd(8)}  ${k.shards.join(',').padEnd(6)}  ${ms(k.backMs).padEnd(8)}  ${ms(k.caughtUpMs).padEnd(9)}  ${ms(k.firstCompleteMs)}`);
     }
   }
   for (const e of [...(api?.examples ?? []), ...(disk?.v.examples ?? [])]) console.log(`  ${e}`);
