@@ -418,6 +418,7 @@ async function main(): Promise<number> {
     }
     if (!(await catchUp(client, placement, now() + SETTLE_MS))) throw new Error('the replicas did not apply the first points');
 
+    const jsm = await nc.jetstreamManager();
     const t0 = now();
     const until = t0 + SECONDS * 1000;
     const ticker = setInterval(() => {
@@ -434,7 +435,7 @@ async function main(): Promise<number> {
       ...[0, 1].map(() => paced(RATE / 2, until, () => write(client))),
       // Four readers: a read in flight to a killed replica holds its reader for the coordinator's deadline.
       ...[0, 1, 2, 3].map(() => paced(RATE / 4, until, () => read(client, t0))),
-      killer(await nc.jetstreamManager(), placement, t0, until),
+      killer(jsm, placement, t0, until),
     ]);
     clearInterval(ticker);
     clearInterval(lagSampler);

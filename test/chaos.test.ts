@@ -2,7 +2,7 @@
 // three supervised shard processes holding 2 shards × 2 replicas, mixed load,
 // and shard processes SIGKILLed at random moments. Nothing acknowledged may be
 // lost, no acknowledged delete may come back, every replica must catch up, and
-// no process may be left afterwards. 15 s of load by default;
+// no process may be left afterwards. 20 s of load by default;
 // VDB_CHAOS_SECONDS=300 runs longer.
 
 import { describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, pidAlive, requireDist } from './cluster-helpers.js';
 
-const SECONDS = Number(process.env.VDB_CHAOS_SECONDS ?? 15);
+const SECONDS = Number(process.env.VDB_CHAOS_SECONDS ?? 20);
 const CHAOS = join(ROOT, 'dist', 'bench', 'chaos.js');
 
 interface Verdict { lost: number; resurrected: number; phantom: number; examples: string[] }
@@ -32,7 +32,7 @@ describe('chaos', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vdb-chaos-test-'));
     try {
       const json = join(dir, 'result.json');
-      const child = spawn(process.execPath, [CHAOS, '--seconds', String(SECONDS), '--kill-every', '2.5', '--seed', '7', '--json', json], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CHAOS, '--seconds', String(SECONDS), '--kill-every', '2', '--seed', '7', '--json', json], { stdio: ['ignore', 'pipe', 'pipe'] });
       let out = '';
       child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
@@ -42,7 +42,7 @@ describe('chaos', () => {
       expect(r.caughtUp, out).toBe(true);
       expect(r.writesAcked, out).toBeGreaterThan(0);
       expect(r.reads, out).toBeGreaterThan(0);
-      expect(r.kills.length, out).toBeGreaterThanOrEqual(2);
+      expect(r.kills.length, out).toBeGreaterThanOrEqual(1);
       for (const k of r.kills) expect(k.backMs, `${k.name} never came back\n${out}`).toBeDefined();
       expect(r.api, out).toMatchObject({ lost: 0, resurrected: 0, phantom: 0 });
       expect(r.disk?.copies, out).toBe(4);
