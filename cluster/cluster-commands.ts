@@ -50,17 +50,25 @@ const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { t
 export const CLUSTER_COMMANDS = {
   up: {
     summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
-    help: `Usage: vdb up [--shards N] [--data DIR] [--nats URL] [--prefix P] [--demo]
+    help: `Usage: vdb up [--shards N] [--replicas R] [--data DIR] [--nats URL] [--prefix P] [--demo]
 Starts nats-server with JetStream in DIR/nats (unless --nats), N shard processes
-and a coordinator; writes DIR/cluster.json; Ctrl-C or SIGTERM stops everything.
---demo also creates a collection "demo", imports sample data and runs a search.`,
+and a coordinator, and supervises them: a process that dies is restarted with
+the same name and data directory (back-off 0.5 s doubling to 30 s). Writes
+DIR/cluster.json (pids, restart counts, metrics URLs); Ctrl-C or SIGTERM stops
+everything. --replicas R (at most N, default 1) is the replica count of the demo
+collection. --demo also creates a collection "demo", imports sample data and
+runs a search.`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, shards: { type: 'string', default: '2' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' } });
+      const { values: o } = args(argv, {
+        ...COMMON, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
+      });
       const shards = Number(o.shards);
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
-      const cluster = await up({ shards, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined });
+      const replicas = Number(o.replicas);
+      if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined });
       console.log(`NATS URL: ${cluster.url}`);
-      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards));
+      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards, replicas));
       console.log('serving; Ctrl-C stops the cluster');
       await untilSignal(cluster.stop);
     },

@@ -30,14 +30,14 @@ function* synthetic(n: number, dim = 128): Generator<Point> {
   }
 }
 
-export async function runDemo(client: VdbClient, shards: number): Promise<void> {
+export async function runDemo(client: VdbClient, shards: number, replicas = 1): Promise<void> {
   const file = fashionBase();
   const dim = file ? 784 : 128;
   const name = 'demo';
   if (!(await client.listCollections()).includes(name)) {
-    await client.createCollection({ name, dim, metric: 'l2', partitioner: { kind: 'hash', shards } });
+    await client.createCollection({ name, dim, metric: 'l2', replicas, partitioner: { kind: 'hash', shards } });
   }
-  console.log(`demo collection "${name}": ${file ? `fashion-mnist-784 (first ${POINTS})` : `synthetic clustered ${POINTS} × 128 (fashion-mnist not prepared)`}, ${shards} shards`);
+  console.log(`demo collection "${name}": ${file ? `fashion-mnist-784 (first ${POINTS})` : `synthetic clustered ${POINTS} × 128 (fashion-mnist not prepared)`}, ${shards} shards × ${replicas} ${replicas === 1 ? 'replica' : 'replicas'}`);
   const bar = new RateProgress('import', 'points');
   let done = 0;
   let probe: Float32Array | undefined;

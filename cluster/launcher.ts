@@ -1,10 +1,10 @@
 // `vdb up`: a local cluster on this machine. Starts its own nats-server (unless
-// given one), N shard processes and a coordinator, writes DIR/cluster.json with
-// every process's role, pid and ports, and stops everything on SIGINT/SIGTERM.
+// given one), N shard processes and a coordinator, supervises them (a process
+// that dies is restarted, cluster/supervisor.ts), keeps DIR/cluster.json with
+// every process's role, pid, restart count and ports, and stops everything on
+// SIGINT/SIGTERM.
 
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { renameSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect } from 'nats';
@@ -12,14 +12,22 @@ import { startNatsServer } from './nats-server.js';
 import type { RunningNats } from './nats-server.js';
 import { Meta } from './meta.js';
 import { names } from './subjects.js';
+import { Supervisor } from './supervisor.js';
+import type { Backoff, Supervised } from './supervisor.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 
 export interface UpOptions {
   shards: number;
   data: string;
+  /** The replica count the cluster is meant for (the demo collection's); needs at least this many shard processes. Default 1. */
+  replicas?: number;
   nats?: string;
   prefix?: string;
   log?: (line: string) => void;
+  /** Each line a shard or coordinator writes; absent: they write to this process's stdout and stderr. */
+  output?: (name: string, line: string) => void;
+  /** Restart back-off (default 0.5 s doubling to 30 s, reset after 10 s up). */
+  backoff?: Partial<Backoff>;
 }
 
 export interface RunningCluster {
@@ -27,12 +35,34 @@ export interface RunningCluster {
   stop(): Promise<void>;
 }
 
-interface Child { role: 'shard' | 'coordinator'; name: string; proc: ChildProcess }
+/** One process as DIR/cluster.json lists it. */
+export interface ClusterProcess {
+  role: 'nats-server' | 'shard' | 'coordinator';
+  name?: string;
+  pid: number;
+  restarts?: number;
+  /** The /metrics URL; null while a restarted process has not yet heartbeated. */
+  metrics?: string | null;
+  port?: number;
+  monitorPort?: number;
+}
+
+export interface ClusterFile {
+  nats: string;
+  prefix: string;
+  replicas: number;
+  processes: ClusterProcess[];
+}
 
 const CLI = fileURLToPath(new URL('./cli.js', import.meta.url));
 
 export async function up(opts: UpOptions): Promise<RunningCluster> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const replicas = opts.replicas ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `replicas must be an integer of at least 1, got ${replicas}`);
+  if (replicas > opts.shards) {
+    throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${replicas} replicas need at least ${replicas} shard processes, but ${opts.shards} ${opts.shards === 1 ? 'is' : 'are'} asked for (--shards ${replicas} or more)`);
+  }
   const data = resolve(opts.data);
   mkdirSync(data, { recursive: true });
   let server: RunningNats | undefined;
@@ -43,56 +73,87 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   const url = opts.nats ?? server!.url;
   const prefix = opts.prefix ?? 'vdb';
   // The metadata buckets exist before any process starts, so none races to create them.
-  const nc = await connect({ servers: url });
+  // The connection stays open: restarted processes are seen heartbeating through it.
+  const nc = await connect({ servers: url, maxReconnectAttempts: -1 });
   const meta = await Meta.open(nc, names(prefix));
-  const children: Child[] = [];
-  const start = (role: Child['role'], name: string, args: string[]) => {
-    const proc = spawn(process.execPath, [CLI, role, '--nats', url, '--name', name, '--prefix', prefix, ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
-    children.push({ role, name, proc });
-  };
-  for (let i = 0; i < opts.shards; i++) start('shard', `shard-${i}`, ['--data', join(data, `shard-${i}`)]);
-  start('coordinator', 'coordinator-0', []);
+  const ports = new Map<string, number | undefined>();
+  const file = join(data, 'cluster.json');
+  let stopped = false;
+
+  const supervisor = new Supervisor({
+    command: [process.execPath, CLI],
+    backoff: opts.backoff,
+    log,
+    output: opts.output,
+    onRestart: (c) => {
+      ports.delete(c.name);
+      write();
+      void backAgain(c, c.proc.pid!);
+    },
+  });
+  const common = ['--nats', url, '--prefix', prefix];
+  for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`)]);
+  supervisor.add('coordinator', 'coordinator-0', common);
+
+  // Written whole to a temporary file and renamed, so a reader never sees half of it.
+  function write(): void {
+    const body: ClusterFile = {
+      nats: url,
+      prefix,
+      replicas,
+      processes: [
+        ...(server ? [{ role: 'nats-server' as const, pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
+        ...supervisor.children.map((c) => {
+          const port = ports.get(c.name);
+          return { role: c.role, name: c.name, pid: c.proc.pid!, restarts: c.restarts, metrics: port === undefined ? null : `http://127.0.0.1:${port}/metrics` };
+        }),
+      ],
+    };
+    writeFileSync(`${file}.tmp`, JSON.stringify(body, null, 2));
+    renameSync(`${file}.tmp`, file);
+  }
+
+  // A restarted process counts as back once its own pid heartbeats.
+  async function backAgain(c: Supervised, pid: number): Promise<void> {
+    while (!stopped && c.proc.pid === pid && c.proc.exitCode === null && c.proc.signalCode === null) {
+      const m = meta.live().find((x) => x.name === c.name && x.pid === pid);
+      if (m) {
+        ports.set(c.name, m.metricsPort);
+        write();
+        log(`${c.name} is back: pid ${pid} heartbeats, http://127.0.0.1:${m.metricsPort}/metrics`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 
   const stop = async () => {
-    await Promise.all(children.map((c) => new Promise<void>((res) => {
-      if (c.proc.exitCode !== null || c.proc.signalCode !== null) return res();
-      c.proc.once('exit', () => res());
-      c.proc.kill('SIGTERM');
-      setTimeout(() => c.proc.kill('SIGKILL'), 5000).unref();
-    })));
+    if (stopped) return;
+    stopped = true;
+    await supervisor.stop();
+    meta.close();
+    if (!nc.isClosed()) await nc.close();
     await server?.stop();
   };
 
   // Ready when every process has a heartbeat in the members bucket.
-  const ports = new Map<string, number | undefined>();
-  try {
-    const until = Date.now() + 20_000;
-    for (;;) {
-      const live = new Map(meta.live().map((m) => [m.name, m.metricsPort]));
-      if (children.every((c) => live.has(c.name))) {
-        for (const [k, v] of live) ports.set(k, v);
-        break;
-      }
-      const dead = children.find((c) => c.proc.exitCode !== null);
-      if (dead || Date.now() > until) {
-        await stop();
-        throw new VdbError(ErrorCode.UNAVAILABLE, dead ? `${dead.name} exited with status ${dead.proc.exitCode}` : 'the cluster did not come up within 20 s');
-      }
-      await new Promise((r) => setTimeout(r, 200));
+  const until = Date.now() + 20_000;
+  for (;;) {
+    const live = new Map(meta.live().map((m) => [m.name, m.metricsPort]));
+    if (supervisor.children.every((c) => live.has(c.name))) {
+      for (const [k, v] of live) ports.set(k, v);
+      break;
     }
-  } finally {
-    meta.close();
-    await nc.close();
+    const dead = supervisor.children.find((c) => c.proc.exitCode !== null || c.proc.signalCode !== null);
+    if (dead || Date.now() > until) {
+      await stop();
+      throw new VdbError(ErrorCode.UNAVAILABLE, dead ? `${dead.name} exited (${dead.proc.exitCode ?? dead.proc.signalCode}) while starting` : 'the cluster did not come up within 20 s');
+    }
+    await new Promise((r) => setTimeout(r, 200));
   }
-  writeFileSync(join(data, 'cluster.json'), JSON.stringify({
-    nats: url,
-    prefix,
-    processes: [
-      ...(server ? [{ role: 'nats-server', pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
-      ...children.map((c) => ({ role: c.role, name: c.name, pid: c.proc.pid, metrics: `http://127.0.0.1:${ports.get(c.name)}/metrics` })),
-    ],
-  }, null, 2));
-  for (const c of children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
-  log(`cluster up: ${opts.shards} shard processes and a coordinator; ${join(data, 'cluster.json')}`);
+  supervisor.supervise();
+  write();
+  for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
+  log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
   return { url, stop };
 }

@@ -520,6 +520,7 @@ describe('replies', () => {
       const got = readGetReply(rt({ points: [{ id: 1, vector: new Float32Array([1, 2]), payload: { a: 'b' } }, { id: 'x' }] }));
       expect(got.points[0].vector).toEqual(new Float32Array([1, 2]));
       expect(got.points[1]).toEqual({ id: 'x' });
+      expect(readGetReply(rt({ points: [], partial: true, missing: [2] }))).toEqual({ points: [], partial: true, missing: [2] });
     }
   });
 

@@ -120,6 +120,9 @@ export interface WriteReply {
 /** `get`: the stored points among the ids, in the order asked; missing ids are left out. */
 export interface GetReply {
   points: StoredPoint[];
+  /** True when some shards did not answer in time (their points are absent); they are listed in `missing`. */
+  partial?: boolean;
+  missing?: number[];
 }
 
 export interface CountReply {
@@ -351,7 +354,7 @@ export function readGetReply(body: unknown): GetReply {
   return readReply(body, (o) => {
     const list = get(o, 'points');
     if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, 'points', `expected an array, got ${describe(list)}`);
-    return {
+    const reply: GetReply = {
       points: list.map((x, i) => {
         const p = map(x, `points[${i}]`, ErrorCode.INTERNAL);
         const point: StoredPoint = { id: checkId(get(p, 'id'), `points[${i}].id`) };
@@ -362,6 +365,14 @@ export function readGetReply(body: unknown): GetReply {
         return point;
       }),
     };
+    const partial = get(o, 'partial');
+    if (partial !== undefined) {
+      if (typeof partial !== 'boolean') fail(ErrorCode.INTERNAL, 'partial', `expected true or false, got ${describe(partial)}`);
+      reply.partial = partial;
+    }
+    const missing = readMissing(o);
+    if (missing) reply.missing = missing;
+    return reply;
   });
 }
 
@@ -383,13 +394,18 @@ export function readSearchReply(body: unknown): SearchReply {
     const tookMs = get(o, 'tookMs');
     if (typeof tookMs !== 'number' || !(tookMs >= 0)) fail(ErrorCode.INTERNAL, 'tookMs', `expected a number ≥ 0, got ${describe(tookMs)}`);
     const reply: SearchReply = { hits, partial, tookMs };
-    const missing = get(o, 'missing');
-    if (missing !== undefined) {
-      if (!Array.isArray(missing)) fail(ErrorCode.INTERNAL, 'missing', `expected an array, got ${describe(missing)}`);
-      reply.missing = missing.map((s, i) => integer(s, `missing[${i}]`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL));
-    }
+    const missing = readMissing(o);
+    if (missing) reply.missing = missing;
     return reply;
   });
+}
+
+/** The shard numbers of a reply's `missing`, if it has one. */
+function readMissing(o: Record<string, unknown>): number[] | undefined {
+  const missing = get(o, 'missing');
+  if (missing === undefined) return undefined;
+  if (!Array.isArray(missing)) fail(ErrorCode.INTERNAL, 'missing', `expected an array, got ${describe(missing)}`);
+  return missing.map((s, i) => integer(s, `missing[${i}]`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL));
 }
 
 // ------------------------------------------------------------------- errors
