@@ -116,7 +116,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   /** Routes and appends a write with the current shard map. While a split holds
    * writes to a shard (`fenced`), a write that touches it waits for the next
    * map, up to FENCE_WAIT_MS. Its epoch stays registered until the append ends. */
-  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<Record<number, number>> {
+  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
     const until = performance.now() + FENCE_WAIT_MS;
     for (;;) {
       const k = await known(c);
@@ -130,7 +130,10 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const token = { c, epoch: k.map.epoch };
       inflight.add(token);
       try {
-        return await append(c, entries);
+        const seqs = await append(c, entries);
+        const live = new Set(meta.live('shard').map((m) => m.name));
+        const pending = [...entries.keys()].filter((s) => !k.map.replicas[s].some((r) => live.has(r))).sort((a, b) => a - b);
+        return { seqs, pending };
       } finally {
         inflight.delete(token);
       }
@@ -263,13 +266,20 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return out;
   }
 
+  /** A write's reply; `pending` lists shards that had no live replica to apply it yet. */
+  const written = (count: number, seqs: Record<number, number>, pending: number[]) => {
+    const reply: Record<string, unknown> = { count, seq: Math.max(0, ...Object.values(seqs)), seqs };
+    if (pending.length) reply.pending = pending;
+    return reply;
+  };
+
   const ops = {
     async upsert(c: string, body: unknown) {
       const req = validateUpsert(body, (await known(c)).meta.dim);
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
-      const seqs = await write(c, (k) => {
+      const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, typeof points>();
         const placed = points.map((p) => shardOfPoint(k.p, p));
         for (const [i, p] of points.entries()) {
@@ -291,13 +301,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         }
         return entries;
       });
-      return { count: req.points.length, seq: Math.max(0, ...Object.values(seqs)), seqs };
+      return written(req.points.length, seqs, pending);
     },
 
     async delete(c: string, body: unknown) {
       await known(c);
       const req = validateDelete(body);
-      const seqs = await write(c, (k) => {
+      const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, PointId[]>();
         for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
           if (!byShard.has(s)) byShard.set(s, []);
@@ -307,7 +317,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
         return entries;
       });
-      return { count: req.ids.length, seq: Math.max(0, ...Object.values(seqs)), seqs };
+      return written(req.ids.length, seqs, pending);
     },
 
     async get(c: string, body: unknown) {

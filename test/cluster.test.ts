@@ -529,10 +529,16 @@ describe('cluster: a shard process dies and comes back', () => {
     expect(partialCount.missing).toEqual([1]);
     expect(partialCount.count).toBe([...stored].filter((i) => hp.shardOf(idOf(i)) === 0).length);
 
-    // Writes while it is down are acknowledged: the log stores them.
+    // Writes while it is down are acknowledged: the log stores them. Once its
+    // heartbeat lease has expired, the reply flags the shard as pending.
+    await waitFor(`${victim} gone from the live members`, async () => {
+      const st = await cl.client.status();
+      return (st.members as { name: string }[]).some((m) => m.name === victim) ? undefined : true;
+    }, 15_000);
     const added = points(N0, N0 + 200);
     const w = await cl.client.upsert(NAME, added);
     expect(w.count).toBe(200);
+    expect(w.pending).toEqual([1]);
     for (let i = N0; i < N0 + 200; i++) stored.add(i);
     const onShard1 = added.filter((p) => hp.shardOf(p.id) === 1);
     expect(onShard1.length).toBeGreaterThan(0);

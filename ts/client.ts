@@ -34,6 +34,8 @@ export interface WriteResult {
   seq: number;
   /** Per shard, the log sequence of this write. */
   seqs: Record<string, number>;
+  /** Shards of this write with no live replica at the time: stored in their logs, applied when one is back. */
+  pending?: number[];
 }
 
 export class VdbClient {
