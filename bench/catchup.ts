@@ -1,15 +1,20 @@
 // npm run bench:catchup -- [--entries N] [--dims 16,128] [--points-per-entry P] [--runs R]
 //
-// How fast a restarted replica catches up on its write log. For each
-// dimension: a private nats-server, a coordinator and one shard process (child
-// processes from dist/); the collection is created, the shard process is
-// stopped, N log entries (upserts of P points each, ids cycling over a space
-// of N·P/2 so half of them replace points, then a delete of every tenth id
-// per 10 entries) are appended straight to the shard's stream, and the shard
-// process is started again. Timed: from its start until it has applied the
-// last entry (polled on its own count endpoint, which reports the applied
-// sequence), so process start, opening the collection and following the log
-// are all inside. Reported: entries/s and points/s, median of the runs.
+// How fast a restarted replica catches up on its write log, two ways:
+//   replay: the only replica of a shard was down while N log entries were
+//           written; it applies them all (an index insertion per point);
+//   copy:   a second replica stayed up and applied them; the restarted one is
+//           more than 2,000 entries behind it, so it copies the peer (rows and
+//           index snapshot) and then tails the log.
+// For each dimension and way: a private nats-server, a coordinator and the
+// shard processes (child processes from dist/); the collection is created, the
+// replica is stopped, N log entries (upserts of P points each, ids cycling
+// over N·P/2 so half of them replace points; every tenth entry a delete) are
+// appended straight to the shard's stream (and, for copy, applied by the peer
+// before the clock starts), and the replica is started again. Timed: from its
+// start until it has applied the last entry (polled on its own count
+// endpoint), so process start, opening or copying, and following the log are
+// all inside. Reported: entries/s, median of the runs.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -59,39 +64,42 @@ async function stop(p: ChildProcess): Promise<void> {
   await done;
 }
 
-async function applied(nc: NatsConnection, c: string): Promise<number> {
+async function applied(nc: NatsConnection, c: string, member = 'replica'): Promise<number> {
   try {
-    const m = await nc.request(n.replica(c, 0, 'replica', 'count'), encode({}, false), { timeout: 1000 });
+    const m = await nc.request(n.replica(c, 0, member, 'count'), encode({}, false), { timeout: 1000 });
     return (decode(m.data, false) as { seq?: number }).seq ?? -1;
   } catch {
     return -1;
   }
 }
 
-async function run(dim: number, r: number): Promise<{ seconds: number; last: number; points: number }> {
+type Mode = 'replay' | 'copy';
+
+async function run(dim: number, mode: Mode, r: number): Promise<{ seconds: number; last: number; points: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'vdb-catchup-'));
   const nats = await startNatsServer({ dir: join(dir, 'nats') });
   const nc = await connect({ servers: nats.url });
   const coord = start('coordinator', nats.url, 'c-0', []);
   let shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
+  const peer = mode === 'copy' ? start('shard', nats.url, 'peer', ['--data', join(dir, 'peer')]) : undefined;
   try {
     const client = new VdbClient(nc, { timeoutMs: 30_000 });
     const c = `catchup${dim}`;
     for (;;) {
       try {
-        await client.createCollection({ name: c, dim, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+        await client.createCollection({ name: c, dim, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: peer ? 2 : 1 });
         break;
       } catch {
         await sleep(200); // processes still starting
       }
     }
-    while ((await applied(nc, c)) < 0) await sleep(50);
+    while ((await applied(nc, c)) < 0 || (peer && (await applied(nc, c, 'peer')) < 0)) await sleep(50);
     await stop(shard);
 
     const js = nc.jetstream();
     const rand = mulberry32(1000 * dim + r);
     const space = Math.max(1, Math.floor((entries * perEntry) / 2));
-    const show = progress(`dim ${dim} run ${r + 1}: appending`);
+    const show = progress(`dim ${dim} ${mode} run ${r + 1}: appending`);
     let points = 0;
     const pending: Promise<unknown>[] = [];
     for (let e = 0; e < entries; e++) {
@@ -115,10 +123,20 @@ async function run(dim: number, r: number): Promise<{ seconds: number; last: num
     }
     await Promise.all(pending);
     show(`${entries}/${entries} entries`, true);
+    if (peer) {
+      const applying = progress(`dim ${dim} ${mode} run ${r + 1}: the peer applies them`);
+      let at = 0;
+      while ((at = await applied(nc, c, 'peer')) < entries) {
+        applying(`${Math.max(0, at)}/${entries}`);
+        await sleep(200);
+      }
+      applying(`${entries}/${entries}`, true);
+      await sleep(1500); // its heartbeat then says how far it is
+    }
 
     const t0 = performance.now();
     shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
-    const catching = progress(`dim ${dim} run ${r + 1}: catching up`);
+    const catching = progress(`dim ${dim} ${mode} run ${r + 1}: catching up`);
     let last = -1;
     while ((last = await applied(nc, c)) < entries) {
       catching(`${Math.max(0, last)}/${entries}`);
@@ -128,7 +146,7 @@ async function run(dim: number, r: number): Promise<{ seconds: number; last: num
     catching(`${entries}/${entries} in ${seconds.toFixed(2)} s`, true);
     return { seconds, last, points };
   } finally {
-    await Promise.all([stop(shard), stop(coord)]);
+    await Promise.all([stop(shard), stop(coord), ...(peer ? [stop(peer)] : [])]);
     await nc.close();
     await nats.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -137,17 +155,14 @@ async function run(dim: number, r: number): Promise<{ seconds: number; last: num
 
 const rows: string[] = [];
 for (const dim of dims) {
-  const secs: number[] = [];
-  let points = 0;
-  for (let r = 0; r < runs; r++) {
-    const out = await run(dim, r);
-    secs.push(out.seconds);
-    points = out.points;
+  for (const mode of ['replay', 'copy'] as const) {
+    const secs: number[] = [];
+    for (let r = 0; r < runs; r++) secs.push((await run(dim, mode, r)).seconds);
+    const s = median(secs);
+    rows.push(`${String(dim).padStart(5)}  ${mode.padEnd(7)} ${String(entries).padStart(9)} ${String(perEntry).padStart(9)} ${s.toFixed(2).padStart(9)} ${Math.round(entries / s).toLocaleString('en').padStart(11)}   ${secs.map((x) => x.toFixed(2)).join(' ')}`);
   }
-  const s = median(secs);
-  rows.push(`${String(dim).padStart(5)} ${String(entries).padStart(9)} ${String(perEntry).padStart(8)} ${s.toFixed(2).padStart(9)} ${Math.round(entries / s).toLocaleString('en').padStart(11)} ${Math.round(points / s).toLocaleString('en').padStart(10)}   ${secs.map((x) => x.toFixed(2)).join(' ')}`);
 }
 console.log(`\nCatch-up of a restarted replica (median of ${runs} runs; 1 in 10 entries is a delete)`);
-console.log('  dim   entries  pts/entry  seconds   entries/s   points/s   runs (s)');
+console.log('  dim  way       entries pts/entry   seconds   entries/s   runs (s)');
 for (const r of rows) console.log(r);
 process.exit(0);

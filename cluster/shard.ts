@@ -48,6 +48,8 @@ const WATCHDOG_MS = 5000;
 /** Most log entries applied in one commit, and most bytes of them. */
 const BATCH_ENTRIES = 512;
 const BATCH_BYTES = 16 * 1024 * 1024;
+/** A replica this many log entries behind a live peer copies the peer instead of replaying. */
+const COPY_WHEN_BEHIND = 2000;
 /** A shard that cannot be prepared (no peer to copy from yet) is retried after this long. */
 const RETRY_MS = 3000;
 
@@ -284,12 +286,18 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
 
   // A replica with nothing applied, or whose next entry was compacted out of
   // the log, first copies the shard from a live peer; otherwise it replays.
+  // A replica far behind also copies, when a peer is far ahead: copying costs
+  // the shard's size, replaying costs an index insertion per point written.
   // A shard being built for a split always copies its source (`force`).
   async function prepare(collection: string, s: number, replicas: string[], name = `${collection}__${s}`, force = false): Promise<void> {
     const { state } = await jsm.streams.info(n.stream(collection, s));
     const applied = Collection.storedSeq(opts.data, name);
     const gap = applied < state.first_seq - 1;
-    if (!force && !gap && !(applied === 0 && state.last_seq > 0)) return;
+    const ahead = Math.max(0, ...meta.live('shard')
+      .filter((m) => m.name !== opts.name && replicas.includes(m.name))
+      .map((m) => m.shards?.[shardKey(collection, s)] ?? 0));
+    const far = ahead - applied > COPY_WHEN_BEHIND;
+    if (!force && !gap && !far && !(applied === 0 && state.last_seq > 0)) return;
     const local = served.get(shardKey(collection, s));
     if (local && name !== `${collection}__${s}`) {
       // This process serves the source itself: copy it through a file here.
