@@ -20,6 +20,7 @@ import { decode, encode } from '../ts/wire/codec.js';
 import type { SearchReply } from '../ts/wire/messages.js';
 import { clusterModel, clusteredData, dist64, row } from './helpers.js';
 import { TestCluster, isRunning, pidAlive, tempDir, waitFor } from './cluster-helpers.js';
+import { FASHION_DIM, fashionSubset } from './fashion.js';
 
 const DIM = 32;
 const N = 3000;
@@ -227,6 +228,39 @@ describe('cluster: 3 shard processes, one coordinator', () => {
       }
     });
   }
+
+  it('on a Fashion-MNIST subset (3,000 images, 784-d, l2), every partitioner reaches ANN recall@10 ≥ 0.95', async () => {
+    const FN = 3000;
+    const FQ = 50;
+    const f = fashionSubset(FN, FQ);
+    const frow = (i: number) => f.base.subarray(i * FASHION_DIM, (i + 1) * FASHION_DIM);
+    const fq = (q: number) => f.queries.subarray(q * FASHION_DIM, (q + 1) * FASHION_DIM);
+    const truthOf = (q: number) => {
+      const d = Array.from({ length: FN }, (_, i) => ({ i, d: dist64('l2', fq(q), frow(i)) })).sort((a, b) => a.d - b.d);
+      return { ids: new Set(d.slice(0, K).map((x) => x.i)), kth: d[K - 1].d };
+    };
+    const truths = Array.from({ length: FQ }, (_, q) => truthOf(q));
+    const pts = Array.from({ length: FN }, (_, i) => ({ id: i, vector: frow(i), payload: { label: f.baseLabels[i] } }));
+    for (const kind of ['hash', 'spatial', 'semantic'] as const) {
+      const name = `fashion-${kind}`;
+      const partitioner =
+        kind === 'hash' ? { kind, shards: 3 }
+          : kind === 'spatial' ? { kind, shards: 3, sample: Array.from({ length: 1000 }, (_, i) => frow(i * 3)) }
+            : { kind, shards: 3, field: 'label' };
+      await cl.client.createCollection({ name, dim: FASHION_DIM, metric: 'l2', partitioner });
+      await upsertAll(cl, name, pts, 250);
+      await cl.waitCount(name, FN);
+      let sum = 0;
+      for (let q = 0; q < FQ; q++) {
+        const r = await cl.client.search(name, fq(q), { k: K, ef: 64 });
+        expect(r.partial).toBe(false);
+        expect(r.hits).toHaveLength(K);
+        // A hit counts if it is a true neighbour or ties with the k-th (pixel data has exact ties).
+        sum += r.hits.filter((h) => truths[q].ids.has(h.id as number) || dist64('l2', fq(q), frow(h.id as number)) <= truths[q].kth).length / K;
+      }
+      expect(sum / FQ, `${name}: mean recall@10`).toBeGreaterThanOrEqual(0.95);
+    }
+  });
 
   // A small collection shared by the tests below (each compares within itself).
   const MISC = 'misc';
