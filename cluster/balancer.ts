@@ -60,6 +60,12 @@ const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
 
+/** Live shard processes not in `exclude`, those holding the fewest shards first (then by name). */
+function leastLoaded(live: Map<string, Member>, load: Map<string, number>, exclude: string[]): Member[] {
+  return [...live.values()].filter((m) => !exclude.includes(m.name))
+    .sort((a, b) => (load.get(a.name) ?? 0) - (load.get(b.name) ?? 0) || a.name.localeCompare(b.name));
+}
+
 export async function balancerState(meta: Meta): Promise<BalancerState | undefined> {
   const s = dec<BalancerState>(await meta.leases.get(KEY));
   return s && s.until >= Date.now() ? s : undefined;
@@ -105,8 +111,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
           work.push(`${name}/${s}: replica ${r} gone for ${Math.round((now - since) / 1000)} s; replaced after ${Math.round(opts.graceMs / 1000)} s`);
           continue;
         }
-        const spare = [...live.values()].filter((m) => !next.includes(m.name))
-          .sort((a, b) => (load.get(a.name) ?? 0) - (load.get(b.name) ?? 0) || a.name.localeCompare(b.name))[0];
+        const spare = leastLoaded(live, load, next)[0];
         if (!spare) {
           work.push(`${name}/${s}: replica ${r} gone; no spare shard process to replace it`);
           continue;
@@ -117,8 +122,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         act(`${name}/${s}: replica ${r} gone for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
       }
       while (next.length < want) {
-        const spare = [...live.values()].filter((m) => !next.includes(m.name))
-          .sort((a, b) => (load.get(a.name) ?? 0) - (load.get(b.name) ?? 0) || a.name.localeCompare(b.name))[0];
+        const spare = leastLoaded(live, load, next)[0];
         if (!spare) { work.push(`${name}/${s}: ${next.length} of ${want} replicas; no spare shard process`); break; }
         next.push(spare.name);
         load.set(spare.name, (load.get(spare.name) ?? 0) + 1);
@@ -165,9 +169,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
       const s = sizes.indexOf(Math.max(...sizes));
       if (sizes[s] < opts.splitAt) return false;
-      const builders = [...live.values()]
-        .sort((a, b) => (load.get(a.name) ?? 0) - (load.get(b.name) ?? 0) || a.name.localeCompare(b.name))
-        .slice(0, cm.replicas).map((m) => m.name);
+      const builders = leastLoaded(live, load, []).slice(0, cm.replicas).map((m) => m.name);
       if (builders.length < cm.replicas) {
         work.push(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}; a split needs ${cm.replicas} live shard processes`);
         return false;
