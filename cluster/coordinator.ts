@@ -7,6 +7,8 @@ import { connect, StorageType } from 'nats';
 import type { NatsConnection, JetStreamClient, JetStreamManager, Msg } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
+import { shardSearchBody, readShardReply } from './shard-requests.js';
+import type { ShardHits } from './shard-requests.js';
 import {
   validateCreateCollection, validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
   validateDescribe, validateDropCollection, errorFromBody, COLLECTION_ENDPOINTS,
@@ -17,7 +19,7 @@ import type { PointId } from '../ts/validate.js';
 import { HashPartitioner, SemanticPartitioner, SpatialPartitioner, partitionerFromJSON, shardOfPoint, shardsForId, shardsForSearch } from '../ts/partition/index.js';
 import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
-import type { Hit, StoredPoint } from '../ts/collection.js';
+import type { StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
 import { Meta, HEARTBEAT_MS } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
@@ -210,27 +212,31 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const k = await known(c);
       const req = validateSearch(body, k.meta.dim);
       const after = (body as { after?: unknown }).after;
-      const shardBody = (mins: Map<number, number>) => (s: number) => ({
-        vector: float32Bytes(req.vector), k: req.k, ef: req.ef, filter: req.filter, exact: req.exact,
-        withPayload: req.withPayload, minSeq: mins.get(s), waitMs: deadline,
-      });
+      const shardBody = (mins: Map<number, number>) => (s: number) => shardSearchBody(req, mins.get(s), deadline);
+      const read = (answers: ShardAnswer[]) => answers.map((a) => (a.body ? readShardReply(a.body) : undefined));
       let answers: ShardAnswer[];
+      let replies: (ShardHits | undefined)[];
       if (req.exact && k.p instanceof SpatialPartitioner) {
         // Nearest leaf first; then only the leaves that can still hold a top-k hit.
         const first = k.p.route(req.vector, { nprobe: 1 });
         const mins = await minSeqs(c, k.p.route(req.vector, { nprobe: k.p.shards }), req, after);
         answers = await ask(c, first, 'search', shardBody(mins));
-        const hits = (answers[0].body?.hits as Hit[] | undefined) ?? [];
-        const kth = answers[0].missing || hits.length < req.k ? Infinity : hits[req.k - 1].score;
+        replies = read(answers);
+        const hits = replies[0]?.hits ?? [];
+        const kth = hits.length < req.k ? Infinity : hits[req.k - 1].score;
         const rest = k.p.exactRoute(req.vector, kth).filter((s) => !first.includes(s));
-        answers = answers.concat(await ask(c, rest, 'search', shardBody(mins)));
+        const more = await ask(c, rest, 'search', shardBody(mins));
+        answers = answers.concat(more);
+        replies = replies.concat(read(more));
       } else {
         const shards = shardsForSearch(k.p, { vector: req.vector, filter: req.filter, nprobe: req.nprobe });
         answers = await ask(c, shards, 'search', shardBody(await minSeqs(c, shards, req, after)));
+        replies = read(answers);
       }
-      const hits = mergeTopK(answers.map((a) => (a.body?.hits as Hit[] | undefined) ?? []), req.k, order(k));
+      const hits = mergeTopK(replies.flatMap((r) => (r ? [r.hits] : [])), req.k, order(k));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard).sort((a, b) => a - b);
-      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0 };
+      const searchMs = replies.reduce((m, r) => Math.max(m, r?.searchMs ?? 0), 0);
+      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0, searchMs };
       if (missing.length) reply.missing = missing;
       return reply;
     },

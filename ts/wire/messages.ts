@@ -133,6 +133,8 @@ export interface SearchReply {
   /** Shard numbers (within the collection) that did not answer. */
   missing?: number[];
   tookMs: number;
+  /** The longest of the answering shards' own search times (inside the shard process), ms. */
+  searchMs?: number;
 }
 
 export interface ErrorReply {
@@ -383,6 +385,11 @@ export function readSearchReply(body: unknown): SearchReply {
     const tookMs = get(o, 'tookMs');
     if (typeof tookMs !== 'number' || !(tookMs >= 0)) fail(ErrorCode.INTERNAL, 'tookMs', `expected a number ≥ 0, got ${describe(tookMs)}`);
     const reply: SearchReply = { hits, partial, tookMs };
+    const searchMs = get(o, 'searchMs');
+    if (searchMs !== undefined) {
+      if (typeof searchMs !== 'number' || !(searchMs >= 0)) fail(ErrorCode.INTERNAL, 'searchMs', `expected a number ≥ 0, got ${describe(searchMs)}`);
+      reply.searchMs = searchMs;
+    }
     const missing = get(o, 'missing');
     if (missing !== undefined) {
       if (!Array.isArray(missing)) fail(ErrorCode.INTERNAL, 'missing', `expected an array, got ${describe(missing)}`);
