@@ -26,6 +26,7 @@ import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
 import { handle, requestMetrics } from './service.js';
+import { Requester } from './requester.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './shard.js';
 
@@ -57,6 +58,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const deadline = opts.deadlineMs ?? 2000;
   const cache = new Map<string, Known>();
   const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+  const requester = new Requester(nc);
 
   // Any change to a collection or its shard map drops the cached copy.
   const watches = [await meta.collections.watch(), await meta.shardmaps.watch()];
@@ -78,7 +80,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return Promise.all(shards.map(async (s): Promise<ShardAnswer> => {
       let m: Msg;
       try {
-        m = await nc.request(n.shard(c, s, op), encode(body(s), false), { timeout: deadline });
+        m = await requester.request(n.shard(c, s, op), encode(body(s), false), deadline);
       } catch {
         return { shard: s, missing: true };
       }
@@ -360,6 +362,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       for (const w of watches) w.stop();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();
+      requester.close();
       await metrics.close();
       meta.close();
       await nc.drain();
