@@ -21,8 +21,10 @@
 //     embedded Collection's single-thread QPS, runs alternating; for each C
 //     of --concurrency (default 8,16,32; the first is the one of tables 1
 //     and 3). The client connects with nats.js's noAsyncTraces, as the
-//     cluster's own processes do: otherwise nats.js captures a stack trace
-//     (an Error) for every request, CPU the client takes from the cluster;
+//     cluster's own processes do, and sends through cluster/requester.ts (one
+//     inbox subscription and a table of pending replies), as the coordinator
+//     does: nc.request builds Errors and timer promises per request, CPU the
+//     client would take from the cluster on the same two cores;
 //   - after the cluster has stopped, the shards' own Collections are opened
 //     in this process from the shard data directories and searched one after
 //     the other on the same queries: "shard work" is the sum of the probed
@@ -80,6 +82,7 @@ import { parseArgs } from 'node:util';
 import { connect } from 'nats';
 import type { NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
+import { Requester } from '../cluster/requester.js';
 import type { RunningCluster } from '../cluster/launcher.js';
 import { Collection, VdbClient } from '../ts/index.js';
 import type { Hit, Point } from '../ts/index.js';
@@ -434,7 +437,9 @@ async function runConfig(cfg: Config): Promise<ConfigResult> {
   let nc: NatsConnection | undefined;
   try {
     nc = await connect({ servers: cluster.url, name: 'vdb-bench-cluster', noAsyncTraces: true });
-    const client = new VdbClient(nc, { timeoutMs: 30_000 });
+    // Requests go through the coordinator's own inbox table rather than nc.request (see cluster/requester.ts).
+    const requester = new Requester(nc);
+    const client = new VdbClient({ request: (subject, data, o) => requester.request(subject, data, o.timeout) }, { timeoutMs: 30_000 });
     await client.createCollection({
       name: COLL, dim, metric: ds.metric, hnsw: { m, efConstruction },
       partitioner: cfg.kind === 'hash' ? { kind: 'hash', shards: cfg.shards } : { kind: 'spatial', shards: cfg.shards, sample },

@@ -9,8 +9,12 @@ import type { Msg, NatsConnection, Subscription } from 'nats';
 
 /** Why a request got no reply: nobody serves the subject, or the deadline passed. */
 export class NoReply extends Error {
+  /** nats.js's code for the same failure, so a Requester can serve as VdbClient's transport. */
+  readonly code: '503' | 'TIMEOUT';
+
   constructor(readonly reason: 'no-responders' | 'timeout') {
     super(reason);
+    this.code = reason === 'timeout' ? 'TIMEOUT' : '503';
   }
 }
 

@@ -12,6 +12,8 @@ import type { NatsConnection } from 'nats';
 import { startNatsServer } from '../cluster/nats-server.js';
 import type { RunningNats } from '../cluster/nats-server.js';
 import { NoReply, Requester } from '../cluster/requester.js';
+import { VdbClient } from '../ts/client.js';
+import { ErrorCode } from '../ts/errors.js';
 
 let dir: string;
 let server: RunningNats;
@@ -58,6 +60,17 @@ describe('Requester', () => {
   it('a subject nobody serves is no-responders, not a timeout', async () => {
     const r = new Requester(nc);
     expect(await noReply(r.request('nobody.here', new Uint8Array([1]), 10_000))).toBe('no-responders');
+    r.close();
+  });
+
+  it('as VdbClient\'s transport, no-responders is UNAVAILABLE and a timeout TIMEOUT', async () => {
+    const r = new Requester(nc);
+    const gone = new VdbClient({ request: (s, d, o) => r.request(s, d, o.timeout) }, { prefix: 'nobody', timeoutMs: 200 });
+    await expect(gone.count('c')).rejects.toMatchObject({ code: ErrorCode.UNAVAILABLE });
+    peer.subscribe('mute.v1.c.count', { callback: () => undefined });
+    await peer.flush();
+    const mute = new VdbClient({ request: (s, d, o) => r.request(s, d, o.timeout) }, { prefix: 'mute', timeoutMs: 200 });
+    await expect(mute.count('c')).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
     r.close();
   });
 
