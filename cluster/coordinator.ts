@@ -237,8 +237,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       }
       const hits = mergeTopK(replies.flatMap((r) => (r ? [r.hits] : [])), req.k, order(k));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard).sort((a, b) => a - b);
-      const searchMs = replies.reduce((m, r) => Math.max(m, r?.searchMs ?? 0), 0);
-      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0, searchMs };
+      let searchMs = 0;
+      let searchMsTotal = 0;
+      for (const r of replies) {
+        searchMs = Math.max(searchMs, r?.searchMs ?? 0);
+        searchMsTotal += r?.searchMs ?? 0;
+      }
+      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0, searchMs, searchMsTotal };
       if (missing.length) reply.missing = missing;
       return reply;
     },

@@ -135,6 +135,8 @@ export interface SearchReply {
   tookMs: number;
   /** The longest of the answering shards' own search times (inside the shard process), ms. */
   searchMs?: number;
+  /** The sum of the answering shards' own search times, ms. */
+  searchMsTotal?: number;
 }
 
 export interface ErrorReply {
@@ -385,10 +387,11 @@ export function readSearchReply(body: unknown): SearchReply {
     const tookMs = get(o, 'tookMs');
     if (typeof tookMs !== 'number' || !(tookMs >= 0)) fail(ErrorCode.INTERNAL, 'tookMs', `expected a number ≥ 0, got ${describe(tookMs)}`);
     const reply: SearchReply = { hits, partial, tookMs };
-    const searchMs = get(o, 'searchMs');
-    if (searchMs !== undefined) {
-      if (typeof searchMs !== 'number' || !(searchMs >= 0)) fail(ErrorCode.INTERNAL, 'searchMs', `expected a number ≥ 0, got ${describe(searchMs)}`);
-      reply.searchMs = searchMs;
+    for (const key of ['searchMs', 'searchMsTotal'] as const) {
+      const ms = get(o, key);
+      if (ms === undefined) continue;
+      if (typeof ms !== 'number' || !(ms >= 0)) fail(ErrorCode.INTERNAL, key, `expected a number ≥ 0, got ${describe(ms)}`);
+      reply[key] = ms;
     }
     const missing = get(o, 'missing');
     if (missing !== undefined) {
