@@ -6,6 +6,8 @@
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
+import { shardSearchBody, readShardReply } from './shard-requests.js';
+import type { ShardHits } from './shard-requests.js';
 import {
   validateCreateCollection, validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
   validateDescribe, validateDropCollection, errorFromBody, COLLECTION_ENDPOINTS,
@@ -23,6 +25,7 @@ import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
 import { handle, requestMetrics } from './service.js';
+import { Requester } from './requester.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './shard.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
@@ -72,6 +75,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const deadline = opts.deadlineMs ?? 2000;
   const cache = new Map<string, Known>();
   const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+  const requester = new Requester(nc);
 
   // Any change to a collection or its shard map drops the cached copy, and is
   // counted so a read that raced with it is not cached. The heartbeat follows
@@ -197,7 +201,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         const subject = n.replica(c, s, replicas[next++], op);
         const req = minSeq === undefined ? body : { ...body, minSeq, waitMs: Math.max(0, Math.floor(left) - 50) };
         inFlight++;
-        nc.request(subject, encode(req, false), { timeout: Math.ceil(left) }).then((m) => {
+        requester.request(subject, encode(req, false), Math.ceil(left)).then((m) => {
           inFlight--;
           const reply = decode(m.data, false) as Record<string, unknown>;
           const err = errorFromBody(reply);
@@ -349,32 +353,40 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const k = await known(c);
       const req = validateSearch(body, k.meta.dim);
       const after = (body as { after?: unknown }).after;
-      const shardBody = () => ({
-        vector: float32Bytes(req.vector), k: req.k, ef: req.ef, filter: req.filter, exact: req.exact, withPayload: req.withPayload,
-      });
+      const shardBody = () => shardSearchBody(req, undefined, deadline);
+      const read = (answers: ShardAnswer[]) => answers.map((a) => (a.body ? { shard: a.shard, reply: readShardReply(a.body) } : undefined));
       let answers: ShardAnswer[];
+      let replies: ({ shard: number; reply: ShardHits } | undefined)[];
       if (req.exact && k.p instanceof SpatialPartitioner) {
         // Nearest leaf first; then only the leaves that can still hold a top-k hit.
         const first = k.p.route(req.vector, { nprobe: 1 });
         const mins = await minSeqs(c, k.p.route(req.vector, { nprobe: k.p.shards }), req, after);
         answers = await ask(c, k, first, 'search', shardBody, mins);
-        const hits = (answers[0].body?.hits as Hit[] | undefined) ?? [];
-        const kth = answers[0].missing || hits.length < req.k ? Infinity : hits[req.k - 1].score;
+        replies = read(answers);
+        const hits = replies[0]?.reply.hits ?? [];
+        const kth = hits.length < req.k ? Infinity : hits[req.k - 1].score;
         const rest = k.p.exactRoute(req.vector, kth).filter((s) => !first.includes(s));
-        answers = answers.concat(await ask(c, k, rest, 'search', shardBody, mins));
+        const more = await ask(c, k, rest, 'search', shardBody, mins);
+        answers = answers.concat(more);
+        replies = replies.concat(read(more));
       } else {
         const shards = shardsForSearch(k.p, { vector: req.vector, filter: req.filter, nprobe: req.nprobe });
         answers = await ask(c, k, shards, 'search', shardBody, await minSeqs(c, shards, req, after));
+        replies = read(answers);
       }
       // Until a split shard has dropped what moved away, it may still answer with
       // old copies: with hash placement, only a shard's own ids count.
-      const own = (a: ShardAnswer) => {
-        const hits = (a.body?.hits as Hit[] | undefined) ?? [];
-        return k.p instanceof HashPartitioner ? hits.filter((h) => (k.p as HashPartitioner).shardOf(h.id) === a.shard) : hits;
-      };
-      const hits = mergeTopK(answers.map(own), req.k, order(k));
+      const p = k.p;
+      const own = (shard: number, hits: Hit[]) => (p instanceof HashPartitioner ? hits.filter((h) => p.shardOf(h.id) === shard) : hits);
+      const hits = mergeTopK(replies.flatMap((r) => (r ? [own(r.shard, r.reply.hits)] : [])), req.k, order(k));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard).sort((a, b) => a - b);
-      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0 };
+      let searchMs = 0;
+      let searchMsTotal = 0;
+      for (const r of replies) {
+        searchMs = Math.max(searchMs, r?.reply.searchMs ?? 0);
+        searchMsTotal += r?.reply.searchMs ?? 0;
+      }
+      const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0, searchMs, searchMsTotal };
       if (missing.length) reply.missing = missing;
       return reply;
     },
@@ -512,6 +524,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       for (const w of watches) w.stop();
       await meta.leave(opts.name).catch(() => undefined);
       await service.stop();
+      requester.close();
       await metrics.close();
       meta.close();
       await nc.drain();

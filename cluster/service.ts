@@ -18,17 +18,31 @@ export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg:
     if (err) return;
     const t0 = performance.now();
     const json = isJsonContentType(msg.headers?.get('Content-Type'));
-    Promise.resolve()
-      .then(() => fn(decode(msg.data, json), msg))
-      .then((reply) => {
-        msg.respond(encode(reply, json));
-        observe?.((performance.now() - t0) / 1000);
-      })
-      .catch((e: unknown) => {
-        const se = serviceError(e);
-        msg.respondError(se.status, se.description, encode(se.body, json));
-        observe?.((performance.now() - t0) / 1000, se.body.error.code);
-      });
+    const fail = (e: unknown) => {
+      const se = serviceError(e);
+      msg.respondError(se.status, se.description, encode(se.body, json));
+      observe?.((performance.now() - t0) / 1000, se.body.error.code);
+    };
+    const reply = (body: unknown) => {
+      try {
+        msg.respond(encode(body, json));
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      observe?.((performance.now() - t0) / 1000);
+    };
+    // A handler that answers synchronously is replied to at once, without
+    // the turns of a promise chain; one that returns a promise when it settles.
+    let out: unknown;
+    try {
+      out = fn(decode(msg.data, json), msg);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    if (out instanceof Promise) out.then(reply, fail);
+    else reply(out);
   };
 }
 

@@ -84,10 +84,20 @@ function typeName(x: unknown): string {
   return (x as object).constructor?.name ?? 'object';
 }
 
+// Where a value sits in the body, kept as a stack of keys and indexes while
+// walking it: the path string is only built for an error message.
+type Trail = (string | number)[];
+
+function pathOf(trail: Trail): string {
+  let out = 'body';
+  for (const step of trail) out += typeof step === 'number' ? `[${step}]` : `.${step}`;
+  return out;
+}
+
 // ------------------------------------------------------------------ encode
 
-function encodeError(path: string, problem: string): VdbError {
-  return new VdbError(ErrorCode.INTERNAL, `cannot encode reply: ${path}: ${problem}`);
+function encodeError(trail: Trail, problem: string): VdbError {
+  return new VdbError(ErrorCode.INTERNAL, `cannot encode reply: ${pathOf(trail)}: ${problem}`);
 }
 
 /**
@@ -98,7 +108,7 @@ function encodeError(path: string, problem: string): VdbError {
  * undefined properties dropped and undefined array elements null, as
  * JSON.stringify does. Anything else that is not plain data is a bug.
  */
-function toWire(v: unknown, json: boolean, path: string, depth: number): unknown {
+function toWire(v: unknown, json: boolean, trail: Trail): unknown {
   switch (typeof v) {
     case 'string':
     case 'boolean':
@@ -109,15 +119,15 @@ function toWire(v: unknown, json: boolean, path: string, depth: number): unknown
     case 'undefined':
       return null;
     case 'bigint':
-      if (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) return toWire(Number(v), json, path, depth);
-      throw encodeError(path, 'bigint beyond 2^53');
+      if (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) return toWire(Number(v), json, trail);
+      throw encodeError(trail, 'bigint beyond 2^53');
     case 'object':
       break;
     default:
-      throw encodeError(path, `${typeof v} is not data`);
+      throw encodeError(trail, `${typeof v} is not data`);
   }
   if (v === null) return null;
-  if (depth >= MAX_DEPTH) throw encodeError(path, `nested deeper than ${MAX_DEPTH} levels`);
+  if (trail.length >= MAX_DEPTH) throw encodeError(trail, `nested deeper than ${MAX_DEPTH} levels`);
   if (v instanceof Float32Array) return json ? Array.from(v) : float32Bytes(v);
   if (v instanceof Uint8Array) return json ? Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') : v;
   if (ArrayBuffer.isView(v) && !(v instanceof DataView) && !(v instanceof BigInt64Array) && !(v instanceof BigUint64Array)) {
@@ -125,21 +135,28 @@ function toWire(v: unknown, json: boolean, path: string, depth: number): unknown
   }
   if (Array.isArray(v)) {
     const out = new Array<unknown>(v.length);
-    for (let i = 0; i < v.length; i++) out[i] = toWire(v[i], json, `${path}[${i}]`, depth + 1);
+    for (let i = 0; i < v.length; i++) {
+      trail.push(i);
+      out[i] = toWire(v[i], json, trail);
+      trail.pop();
+    }
     return out;
   }
-  if (!isPlainObject(v)) throw encodeError(path, `${typeName(v)} is not plain data`);
+  if (!isPlainObject(v)) throw encodeError(trail, `${typeName(v)} is not plain data`);
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(v)) {
     const x = v[key];
-    if (x !== undefined) setOwn(out, key, toWire(x, json, `${path}.${key}`, depth + 1));
+    if (x === undefined) continue;
+    trail.push(key);
+    setOwn(out, key, toWire(x, json, trail));
+    trail.pop();
   }
   return out;
 }
 
 /** Encodes a body: MessagePack, or JSON (UTF-8) when `json`. Throws INTERNAL on values that are not plain data. */
 export function encode(body: unknown, json: boolean): Uint8Array {
-  const wire = toWire(body, json, 'body', 0);
+  const wire = toWire(body, json, []);
   if (json) return utf8Encoder.encode(JSON.stringify(wire));
   return packr.pack(wire);
 }
@@ -155,32 +172,41 @@ function badRequest(message: string): VdbError {
  * binaries stay Uint8Array; any extension type it decoded (undefined, Date,
  * Set, BigInt, RegExp, Error, typed arrays other than bytes, 0xc1) is refused.
  */
-function fromMsgpack(v: unknown, path: string, depth: number): unknown {
+function fromMsgpack(v: unknown, trail: Trail): unknown {
   if (v === null || typeof v === 'string' || typeof v === 'boolean' || typeof v === 'number') return v;
-  if (typeof v !== 'object') throw badRequest(`${path}: unsupported MessagePack type (${typeName(v)})`);
-  if (depth >= MAX_DEPTH) throw badRequest(`${path}: nested deeper than ${MAX_DEPTH} levels`);
+  if (typeof v !== 'object') throw badRequest(`${pathOf(trail)}: unsupported MessagePack type (${typeName(v)})`);
+  if (trail.length >= MAX_DEPTH) throw badRequest(`${pathOf(trail)}: nested deeper than ${MAX_DEPTH} levels`);
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) {
       const x: unknown = v[i];
-      if (typeof x === 'object' || typeof x === 'undefined' || typeof x === 'bigint') v[i] = fromMsgpack(x, `${path}[${i}]`, depth + 1);
+      if (typeof x !== 'object' && typeof x !== 'undefined' && typeof x !== 'bigint') continue;
+      trail.push(i);
+      v[i] = fromMsgpack(x, trail);
+      trail.pop();
     }
     return v;
   }
   if (v instanceof Map) {
     const out: Record<string, unknown> = {};
     for (const [key, x] of v) {
-      if (typeof key !== 'string') throw badRequest(`${path}: map keys must be strings, got ${typeName(key)}`);
-      setOwn(out, key, fromMsgpack(x, `${path}.${key}`, depth + 1));
+      if (typeof key !== 'string') throw badRequest(`${pathOf(trail)}: map keys must be strings, got ${typeName(key)}`);
+      trail.push(key);
+      setOwn(out, key, fromMsgpack(x, trail));
+      trail.pop();
     }
     return out;
   }
   if (v instanceof Uint8Array) return v;
   // Record-extension maps come out as objects already.
   if (isPlainObject(v)) {
-    for (const key of Object.keys(v)) v[key] = fromMsgpack(v[key], `${path}.${key}`, depth + 1);
+    for (const key of Object.keys(v)) {
+      trail.push(key);
+      v[key] = fromMsgpack(v[key], trail);
+      trail.pop();
+    }
     return v;
   }
-  throw badRequest(`${path}: unsupported MessagePack extension (${typeName(v)})`);
+  throw badRequest(`${pathOf(trail)}: unsupported MessagePack extension (${typeName(v)})`);
 }
 
 /** JSON.parse makes only plain data; this only bounds its depth, like MessagePack's. */
@@ -228,5 +254,5 @@ export function decode(bytes: Uint8Array, json: boolean, maxBytes: number = MAX_
   } catch (e) {
     throw badRequest(`body is not valid MessagePack: ${msgpackProblem(e)}`);
   }
-  return fromMsgpack(raw, 'body', 0);
+  return fromMsgpack(raw, []);
 }

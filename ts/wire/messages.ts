@@ -136,6 +136,10 @@ export interface SearchReply {
   /** Shard numbers (within the collection) that did not answer. */
   missing?: number[];
   tookMs: number;
+  /** The longest of the answering shards' own search times (inside the shard process), ms. */
+  searchMs?: number;
+  /** The sum of the answering shards' own search times, ms. */
+  searchMsTotal?: number;
 }
 
 export interface ErrorReply {
@@ -394,6 +398,12 @@ export function readSearchReply(body: unknown): SearchReply {
     const tookMs = get(o, 'tookMs');
     if (typeof tookMs !== 'number' || !(tookMs >= 0)) fail(ErrorCode.INTERNAL, 'tookMs', `expected a number ≥ 0, got ${describe(tookMs)}`);
     const reply: SearchReply = { hits, partial, tookMs };
+    for (const key of ['searchMs', 'searchMsTotal'] as const) {
+      const ms = get(o, key);
+      if (ms === undefined) continue;
+      if (typeof ms !== 'number' || !(ms >= 0)) fail(ErrorCode.INTERNAL, key, `expected a number ≥ 0, got ${describe(ms)}`);
+      reply[key] = ms;
+    }
     const missing = readMissing(o);
     if (missing) reply.missing = missing;
     return reply;
