@@ -6,7 +6,8 @@
 // shard's write log below the sequence every replica has committed. What it is
 // doing is kept in the lease, for `status`.
 //
-// A split of shard s into a new shard t goes through the shard map, one
+// A split of shard s into a new shard t (hash or spatial partitioning; the
+// split partitioner is chosen first and carried in the map) goes through the shard map, one
 // compare-and-set per step (docs/cluster.md):
 //   1. split {s, t, replicas}: the chosen members copy s from a live replica
 //      and follow s's log (the new log of t exists, empty);
@@ -21,7 +22,8 @@
 // coordinators count only a shard's own ids, so s's old copies never show.
 
 import type { JetStreamClient, JetStreamManager, KvEntry } from 'nats';
-import { HashPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
+import { HashPartitioner, SemanticPartitioner, SpatialPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
+import { float32FromBytes } from '../ts/validate.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import { encode } from '../ts/wire/codec.js';
 import { LEASE_MS, shardKey, addLogStream } from './meta.js';
@@ -42,6 +44,8 @@ export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter
 
 /** A split is fenced when every builder is at most this many entries behind the source log. */
 const FENCE_WHEN_BEHIND = 1000;
+/** Vectors sampled from a spatial leaf to place its split. */
+const SAMPLE = 2000;
 /** While a split is under way the balancer looks this often. */
 const BUSY_MS = 100;
 
@@ -71,7 +75,10 @@ export async function balancerState(meta: Meta): Promise<BalancerState | undefin
   return s && s.until >= Date.now() ? s : undefined;
 }
 
-export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
+/** A request to another process: its decoded reply, or a thrown coded error. */
+export type Request = (subject: string, body: unknown) => Promise<unknown>;
+
+export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, request: Request, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
   const goneSince = new Map<string, number>();
   let done: string[] = [];
 
@@ -165,7 +172,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     }
     const sp = map.split;
     if (!sp) {
-      if (!(p instanceof HashPartitioner) || opts.splitAt <= 0) return false;
+      if (p instanceof SemanticPartitioner || opts.splitAt <= 0) return false;
       const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
       const s = sizes.indexOf(Math.max(...sizes));
       if (sizes[s] < opts.splitAt) return false;
@@ -175,9 +182,20 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         return false;
       }
       const into = p.shards;
+      // Hash splits by one more id bit; spatial cuts the leaf where a sample of its vectors spreads widest.
+      let next: HashPartitioner | SpatialPartitioner;
+      if (p instanceof HashPartitioner) next = p.split(s);
+      else {
+        const holder = map.replicas[s].find((r) => live.has(r));
+        if (!holder) return false;
+        const { vectors } = (await request(n.replica(name, s, holder, 'sample'), { n: SAMPLE, seed: map.epoch })) as { vectors: Uint8Array[] };
+        const flat = new Float32Array(vectors.length * cm.dim);
+        vectors.forEach((v, i) => flat.set(float32FromBytes(v), i * cm.dim));
+        next = p.split(s, flat);
+      }
       await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
       await addLogStream(jsm, n, name, into, meta.replicas);
-      await cas({ ...map, epoch: map.epoch + 1, split: { shard: s, into, replicas: builders, fenced: false } });
+      await cas({ ...map, epoch: map.epoch + 1, split: { shard: s, into, replicas: builders, fenced: false, partitioner: next.toJSON() } });
       act(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
       return true;
     }
@@ -224,9 +242,8 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       work.push(`${name}/${sp.shard} → ${sp.into}: builders finishing at sequence ${sp.sealedAt}`);
       return true;
     }
-    const next = (p as HashPartitioner).split(sp.shard);
     const { split: _, ...rest } = map;
-    await cas({ ...rest, epoch: map.epoch + 1, replicas: [...map.replicas, sp.replicas], partitioner: next.toJSON(), retain: [sp.shard] });
+    await cas({ ...rest, epoch: map.epoch + 1, replicas: [...map.replicas, sp.replicas], partitioner: sp.partitioner, retain: [sp.shard] });
     act(`${name}/${sp.shard}: split done; ${key} served by ${sp.replicas.join(', ')}`);
     return true;
   }

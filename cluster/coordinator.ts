@@ -510,7 +510,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   await beat();
   beatNow = () => void beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
-  const balancer = startBalancer(meta, js, jsm, n, opts.name, {
+  const request = async (subject: string, body: unknown) => {
+    const reply = decode((await requester.request(subject, encode(body, false), deadline)).data, false) as Record<string, unknown>;
+    const err = errorFromBody(reply);
+    if (err) throw err;
+    return reply;
+  };
+  const balancer = startBalancer(meta, js, jsm, request, n, opts.name, {
     ...DEFAULT_BALANCER,
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,

@@ -29,8 +29,9 @@ export interface ShardMap {
   partitioner?: PartitionerJSON;
   /** A split in progress (cluster/balancer.ts): the members in `replicas` build shard
    * `into` from `shard`; `fenced` holds writes to `shard`; `sealedAt` is its last
-   * log sequence under the old layout, once every coordinator holds them. */
-  split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number };
+   * log sequence under the old layout, once every coordinator holds them;
+   * `partitioner` is the one the split leads to. */
+  split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number; partitioner: PartitionerJSON };
   /** Shards whose log still needs the `retain` entry that drops what a split moved away. */
   retain?: number[];
   /** The sequence of each retain entry, until every replica of its shard has applied it. */

@@ -11,8 +11,11 @@ import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, Queued
 import { Collection } from '../ts/collection.js';
 import type { LogEntry as AppliedEntry, OpenOptions } from '../ts/collection.js';
 import { checkCollectionName } from '../ts/validate.js';
-import { HashPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
-import type { PartitionerJSON } from '../ts/partition/index.js';
+import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
+import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
+import type { PointId } from '../ts/validate.js';
+import { float32Bytes } from '../ts/wire/codec.js';
+import { mulberry32 } from '../ts/random.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode } from '../ts/wire/codec.js';
 import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
@@ -42,6 +45,22 @@ export type LogEntry =
   | { op: 'delete'; ids: (string | number)[] }
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
+
+/** The ids `store` holds that `p` places on another shard than `shard` (by id, vector or payload). */
+function placedElsewhere(store: Collection, p: Partitioner, shard: number): PointId[] {
+  const ids = store.ids();
+  if (p instanceof HashPartitioner) return ids.filter((id) => p.shardOf(id) !== shard);
+  const out: PointId[] = [];
+  for (let i = 0; i < ids.length; i += 1000) {
+    for (const pt of store.get(ids.slice(i, i + 1000), { withVector: true })) {
+      if (shardOfPoint(p, { id: pt.id, vector: pt.vector!, payload: pt.payload }) !== shard) out.push(pt.id);
+    }
+  }
+  return out;
+}
+
+/** Most vectors a `sample` request returns. */
+const SAMPLE_MAX = 10_000;
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
@@ -113,9 +132,8 @@ class ServedShard {
   // A retain entry becomes the delete of what this replica holds and the
   // partitioner places elsewhere: every replica computes it from the same state.
   private retained(e: { partitioner: unknown; shard: unknown }, seq: number): AppliedEntry {
-    const p = partitionerFromJSON(e.partitioner);
-    if (!(p instanceof HashPartitioner) || !Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a hash partitioner and a shard`);
-    return { seq, op: 'delete', ids: this.store.ids().filter((id) => p.shardOf(id) !== e.shard) };
+    if (!Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a shard`);
+    return { seq, op: 'delete', ids: placedElsewhere(this.store, partitionerFromJSON(e.partitioner), e.shard as number) };
   }
 
   /** Stops following the log (the shard is complete, or leaves). */
@@ -226,6 +244,18 @@ class ServedShard {
     });
     add('count', () => ({ count: this.store.count(), seq: this.applied }));
     add('snapshot', (body) => copies.handle(this.store, body), false);
+    // Vectors of random points (seeded by the request), for placing a split.
+    add('sample', (body) => {
+      const b = body as { n?: unknown; seed?: unknown };
+      if (!Number.isInteger(b?.n) || (b.n as number) < 1 || (b.n as number) > SAMPLE_MAX) throw new VdbError(ErrorCode.BAD_REQUEST, `n: expected 1 to ${SAMPLE_MAX}`);
+      const ids = this.store.ids();
+      const rand = mulberry32(Number.isInteger(b.seed) ? (b.seed as number) : 1);
+      for (let i = ids.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [ids[i], ids[j]] = [ids[j], ids[i]];
+      }
+      return { vectors: this.store.get(ids.slice(0, b.n as number), { withVector: true }).map((p) => float32Bytes(p.vector!)) };
+    }, false);
   }
 
   stop(): void {
@@ -346,9 +376,8 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       const sh = building.get(key);
       const now = latest.get(collection)?.split;
       if (!sh || now?.into !== split.into || now.sealedAt === undefined || sh.applied < now.sealedAt) return;
-      const after = (partitionerFromJSON(latest.get(collection)?.partitioner ?? cm.partitioner) as HashPartitioner).split(split.shard);
       sh.stopFollowing();
-      sh.store.detach(sh.store.ids().filter((id) => after.shardOf(id) !== split.into));
+      sh.store.detach(placedElsewhere(sh.store, partitionerFromJSON(now.partitioner), split.into));
       const kept = sh.store.count();
       sh.stop();
       building.delete(key);

@@ -328,6 +328,44 @@ function extremePoint(metric: Metric, q: ArrayLike<number>, box: { min: Float64A
 }
 
 describe('SpatialPartitioner', () => {
+  it('a leaf split moves only vectors of that leaf, to the new last leaf, about half of them; the tree round-trips', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ seed: fc.integer({ min: 1, max: 1e6 }), dim: fc.integer({ min: 1, max: 8 }), shards: fc.integer({ min: 1, max: 6 }), metric: fc.constantFrom(...METRICS) }),
+        fc.nat(),
+        ({ seed, dim, shards, metric }, pick) => {
+          const sample = gaussianSample(shards * 60, dim, seed);
+          const p = SpatialPartitioner.build(sample, dim, shards, metric);
+          const shard = pick % shards;
+          const probes = range(600).map((i) => row(gaussianSample(1, dim, seed * 7 + i), dim, 0));
+          const mine = probes.filter((v) => p.shardOf(v) === shard);
+          if (mine.length < 2) return;
+          const flat = new Float32Array(mine.length * dim);
+          mine.forEach((v, i) => flat.set(v, i * dim));
+          const next = p.split(shard, flat);
+          expect(next.shards).toBe(shards + 1);
+          let moved = 0;
+          for (const v of probes) {
+            const a = p.shardOf(v);
+            const b = next.shardOf(v);
+            if (a !== b) {
+              expect(a).toBe(shard);
+              expect(b).toBe(shards);
+              moved++;
+            }
+          }
+          if (mine.length >= 40) {
+            expect(moved / mine.length).toBeGreaterThan(0.3);
+            expect(moved / mine.length).toBeLessThan(0.7);
+          }
+          const back = partitionerFromJSON(JSON.parse(JSON.stringify(next))) as SpatialPartitioner;
+          for (const v of probes.slice(0, 50)) expect(back.shardOf(v)).toBe(next.shardOf(v));
+        },
+      ),
+      { seed: SEED, numRuns: 40 },
+    );
+  });
+
   it('puts every vector in exactly one leaf, whose box contains it', () => {
     fc.assert(
       fc.property(

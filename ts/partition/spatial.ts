@@ -185,6 +185,23 @@ export class SpatialPartitioner {
     return allShards(this.shards);
   }
 
+  /**
+   * The partitioner after splitting leaf `shard` in two: a new node cuts it
+   * where `sample` (rows of vectors the leaf holds) spreads widest, at the
+   * median, as `build` does; the lower half stays `shard`, the upper half is
+   * the new last shard. No other leaf's region changes.
+   */
+  split(shard: number, sample: Float32Array): SpatialPartitioner {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.shards) throw invalid(`no leaf ${shard} to split`);
+    const halves = SpatialPartitioner.build(sample, this.dim, 2, this.metric);
+    const into = checkShardCount(this.shards + 1) - 1;
+    const relabel = (n: SpatialNode): SpatialNode => ('leaf' in n ? { leaf: n.leaf === 0 ? shard : into } : { ...n, lo: relabel(n.lo), hi: relabel(n.hi) });
+    const replace = (n: SpatialNode): SpatialNode => ('leaf' in n ? (n.leaf === shard ? relabel(halves.tree) : n) : { ...n, lo: replace(n.lo), hi: replace(n.hi) });
+    const counts = [...this.counts, halves.counts[1]];
+    counts[shard] = halves.counts[0];
+    return new SpatialPartitioner(this.shards + 1, this.dim, this.metric, replace(this.tree), counts);
+  }
+
   toJSON(): SpatialPartitionerJSON {
     return { kind: 'spatial', shards: this.shards, dim: this.dim, metric: this.metric, tree: this.tree, counts: [...this.counts] };
   }
