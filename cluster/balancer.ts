@@ -6,8 +6,8 @@
 // shard's write log below the sequence every replica has committed. What it is
 // doing is kept in the lease, for `status`.
 //
-// A split of shard s into a new shard t (hash or spatial partitioning; the
-// split partitioner is chosen first and carried in the map) goes through the shard map, one
+// A split of shard s into a new shard t (the split partitioner is chosen
+// first and carried in the map) goes through the shard map, one
 // compare-and-set per step (docs/cluster.md):
 //   1. split {s, t, replicas}: the chosen members copy s from a live replica
 //      and follow s's log (the new log of t exists, empty);
@@ -22,7 +22,8 @@
 // coordinators count only a shard's own ids, so s's old copies never show.
 
 import type { JetStreamClient, JetStreamManager, KvEntry } from 'nats';
-import { HashPartitioner, SemanticPartitioner, SpatialPartitioner, partitionerFromJSON } from '../ts/partition/index.js';
+import { HashPartitioner, SpatialPartitioner, labelKey, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
+import type { Partitioner } from '../ts/partition/index.js';
 import { float32FromBytes } from '../ts/validate.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import { encode } from '../ts/wire/codec.js';
@@ -44,8 +45,10 @@ export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter
 
 /** A split is fenced when every builder is at most this many entries behind the source log. */
 const FENCE_WHEN_BEHIND = 1000;
-/** Vectors sampled from a spatial leaf to place its split. */
+/** Points sampled from a spatial or semantic shard to place its split. */
 const SAMPLE = 2000;
+/** Least share of the sample a split must move to be made. */
+const MIN_MOVED = 0.1;
 /** While a split is under way the balancer looks this often. */
 const BUSY_MS = 100;
 
@@ -172,7 +175,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     }
     const sp = map.split;
     if (!sp) {
-      if (p instanceof SemanticPartitioner || opts.splitAt <= 0) return false;
+      if (opts.splitAt <= 0) return false;
       const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
       const s = sizes.indexOf(Math.max(...sizes));
       if (sizes[s] < opts.splitAt) return false;
@@ -182,16 +185,33 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         return false;
       }
       const into = p.shards;
-      // Hash splits by one more id bit; spatial cuts the leaf where a sample of its vectors spreads widest.
-      let next: HashPartitioner | SpatialPartitioner;
+      // Hash splits by one more id bit; spatial cuts the leaf where a sample of
+      // its vectors spreads widest; semantic moves labels (or shares its one label).
+      let next: Partitioner;
       if (p instanceof HashPartitioner) next = p.split(s);
       else {
         const holder = map.replicas[s].find((r) => live.has(r));
         if (!holder) return false;
-        const { vectors } = (await request(n.replica(name, s, holder, 'sample'), { n: SAMPLE, seed: map.epoch })) as { vectors: Uint8Array[] };
-        const flat = new Float32Array(vectors.length * cm.dim);
-        vectors.forEach((v, i) => flat.set(float32FromBytes(v), i * cm.dim));
-        next = p.split(s, flat);
+        const reply = (await request(n.replica(name, s, holder, 'sample'), { n: SAMPLE, seed: map.epoch })) as { vectors: Uint8Array[]; payloads: unknown[] };
+        const sample = reply.vectors.map((v, i) => ({ id: i, vector: float32FromBytes(v), payload: reply.payloads[i] }));
+        if (p instanceof SpatialPartitioner) {
+          const flat = new Float32Array(sample.length * cm.dim);
+          sample.forEach((pt, i) => flat.set(pt.vector, i * cm.dim));
+          next = p.split(s, flat);
+        } else {
+          const labels = new Map<string, number>();
+          for (const pt of sample) {
+            const key = labelKey(p.labelOf(pt.payload));
+            if (key !== undefined) labels.set(key, (labels.get(key) ?? 0) + 1);
+          }
+          next = p.split(s, labels);
+        }
+        // A split that would move almost nothing (one label, shared already) is not worth a shard.
+        const moving = sample.filter((pt) => shardOfPoint(next, pt) !== s).length;
+        if (moving < sample.length * MIN_MOVED) {
+          work.push(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}, but a split would move ${moving} of ${sample.length} sampled points`);
+          return false;
+        }
       }
       await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
       await addLogStream(jsm, n, name, into, meta.replicas);

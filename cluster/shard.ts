@@ -254,7 +254,8 @@ class ServedShard {
         const j = Math.floor(rand() * (i + 1));
         [ids[i], ids[j]] = [ids[j], ids[i]];
       }
-      return { vectors: this.store.get(ids.slice(0, b.n as number), { withVector: true }).map((p) => float32Bytes(p.vector!)) };
+      const points = this.store.get(ids.slice(0, b.n as number), { withVector: true });
+      return { vectors: points.map((p) => float32Bytes(p.vector!)), payloads: points.map((p) => p.payload ?? null) };
     }, false);
   }
 

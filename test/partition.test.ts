@@ -636,6 +636,43 @@ describe('SpatialPartitioner', () => {
 // ----------------------------------------------------------------- semantic
 
 describe('SemanticPartitioner', () => {
+  it('a split moves only points of that shard, to the new last shard: whole labels, or its one label shared; round-trips', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 12 }), fc.nat(), (shards, nLabels, pick) => {
+        let p = new SemanticPartitioner({ shards, field: 'tag' });
+        const pts = range(3000).map((i) => ({ id: i % 4 ? i : `u${i}`, payload: i % 7 === 0 ? {} : { tag: `t${i % nLabels}` } }));
+        for (let round = 0; round < 2; round++) {
+          const shard = (pick + round) % p.shards;
+          const counts = new Map<string, number>();
+          for (const pt of pts) {
+            const label = p.labelOf(pt.payload);
+            if (label !== undefined && p.shardOf(pt.payload, pt.id) === shard) counts.set(String(label), (counts.get(String(label)) ?? 0) + 1);
+          }
+          const next = p.split(shard, counts);
+          expect(next.shards).toBe(p.shards + 1);
+          for (const pt of pts) {
+            const a = p.shardOf(pt.payload, pt.id);
+            const b = next.shardOf(pt.payload, pt.id);
+            if (a !== b) {
+              expect(a, 'only points of the split shard move').toBe(shard);
+              expect(b, 'to the new shard').toBe(p.shards);
+            }
+          }
+          const back = partitionerFromJSON(JSON.parse(JSON.stringify(next))) as SemanticPartitioner;
+          expect(back.toJSON()).toEqual(next.toJSON());
+          for (const pt of pts.slice(0, 200)) expect(back.shardOf(pt.payload, pt.id)).toBe(next.shardOf(pt.payload, pt.id));
+          p = next;
+        }
+      }),
+      { seed: SEED, numRuns: 40 },
+    );
+    const one = new SemanticPartitioner({ shards: 1, field: 'tag' }).split(0, new Map([['a', 10]]));
+    expect(one.shardsOfLabel('a')).toEqual([0, 1]);
+    const two = new SemanticPartitioner({ shards: 1, field: 'tag' }).split(0, new Map([['a', 10], ['b', 9]]));
+    expect([two.shardsOfLabel('a'), two.shardsOfLabel('b')]).toEqual([[1], [0]]);
+    expectVdbError(() => partitionerFromJSON({ kind: 'semantic', shards: 2, field: 'tag', hashed: 3 }), 'INVALID_PARTITIONER');
+  });
+
   const p = new SemanticPartitioner({ shards: 6, field: 'category', map: { shoes: [0], books: [1, 2], __proto__x: [5] } });
 
   it('places a labelled point on its label’s shards, spread by id', () => {

@@ -18,7 +18,7 @@ const DIM = 16;
 const N = 4000;
 const { data, queries } = clusteredData({ n: N, queries: 20, dim: DIM, clusters: 16, seed: 29 });
 const idOf = (i: number): PointId => (i % 2 ? `p${i}` : i);
-const point = (i: number): Point => ({ id: idOf(i), vector: row(data, DIM, i % N), payload: { i } });
+const point = (i: number): Point => ({ id: idOf(i), vector: row(data, DIM, i % N), payload: { i, label: `l${i % 5}` } });
 const points = (from: number, to: number) => Array.from({ length: to - from }, (_, j) => point(from + j));
 
 let cl: TestCluster | undefined;
@@ -174,9 +174,11 @@ describe('replication', () => {
     expect(st.balancer.done.some((l) => l.includes('shard-2 replaces it'))).toBe(true);
   });
 
-  for (const kind of ['hash', 'spatial'] as const) it(`a ${kind} shard split under writes and searches: no point lost or duplicated, and exact results the same before and after`, async () => {
+  for (const kind of ['hash', 'spatial', 'semantic'] as const) it(`a ${kind} shard split under writes and searches: no point lost or duplicated, and exact results the same before and after`, async () => {
     cl = await TestCluster.start({ shards: 2, coordinatorArgs: ['--split-at', '1500'] });
-    const partitioner = kind === 'hash' ? { kind, shards: 1 } : { kind, shards: 2, sample: Array.from({ length: 400 }, (_, i) => row(data, DIM, i * 7)) };
+    const partitioner = kind === 'hash' ? { kind, shards: 1 }
+      : kind === 'spatial' ? { kind, shards: 2, sample: Array.from({ length: 400 }, (_, i) => row(data, DIM, i * 7)) }
+        : { kind, shards: 1, field: 'label' };
     await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'l2', partitioner, replicas: 1 });
     const initialShards = partitioner.shards;
     for (let b = 0; b < 1200; b += 200) await cl.client.upsert('r', points(b, b + 200));

@@ -9,7 +9,8 @@ import { isPlainObject } from '../validate.js';
 import { compileFilter } from '../filter.js';
 import type { Filter, Primitive } from '../filter.js';
 import type { PointId } from '../collection.js';
-import { allShards, checkShardCount, hashId, jumpHash } from './hash.js';
+import { HashPartitioner, allShards, checkShardCount, hashId, jumpHash } from './hash.js';
+import type { HashPartitionerJSON } from './hash.js';
 
 export interface SemanticPartitionerJSON {
   kind: 'semantic';
@@ -18,12 +19,18 @@ export interface SemanticPartitionerJSON {
   field: string;
   /** Label → the shards that hold it, in placement order. */
   map: Record<string, number[]>;
+  /** After splits: unmapped labels hash over the first `hashed` shards (default all). */
+  hashed?: number;
+  /** After splits: how unlabelled points are spread (default: hash over all shards). */
+  unlabelled?: HashPartitionerJSON;
 }
 
 export interface SemanticOptions {
   shards: number;
   field: string;
   map?: Record<string, readonly number[]> | ReadonlyMap<string, readonly number[]>;
+  hashed?: number;
+  unlabelled?: HashPartitionerJSON;
 }
 
 function invalid(message: string): VdbError {
@@ -49,6 +56,8 @@ export class SemanticPartitioner {
   readonly field: string;
   private readonly map: ReadonlyMap<string, readonly number[]>;
   private readonly segments: readonly string[];
+  private readonly hashed: number;
+  private readonly unlabelled: HashPartitioner;
 
   constructor(opts: SemanticOptions) {
     if (typeof opts !== 'object' || opts === null) throw invalid('expected {shards, field, map?}');
@@ -76,6 +85,41 @@ export class SemanticPartitioner {
       map.set(label, Object.freeze([...(list as number[])]));
     }
     this.map = map;
+    this.hashed = opts.hashed === undefined ? this.shards : checkShardCount(opts.hashed);
+    if (this.hashed > this.shards) throw invalid(`hashed (${this.hashed}) must not exceed shards (${this.shards})`);
+    this.unlabelled = opts.unlabelled === undefined ? new HashPartitioner(this.shards) : HashPartitioner.fromJSON(opts.unlabelled);
+    if (this.unlabelled.shards !== this.shards) throw invalid(`unlabelled must place over ${this.shards} shards`);
+  }
+
+  /**
+   * The partitioner after splitting `shard` into a new last shard, given how
+   * many points of a sample carry each label key there. Only points of
+   * `shard` move: labels held by it alone move to the new shard whole,
+   * largest first, until about half of the sample has moved; a shard with a
+   * single such label shares it with the new shard (the id picks, by jump
+   * hash over the two); unlabelled points move by one more id-hash bit.
+   * Unmapped labels keep hashing over the shards there were before any split.
+   */
+  split(shard: number, sample: ReadonlyMap<string, number>): SemanticPartitioner {
+    if (!Number.isInteger(shard) || shard < 0 || shard >= this.shards) throw invalid(`no shard ${shard} to split`);
+    const into = checkShardCount(this.shards + 1) - 1;
+    const map = new Map(this.map);
+    const sole = [...sample].filter(([key]) => {
+      const list = map.get(key) ?? [jumpHash(hashId(key), this.hashed)];
+      return list.length === 1 && list[0] === shard;
+    }).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+    if (sole.length === 1) map.set(sole[0][0], [shard, into]);
+    else {
+      const total = sole.reduce((sum, [, n]) => sum + n, 0);
+      let moved = 0;
+      for (const [key, n] of sole) {
+        if (moved >= total / 2) break;
+        if (moved > 0 && moved + n > total * 0.75) continue;
+        map.set(key, [into]);
+        moved += n;
+      }
+    }
+    return new SemanticPartitioner({ shards: this.shards + 1, field: this.field, map, hashed: this.hashed, unlabelled: this.unlabelled.split(shard).toJSON() });
   }
 
   /**
@@ -97,11 +141,11 @@ export class SemanticPartitioner {
     return current as Primitive;
   }
 
-  /** The shards a label may live on: its mapped list, or for an unmapped label jumpHash(hashId(key), shards). */
+  /** The shards a label may live on: its mapped list, or for an unmapped label jumpHash(hashId(key), shards before any split). */
   shardsOfLabel(label: Primitive): readonly number[] {
     const key = labelKey(label);
     if (key === undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${String(label)} is not a label`);
-    return this.map.get(key) ?? [jumpHash(hashId(key), this.shards)];
+    return this.map.get(key) ?? [jumpHash(hashId(key), this.hashed)];
   }
 
   /**
@@ -113,7 +157,7 @@ export class SemanticPartitioner {
    */
   shardOf(payload: unknown, id: PointId): number {
     const label = this.labelOf(payload);
-    if (label === undefined) return jumpHash(hashId(id), this.shards);
+    if (label === undefined) return this.unlabelled.shardOf(id);
     const list = this.shardsOfLabel(label);
     return list.length === 1 ? list[0] : list[jumpHash(hashId(id), list.length)];
   }
@@ -146,7 +190,11 @@ export class SemanticPartitioner {
   toJSON(): SemanticPartitionerJSON {
     // Object.fromEntries defines own properties, so a label "__proto__" survives.
     const map = Object.fromEntries([...this.map].map(([k, v]) => [k, [...v]])) as Record<string, number[]>;
-    return { kind: 'semantic', shards: this.shards, field: this.field, map };
+    const json: SemanticPartitionerJSON = { kind: 'semantic', shards: this.shards, field: this.field, map };
+    if (this.hashed !== this.shards) json.hashed = this.hashed;
+    const unlabelled = this.unlabelled.toJSON();
+    if (unlabelled.splits) json.unlabelled = unlabelled;
+    return json;
   }
 
   /** Validates completely; throws INVALID_PARTITIONER if malformed. */
@@ -156,6 +204,8 @@ export class SemanticPartitioner {
       shards: json.shards as number,
       field: json.field as string,
       map: (json.map ?? {}) as Record<string, number[]>,
+      hashed: json.hashed as number | undefined,
+      unlabelled: json.unlabelled as HashPartitionerJSON | undefined,
     });
   }
 }
