@@ -1,4 +1,4 @@
-// npm run bench:catchup -- [--entries N] [--dims 16,128] [--points-per-entry P] [--runs R]
+// npm run bench:catchup -- [--entries N] [--dims 16,128] [--ways replay,copy] [--points-per-entry P] [--runs R]
 //
 // How fast a restarted replica catches up on its write log, two ways:
 //   replay: the only replica of a shard was down while N log entries were
@@ -36,6 +36,7 @@ const { values: opt } = parseArgs({
   options: {
     entries: { type: 'string', default: '50000' },
     dims: { type: 'string', default: '16,128' },
+    ways: { type: 'string', default: 'replay,copy' },
     'points-per-entry': { type: 'string', default: '1' },
     runs: { type: 'string', default: '3' },
   },
@@ -44,6 +45,8 @@ const entries = Number(opt.entries);
 const perEntry = Number(opt['points-per-entry']);
 const runs = Number(opt.runs);
 const dims = opt.dims.split(',').map(Number);
+const ways = opt.ways.split(',');
+for (const w of ways) if (w !== 'replay' && w !== 'copy') throw new Error(`--ways: expected replay and/or copy, got ${w}`);
 for (const [k, v] of Object.entries({ entries, perEntry, runs, ...Object.fromEntries(dims.map((d, i) => [`dims[${i}]`, d])) })) {
   if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
 }
@@ -155,7 +158,7 @@ async function run(dim: number, mode: Mode, r: number): Promise<{ seconds: numbe
 
 const rows: string[] = [];
 for (const dim of dims) {
-  for (const mode of ['replay', 'copy'] as const) {
+  for (const mode of ways as Mode[]) {
     const secs: number[] = [];
     for (let r = 0; r < runs; r++) secs.push((await run(dim, mode, r)).seconds);
     const s = median(secs);

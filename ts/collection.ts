@@ -448,12 +448,13 @@ export class Collection {
     this.snapshot();
   }
 
-  /** Copies the collection into a new database file (after a snapshot at the applied
-   * sequence, so the copy opens with exactly this index); returns that sequence. */
+  /** Copies the collection into a new database file, with a snapshot of the index at
+   * the applied sequence (so the copy opens with exactly this index); returns that sequence. */
   exportTo(file: string): number {
-    this.snapshot();
-    this.store.exportCollection(this.name, file);
-    return this.seq;
+    this.open_();
+    const { seq, bytes, slotIds } = this.currentIndex();
+    this.store.exportCollection(this.name, file, { seq, parts: Collection.parts(bytes), slotIds });
+    return seq;
   }
 
   /** Replaces a collection of a data directory by an exported copy (of collection
@@ -590,12 +591,17 @@ export class Collection {
     }
   }
 
-  private captureSnapshot(): { seq: number; bytes: Uint8Array; slotIds: string } {
-    this.changes = 0;
-    this.lastSnapshot = Date.now();
+  /** The index as a snapshot stores it: its bytes, the id of each slot, and the sequence. */
+  private currentIndex(): { seq: number; bytes: Uint8Array; slotIds: string } {
     const ids = this.slotToId.slice(0, this.index.slots).map((id) => (id === undefined ? null : id));
     while (ids.length < this.index.slots) ids.push(null);
     return { seq: this.seq, bytes: this.index.save(), slotIds: JSON.stringify(ids) };
+  }
+
+  private captureSnapshot(): { seq: number; bytes: Uint8Array; slotIds: string } {
+    this.changes = 0;
+    this.lastSnapshot = Date.now();
+    return this.currentIndex();
   }
 
   private static parts(bytes: Uint8Array): Uint8Array[] {

@@ -120,17 +120,20 @@ export class Store {
     };
   }
 
-  /** The collection's rows (points, current snapshot, schema) copied into a new database file, in one read. */
-  exportCollection(name: string, file: string): void {
+  /** The collection's schema and rows, and the given index snapshot, written into a
+   * new database file in one read. The file is a transfer copy: it is written
+   * without a journal or syncs (the importer checks it whole). */
+  exportCollection(name: string, file: string, snap: { seq: number; parts: Uint8Array[]; slotIds: string }): void {
     this.db.prepare('ATTACH ? AS x').run(file);
     try {
+      this.db.exec('PRAGMA x.journal_mode = OFF; PRAGMA x.synchronous = OFF;');
       this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
       this.db.transaction(() => {
-        for (const t of ['collections', 'points', 'snapshots']) {
-          this.db.prepare(`INSERT INTO x.${t} SELECT * FROM main.${t} WHERE ${t === 'collections' ? 'name' : 'collection'} = ?`).run(name);
-        }
-        this.db.prepare(`INSERT INTO x.snapshot_parts SELECT p.* FROM main.snapshot_parts p JOIN main.snapshots s
-          ON s.collection = p.collection AND s.seq = p.seq WHERE p.collection = ?`).run(name);
+        this.db.prepare('INSERT INTO x.collections SELECT * FROM main.collections WHERE name = ?').run(name);
+        this.db.prepare('INSERT INTO x.points SELECT * FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)').run(name, snap.seq, snap.parts.length, snap.slotIds);
+        const part = this.db.prepare('INSERT INTO x.snapshot_parts(collection, seq, part, bytes) VALUES (?, ?, ?, ?)');
+        snap.parts.forEach((b, i) => part.run(name, snap.seq, i, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
       })();
     } finally {
       this.db.exec('DETACH x');
