@@ -2,7 +2,10 @@
 // shard maps assign to it. Each shard is an embedded Collection that applies
 // the shard's write log (a JetStream stream) in order, recording the applied
 // sequence in the same SQLite transaction as the data, and answers searches,
-// gets and counts on `<prefix>.shard.<collection>.<shard>.*`.
+// gets and counts on `<prefix>.shard.<collection>.<shard>[.<member>].*`. A
+// replica that is new, wiped, far behind or past a compacted log first copies
+// a live peer (snapshot-copy.ts); a shard being split off is built here from a
+// copy of its source that follows the source's log until the balancer seals it.
 
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -14,10 +17,9 @@ import { checkCollectionName } from '../ts/validate.js';
 import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
 import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
 import type { PointId } from '../ts/validate.js';
-import { float32Bytes } from '../ts/wire/codec.js';
+import { decode, float32Bytes } from '../ts/wire/codec.js';
 import { mulberry32 } from '../ts/random.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import { decode } from '../ts/wire/codec.js';
 import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
