@@ -447,6 +447,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
         served.set(shardKey(collection, s), sh);
         built.delete(shardKey(collection, s));
         log(`${opts.name}: serving ${collection}/${s} from sequence ${sh.applied}`);
+        void beat(); // coordinators route by what heartbeats say a replica serves
       }
     }).catch((e) => log(`${opts.name}: ${collection}: ${(e as Error).message}`));
   };

@@ -6,13 +6,14 @@
 // Replicas are compared through their own subjects (vdb.shard.<c>.<s>.<member>.*).
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Hit, Point, PointId } from '../ts/collection.js';
 import { HashPartitioner } from '../ts/partition/index.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { clusteredData, row } from './helpers.js';
-import { TestCluster, sleep, waitFor } from './cluster-helpers.js';
+import { CLI, TestCluster, sleep, waitFor } from './cluster-helpers.js';
 
 const DIM = 16;
 const N = 4000;
@@ -172,6 +173,19 @@ describe('replication', () => {
     expect(await cl.client.count('r')).toBe(2150);
     const st = await cl.client.status() as { balancer: { done: string[] } };
     expect(st.balancer.done.some((l) => l.includes('shard-2 replaces it'))).toBe(true);
+
+    // `vdb status` shows each replica with its applied sequence and lag, and the balancer's work.
+    await waitFor('both replicas in the heartbeats at the log end', async () => {
+      const s2 = await cl!.client.status() as { collections: { shards: { replicas: { lag: number | null }[] }[] }[] };
+      return s2.collections[0].shards[0].replicas.every((r) => r.lag === 0) ? true : undefined;
+    });
+    const out = spawnSync(process.execPath, [CLI, 'status', '--nats', cl.natsUrl], { encoding: 'utf8', timeout: 30_000 });
+    expect(out.status, out.stderr).toBe(0);
+    expect(out.stdout).toMatch(/collection r:\n {2}shard 0: 2150 points, log \d+\.\.\d+/);
+    expect(out.stdout).toMatch(/shard-0 +live {2}applied \d+ {2}lag 0/);
+    expect(out.stdout).toMatch(/shard-2 +live {2}applied \d+ {2}lag 0/);
+    expect(out.stdout).toMatch(/balancer: c-0\n/);
+    expect(out.stdout).toMatch(/\n {2}done: \d{4}-/);
   });
 
   for (const kind of ['hash', 'spatial', 'semantic'] as const) it(`a ${kind} shard split under writes and searches: no point lost or duplicated, and exact results the same before and after`, async () => {
