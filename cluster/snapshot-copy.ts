@@ -73,6 +73,16 @@ export class CopySource {
   }
 }
 
+/** A peer's answer to `begin`, checked before it drives the copy. */
+function checkBegin(r: Record<string, unknown>, subject: string): CopyBegin {
+  const count = (v: unknown, min: number) => Number.isSafeInteger(v) && (v as number) >= min;
+  // The token names a file here: letters, digits and '-' only.
+  if (typeof r.token !== 'string' || !/^[A-Za-z0-9-]{1,64}$/.test(r.token) || typeof r.name !== 'string' || typeof r.sha256 !== 'string' || !count(r.bytes, 0) || !count(r.seq, 0) || !count(r.chunk, 1)) {
+    throw new VdbError(ErrorCode.BAD_REQUEST, `${subject}: a malformed answer to begin`);
+  }
+  return r as unknown as CopyBegin;
+}
+
 async function call(nc: NatsConnection, subject: string, body: unknown, timeout: number): Promise<Record<string, unknown>> {
   const m = await nc.request(subject, encode(body, false), { timeout });
   const reply = decode(m.data, false) as Record<string, unknown>;
@@ -83,7 +93,8 @@ async function call(nc: NatsConnection, subject: string, body: unknown, timeout:
 
 /** Copies a replica's collection from `subject` (a peer's snapshot endpoint) into `dir` as `name`; returns its sequence. */
 export async function copyFromPeer(nc: NatsConnection, subject: string, dir: string, name: string, timeoutMs = 30_000): Promise<{ seq: number; bytes: number }> {
-  const begin = (await call(nc, subject, { op: 'begin' }, timeoutMs)) as unknown as CopyBegin;
+  const begin = checkBegin(await call(nc, subject, { op: 'begin' }, timeoutMs), subject);
+  mkdirSync(dir, { recursive: true });
   const file = join(dir, `copy-${name}-${begin.token}.sqlite`);
   const fd = openSync(file, 'w');
   let open = true;
@@ -93,7 +104,10 @@ export async function copyFromPeer(nc: NatsConnection, subject: string, dir: str
       while (next < begin.bytes) {
         const offset = next;
         next += begin.chunk;
-        const { data } = (await call(nc, subject, { op: 'read', token: begin.token, offset }, timeoutMs)) as { data: Uint8Array };
+        const { data } = (await call(nc, subject, { op: 'read', token: begin.token, offset }, timeoutMs)) as { data: unknown };
+        if (!(data instanceof Uint8Array) || data.length !== Math.min(begin.chunk, begin.bytes - offset)) {
+          throw new VdbError(ErrorCode.STORAGE, `${subject}: the chunk at ${offset} has the wrong size`);
+        }
         writeSync(fd, data, 0, data.length, offset);
       }
     };
