@@ -15,6 +15,8 @@ import { errorFromBody } from '../ts/wire/messages.js';
 
 /** An export nobody has read for this long is removed. */
 const IDLE_MS = 5 * 60_000;
+/** Exports one process serves at once (each is a file the size of its shard). */
+const MAX_OPEN = 4;
 /** Chunks in flight while copying. */
 const WINDOW = 4;
 
@@ -32,6 +34,7 @@ export class CopySource {
   handle(store: Collection, body: unknown): unknown {
     const b = body as { op?: unknown; token?: unknown; offset?: unknown };
     if (b?.op === 'begin') {
+      if (this.open.size >= MAX_OPEN) throw new VdbError(ErrorCode.UNAVAILABLE, `${MAX_OPEN} copies are in progress here; retry later`);
       mkdirSync(this.dir, { recursive: true });
       const token = randomUUID();
       const file = join(this.dir, `${token}.sqlite`);
