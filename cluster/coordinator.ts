@@ -27,7 +27,7 @@ import type { Names } from './subjects.js';
 import { handle, requestMetrics } from './service.js';
 import { Requester } from './requester.js';
 import { Registry, serveMetrics } from './metrics.js';
-import type { LogEntry } from './shard.js';
+import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { connectNats } from './nats-connect.js';
 

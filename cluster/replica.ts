@@ -1,0 +1,243 @@
+// One replica of a shard in a shard process: an embedded Collection that
+// follows a write log (its shard's, or while a split builds it, its source's)
+// in order, applying backlogs in batches with the applied sequence in the same
+// commit, and answers searches, gets, counts, copies and samples on the
+// shard's subject (any replica) and its own (`…<shard>.<member>.<op>`).
+
+import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
+import { DeliverPolicy } from 'nats';
+import type { Collection, LogEntry as AppliedEntry } from '../ts/collection.js';
+import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
+import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
+import type { PointId } from '../ts/validate.js';
+import { decode, float32Bytes } from '../ts/wire/codec.js';
+import { mulberry32 } from '../ts/random.js';
+import { VdbError, ErrorCode } from '../ts/errors.js';
+import type { Names } from './subjects.js';
+import { handle } from './service.js';
+import type { Observe } from './service.js';
+import { checkShardRequest, shardReplyBody } from './shard-requests.js';
+import type { CopySource } from './snapshot-copy.js';
+
+/** A write-log entry, as the coordinator publishes it. */
+export type LogEntry =
+  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] }
+  | { op: 'delete'; ids: (string | number)[] }
+  /** After a split: drop every point the partitioner does not place on `shard`. */
+  | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
+
+/** The ids `store` holds that `p` places on another shard than `shard` (by id, vector or payload). */
+export function placedElsewhere(store: Collection, p: Partitioner, shard: number): PointId[] {
+  const ids = store.ids();
+  if (p instanceof HashPartitioner) return ids.filter((id) => p.shardOf(id) !== shard);
+  const out: PointId[] = [];
+  for (let i = 0; i < ids.length; i += 1000) {
+    for (const pt of store.get(ids.slice(i, i + 1000), { withVector: true })) {
+      if (shardOfPoint(p, { id: pt.id, vector: pt.vector!, payload: pt.payload }) !== shard) out.push(pt.id);
+    }
+  }
+  return out;
+}
+
+/** Most vectors a `sample` request returns. */
+const SAMPLE_MAX = 10_000;
+
+/** How often a shard checks that it is still following its log. */
+const WATCHDOG_MS = 5000;
+/** Most log entries applied in one commit, and most bytes of them. */
+const BATCH_ENTRIES = 512;
+const BATCH_BYTES = 16 * 1024 * 1024;
+
+export class ServedShard {
+  private waiters: { seq: number; resolve: () => void }[] = [];
+  private consuming?: ConsumerMessages;
+  private endpoints: QueuedIterator<ServiceMsg>[] = [];
+  /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
+  pending = 0;
+  private stopped = false;
+  /** Set when the shard stopped applying its log (a storage fault, or a log behind what was applied). */
+  failed = false;
+  private watchdog?: NodeJS.Timeout;
+
+  /** `shard` is the shard this store holds; it follows the log of `source` (itself,
+   * or the shard it is being split from). `onApplied` runs after each commit. */
+  constructor(
+    readonly collection: string,
+    readonly shard: number,
+    readonly source: number,
+    public store: Collection,
+    private readonly reopen: () => Collection,
+    private readonly onApplied: () => void = () => undefined,
+  ) {}
+
+  get applied(): number {
+    return this.store.appliedSeq;
+  }
+
+  /** Resolves once the shard has applied `seq`; LAGGING after `timeoutMs`, so the caller can ask another replica. */
+  waitFor(seq: number, timeoutMs: number): Promise<void> {
+    if (this.applied >= seq) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = { seq, resolve: () => { clearTimeout(t); resolve(); } };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new VdbError(ErrorCode.LAGGING, `shard ${this.collection}/${this.shard} has applied ${this.applied}, not yet ${seq}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+    });
+  }
+
+  // One commit for the batch; on a storage fault the collection is reopened at
+  // what was committed and the shard stops applying rather than skip an entry.
+  private applyBatch(batch: AppliedEntry[], log: (line: string) => void): boolean {
+    try {
+      this.store.applyLog(batch);
+    } catch (e) {
+      log(`shard ${this.collection}/${this.shard}: applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}; stopped applying`);
+      this.failed = true;
+      this.store = this.reopen();
+      return false;
+    }
+    const ready = this.waiters.filter((w) => w.seq <= this.applied);
+    this.waiters = this.waiters.filter((w) => w.seq > this.applied);
+    for (const w of ready) w.resolve();
+    this.onApplied();
+    return true;
+  }
+
+  // A retain entry becomes the delete of what this replica holds and the
+  // partitioner places elsewhere: every replica computes it from the same state.
+  private retained(e: { partitioner: unknown; shard: unknown }, seq: number): AppliedEntry {
+    if (!Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a shard`);
+    return { seq, op: 'delete', ids: placedElsewhere(this.store, partitionerFromJSON(e.partitioner), e.shard as number) };
+  }
+
+  /** Stops following the log (the shard is complete, or leaves). */
+  stopFollowing(): void {
+    this.stopped = true;
+    clearInterval(this.watchdog);
+    this.consuming?.stop();
+  }
+
+  // Follows the write log from the entry after the last applied one. A backlog
+  // is applied in batches (one SQLite commit each); when the log is drained each
+  // entry is applied as it comes. The loop yields after each batch, so searches
+  // are answered while it catches up.
+  private async follow(js: JetStreamClient, stream: string, log: (line: string) => void): Promise<void> {
+    this.consuming?.stop();
+    const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.applied + 1 });
+    const it = await consumer.consume({ max_messages: BATCH_ENTRIES });
+    this.consuming = it;
+    void (async () => {
+      let batch: AppliedEntry[] = [];
+      let bytes = 0;
+      let last = this.applied;
+      for await (const m of it) {
+        if (this.stopped) break;
+        if (m.seq <= last) continue;
+        last = m.seq;
+        this.pending = m.info.pending;
+        const entry = decode(m.data, false) as LogEntry;
+        if (entry.op === 'retain') {
+          let ok = batch.length === 0 || this.applyBatch(batch, log);
+          batch = [];
+          bytes = 0;
+          try {
+            if (ok) ok = this.applyBatch([this.retained(entry, m.seq)], log);
+          } catch (e) {
+            log(`shard ${this.collection}/${this.shard}: ${(e as Error).message}; stopped applying`);
+            this.failed = true;
+            ok = false;
+          }
+          if (!ok) { it.stop(); return; }
+          continue;
+        }
+        batch.push({ ...entry, seq: m.seq } as AppliedEntry);
+        bytes += m.data.length;
+        // More entries already received here (beyond this one) or still on the server: keep batching.
+        const more = it.getPending() > 1 || m.info.pending > 0;
+        if (more && batch.length < BATCH_ENTRIES && bytes < BATCH_BYTES) continue;
+        const ok = this.applyBatch(batch, log);
+        batch = [];
+        bytes = 0;
+        if (!ok) { it.stop(); return; }
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+  }
+
+  /** Follows the source log; with `serve`, also answers on the shard's subjects. */
+  async start(nc: NatsConnection, n: Names, member: string, service: Service | undefined, copies: CopySource, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
+    const { collection: c, shard: s } = this;
+    const js = nc.jetstream();
+    const jsm = await nc.jetstreamManager();
+    const stream = n.stream(c, this.source);
+    await this.follow(js, stream, log);
+    // A consumer can stop delivering (a dropped connection, a server restart):
+    // if the log is ahead and nothing was applied since the last look, resume.
+    let seen = this.applied;
+    this.watchdog = setInterval(() => {
+      if (this.failed) return;
+      jsm.streams.info(stream).then(async (info) => {
+        if (info.state.last_seq < this.applied) {
+          // The log lost entries this replica applied (a NATS store lost or
+          // recreated): new writes would reuse applied sequences and be skipped.
+          log(`shard ${c}/${s}: applied ${this.applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries; stopped applying`);
+          this.failed = true;
+          this.consuming?.stop();
+          return;
+        }
+        if (info.state.last_seq > this.applied && this.applied === seen) {
+          log(`shard ${c}/${s}: applied ${this.applied}, log at ${info.state.last_seq}, no progress: resuming the log`);
+          await this.follow(js, stream, log);
+        }
+        seen = this.applied;
+      }).catch(() => undefined);
+    }, WATCHDOG_MS);
+    if (!service) return;
+    // Each operation on the shard's subject (any replica, a queue group) and on
+    // this replica's own subject, which coordinators use to pick the replica.
+    const group = `${n.prefix}-shard-${c}-${s}`;
+    const add = (op: string, fn: (body: unknown) => unknown, shared = true) => {
+      const handler = handle(fn, observe(op));
+      if (shared) this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler }));
+      this.endpoints.push(service.addEndpoint(`${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op), handler }));
+    };
+    add('search', (body) => {
+      const r = checkShardRequest(body);
+      const search = () => {
+        const t0 = performance.now();
+        const hits = this.store.search(r.vector, { k: r.k, ef: r.ef, filter: r.filter, exact: r.exact, withPayload: r.withPayload });
+        return shardReplyBody({ hits, seq: this.applied, searchMs: performance.now() - t0 }, r.withPayload);
+      };
+      // Without a sequence to wait for the reply is built synchronously: no extra turns of the event loop.
+      return r.minSeq === undefined ? search() : this.waitFor(r.minSeq, r.waitMs).then(search);
+    });
+    add('get', (body) => {
+      const b = body as { ids?: unknown; withVector?: unknown };
+      if (!Array.isArray(b?.ids)) throw new VdbError(ErrorCode.BAD_REQUEST, 'ids: expected an array');
+      return { points: this.store.get(b.ids, { withVector: b.withVector !== false }), seq: this.applied };
+    });
+    add('count', () => ({ count: this.store.count(), seq: this.applied }));
+    add('snapshot', (body) => copies.handle(this.store, body), false);
+    // Vectors of random points (seeded by the request), for placing a split.
+    add('sample', (body) => {
+      const b = body as { n?: unknown; seed?: unknown };
+      if (!Number.isInteger(b?.n) || (b.n as number) < 1 || (b.n as number) > SAMPLE_MAX) throw new VdbError(ErrorCode.BAD_REQUEST, `n: expected 1 to ${SAMPLE_MAX}`);
+      const ids = this.store.ids();
+      const rand = mulberry32(Number.isInteger(b.seed) ? (b.seed as number) : 1);
+      for (let i = ids.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [ids[i], ids[j]] = [ids[j], ids[i]];
+      }
+      const points = this.store.get(ids.slice(0, b.n as number), { withVector: true });
+      return { vectors: points.map((p) => float32Bytes(p.vector!)), payloads: points.map((p) => p.payload ?? null) };
+    }, false);
+  }
+
+  stop(): void {
+    this.stopFollowing();
+    for (const e of this.endpoints) e.stop();
+    this.store.close();
+  }
+}
