@@ -31,6 +31,7 @@ import { VdbClient } from '../ts/client.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { mulberry32 } from '../ts/random.js';
 import { progress } from './progress.js';
+import { intListOption, intOption } from './options.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -41,15 +42,12 @@ const { values: opt } = parseArgs({
     runs: { type: 'string', default: '3' },
   },
 });
-const entries = Number(opt.entries);
-const perEntry = Number(opt['points-per-entry']);
-const runs = Number(opt.runs);
-const dims = opt.dims.split(',').map(Number);
+const entries = intOption('entries', opt.entries);
+const perEntry = intOption('points-per-entry', opt['points-per-entry']);
+const runs = intOption('runs', opt.runs);
+const dims = intListOption('dims', opt.dims);
 const ways = opt.ways.split(',');
 for (const w of ways) if (w !== 'replay' && w !== 'copy') throw new Error(`--ways: expected replay and/or copy, got ${w}`);
-for (const [k, v] of Object.entries({ entries, perEntry, runs, ...Object.fromEntries(dims.map((d, i) => [`dims[${i}]`, d])) })) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer`);
-}
 
 const CLI = fileURLToPath(new URL('../cluster/cli.js', import.meta.url));
 const n = names('vdb');

@@ -53,6 +53,7 @@ import { Collection, VdbClient } from '../ts/index.js';
 import { HashPartitioner, shardsForId } from '../ts/partition/index.js';
 import { mulberry32 } from '../ts/random.js';
 import { progress } from './progress.js';
+import { intOption } from './options.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -69,11 +70,7 @@ const { values: opt } = parseArgs({
   },
 });
 
-function int(name: keyof typeof opt, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const v = Number(opt[name]);
-  if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer from ${min} to ${max}, got ${JSON.stringify(opt[name])}`);
-  return v;
-}
+const int = (name: keyof typeof opt, min: number, max?: number) => intOption(name, opt[name] as string | undefined, min, max);
 
 const SECONDS = int('seconds', 1, 3600);
 const PROCESSES = int('processes', 1, 16);

@@ -93,6 +93,7 @@ import { HashPartitioner, SpatialPartitioner } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import { ensureSynthetic, fashionDir, loadDataset } from './dataset.js';
 import { progress } from './progress.js';
+import { intListOption, intOption } from './options.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -116,23 +117,18 @@ const { values: opt } = parseArgs({
 
 const ds = loadDataset(opt.synthetic ? ensureSynthetic() : (opt.data ?? fashionDir()));
 const dim = ds.dim;
-const n = Math.min(Number(opt.points), ds.nBase);
-const nq = Math.min(Number(opt.queries), ds.nQueries);
-const concs = opt.concurrency.split(',').map(Number);
+const n = Math.min(intOption('points', opt.points), ds.nBase);
+const nq = Math.min(intOption('queries', opt.queries), ds.nQueries);
+const concs = intListOption('concurrency', opt.concurrency);
 const conc = concs[0];
-const runs = Number(opt.runs);
-const k = Number(opt.k);
-const ef = Number(opt.ef);
-const m = Number(opt.m);
-const efConstruction = Number(opt['ef-construction']);
-const batch = Number(opt.batch);
-const nSample = Math.min(Number(opt.sample), n);
-for (const [name, v] of Object.entries({ points: n, queries: nq, ...Object.fromEntries(concs.map((c, i) => [`concurrency[${i}]`, c])), runs, k, ef, m, efConstruction, batch, sample: nSample })) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
-}
-if (ef < k) throw new Error(`--ef must be at least k (${k})`);
-const writeAhead = Number(opt['write-ahead']);
-if (!Number.isInteger(writeAhead) || writeAhead < 0) throw new Error('--write-ahead must be a non-negative integer');
+const runs = intOption('runs', opt.runs);
+const k = intOption('k', opt.k);
+const ef = intOption('ef', opt.ef, k);
+const m = intOption('m', opt.m);
+const efConstruction = intOption('ef-construction', opt['ef-construction']);
+const batch = intOption('batch', opt.batch);
+const nSample = Math.min(intOption('sample', opt.sample), n);
+const writeAhead = intOption('write-ahead', opt['write-ahead'], 0);
 
 interface Config { kind: 'hash' | 'spatial'; shards: number }
 const configs: Config[] = opt.configs.split(',').map((s) => {

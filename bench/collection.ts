@@ -22,6 +22,7 @@ import { Collection, WasmIndex } from '../ts/index.js';
 import type { Filter, Hit, OpenOptions, Point } from '../ts/index.js';
 import { fashionDir, loadDataset, prng } from './dataset.js';
 import { progress } from './progress.js';
+import { intListOption, intOption } from './options.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -40,18 +41,14 @@ const { values: opt } = parseArgs({
 
 const ds = loadDataset(opt.data ?? fashionDir());
 const dim = ds.dim;
-const n = Math.min(opt.points === undefined ? ds.nBase : Number(opt.points), ds.nBase);
-const nq = Math.min(Number(opt.queries), ds.nQueries);
-const runs = Number(opt.runs);
-const k = Number(opt.k);
-const efs = opt.ef.split(',').map(Number);
-const m = Number(opt.m);
-const efConstruction = Number(opt['ef-construction']);
-const batch = Number(opt.batch);
-for (const [name, v] of Object.entries({ points: n, queries: nq, runs, k, m, efConstruction, batch })) {
-  if (!Number.isInteger(v) || v < 1) throw new Error(`--${name} must be a positive integer`);
-}
-if (efs.some((e) => !Number.isInteger(e) || e < k)) throw new Error(`--ef values must be integers of at least k (${k})`);
+const n = Math.min(opt.points === undefined ? ds.nBase : intOption('points', opt.points), ds.nBase);
+const nq = Math.min(intOption('queries', opt.queries), ds.nQueries);
+const runs = intOption('runs', opt.runs);
+const k = intOption('k', opt.k);
+const efs = intListOption('ef', opt.ef, k);
+const m = intOption('m', opt.m);
+const efConstruction = intOption('ef-construction', opt['ef-construction']);
+const batch = intOption('batch', opt.batch);
 
 const now = () => performance.now();
 const median = (xs: number[]) => {
