@@ -21,7 +21,7 @@ import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
 import { Meta, HEARTBEAT_MS, shardKey, addLogStream } from './meta.js';
-import type { CollectionMeta, ShardMap } from './meta.js';
+import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
 import { handle, requestMetrics } from './service.js';
@@ -148,9 +148,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   /** The replicas of a shard to ask, in order: live ones (all listed ones if no
    * lease is current), those known to have applied `minSeq` first, rotating
    * among equals to spread the load. */
-  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined): { order: string[]; anyLive: boolean } {
+  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined, live: Map<string, Member>): { order: string[]; anyLive: boolean } {
     const listed = k.map.replicas[s] ?? [];
-    const live = new Map(meta.live('shard').map((m) => [m.name, m]));
     const up = listed.filter((r) => live.has(r));
     const pool = up.length ? up : listed;
     const start = turn++ % Math.max(1, pool.length);
@@ -168,8 +167,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
    * has failed that way and one of them holds a live lease (it may be
    * starting or failing over), they are tried again after a pause until the
    * deadline; otherwise, or then, the shard is missing. */
-  function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq?: number): Promise<ShardAnswer> {
-    const { order: replicas, anyLive } = replicasFor(c, k, s, minSeq);
+  function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq: number | undefined, live: Map<string, Member>): Promise<ShardAnswer> {
+    const { order: replicas, anyLive } = replicasFor(c, k, s, minSeq, live);
     const t0 = performance.now();
     return new Promise<ShardAnswer>((resolve, reject) => {
       let next = 0;
@@ -220,7 +219,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */
   function ask(c: string, k: Known, shards: number[], op: string, body: (s: number) => Record<string, unknown>, mins?: Map<number, number>): Promise<ShardAnswer[]> {
-    return Promise.all(shards.map((s) => askShard(c, k, s, op, body(s), mins?.get(s))));
+    const live = new Map(meta.live('shard').map((m) => [m.name, m]));
+    return Promise.all(shards.map((s) => askShard(c, k, s, op, body(s), mins?.get(s), live)));
   }
 
   /** Appends entries to shard logs; returns each shard's last sequence. */

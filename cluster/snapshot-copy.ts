@@ -5,7 +5,7 @@
 // sequence. Replaying entries after it is safe: applying the log is idempotent.
 
 import { createHash, randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { Collection } from '../ts/collection.js';
@@ -23,7 +23,18 @@ const WINDOW = 4;
 /** A copy in progress: the exported collection's name, size, sequence and digest. */
 export interface CopyBegin { token: string; name: string; bytes: number; seq: number; sha256: string; chunk: number }
 
-const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+/** The file's SHA-256, read in pieces: a shard's copy can be larger than memory allows at once. */
+function sha256(file: string): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.alloc(4 * 1024 * 1024);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
 
 /** The serving side: begin (export), read (a chunk at an offset), end (remove). */
 export class CopySource {
