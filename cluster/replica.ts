@@ -26,6 +26,19 @@ export type LogEntry =
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
+/** A log entry as stored, checked for its kind (its fields are checked when applied). */
+function readEntry(data: Uint8Array, seq: number): LogEntry {
+  let entry: unknown;
+  try {
+    entry = decode(data, false);
+  } catch (e) {
+    throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} cannot be decoded: ${(e as Error).message}`);
+  }
+  const op = (entry as { op?: unknown } | null)?.op;
+  if (op !== 'upsert' && op !== 'delete' && op !== 'retain') throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} is not an upsert, delete or retain`);
+  return entry as LogEntry;
+}
+
 /** The ids `store` holds that `p` places on another shard than `shard` (by id, vector or payload). */
 export function placedElsewhere(store: Collection, p: Partitioner, shard: number): PointId[] {
   const ids = store.ids();
@@ -112,6 +125,11 @@ export class ServedShard {
     return { seq, op: 'delete', ids: placedElsewhere(this.store, partitionerFromJSON(e.partitioner), e.shard as number) };
   }
 
+  private halt(why: string, log: (line: string) => void): void {
+    log(`shard ${this.collection}/${this.shard}: ${why}; stopped applying`);
+    this.failed = true;
+  }
+
   /** Stops following the log (the shard is complete, or leaves). */
   stopFollowing(): void {
     this.stopped = true;
@@ -137,7 +155,16 @@ export class ServedShard {
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
-        const entry = decode(m.data, false) as LogEntry;
+        // An entry this replica cannot read or turn into a write stops it,
+        // after what came before: skipping it would lose a write.
+        let entry: LogEntry;
+        try {
+          entry = readEntry(m.data, m.seq);
+        } catch (e) {
+          if (batch.length === 0 || this.applyBatch(batch, log)) this.halt((e as Error).message, log);
+          it.stop();
+          return;
+        }
         if (entry.op === 'retain') {
           let ok = batch.length === 0 || this.applyBatch(batch, log);
           batch = [];
@@ -145,8 +172,7 @@ export class ServedShard {
           try {
             if (ok) ok = this.applyBatch([this.retained(entry, m.seq)], log);
           } catch (e) {
-            log(`shard ${this.collection}/${this.shard}: ${(e as Error).message}; stopped applying`);
-            this.failed = true;
+            this.halt((e as Error).message, log);
             ok = false;
           }
           if (!ok) { it.stop(); return; }
@@ -163,7 +189,7 @@ export class ServedShard {
         if (!ok) { it.stop(); return; }
         await new Promise((r) => setImmediate(r));
       }
-    })();
+    })().catch((e: Error) => log(`shard ${this.collection}/${this.shard}: following the log stopped: ${e.message}; the watchdog resumes it`));
   }
 
   /** Follows the source log; with `serve`, also answers on the shard's subjects. */

@@ -252,6 +252,26 @@ describe('replication', () => {
     expect(st.balancer.done.some((l) => l.includes('split done'))).toBe(true);
   });
 
+  it('an entry in the log that no replica can read stops the shard before it, reported unhealthy, and the process stays up', async () => {
+    cl = await TestCluster.start({ shards: 1 });
+    await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+    await cl.client.upsert('r', points(0, 10));
+    await cl.waitCount('r', 10);
+    const js = cl.nc.jetstream();
+    await js.publish('vdb.log.r.0', new Uint8Array([0xc1, 0xff, 0x00]));
+    await js.publish('vdb.log.r.0', encode({ op: 'rename', ids: [1] }, false));
+    await cl.client.upsert('r', points(10, 20));
+    const member = ((await cl.client.status()).members as { name: string; metricsPort: number }[]).find((m) => m.name === 'shard-0')!;
+    const health = await waitFor('the shard reported as failed', async () => {
+      const r = await fetch(`http://127.0.0.1:${member.metricsPort}/healthz`);
+      return r.status === 503 ? (await r.json()) as { detail: { failed: string[] } } : undefined;
+    });
+    expect(health.detail.failed).toEqual(['r/0']);
+    expect(cl.proc('shard-0').lines.some((l) => l.includes('log entry 2 cannot be decoded'))).toBe(true);
+    cl.checkRunning();
+    expect(await cl.client.count('r')).toBe(10);
+  });
+
   it('session consistency: a search right after an acknowledged upsert sees it, also with one replica frozen', async () => {
     cl = await TestCluster.start({ shards: 2 });
     await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 2 }, replicas: 2 });
