@@ -202,7 +202,7 @@ describe('replication', () => {
     const stored = new Set<PointId>(points(0, 1200).map((p) => p.id));
     let next = 1200;
     let stop = false;
-    const searches = { done: 0, partial: 0 };
+    const searches = { done: 0, partial: 0, seen: [] as string[] };
     const writer = (async () => {
       while (!stop) {
         const batch = points(next, next + 20);
@@ -221,7 +221,10 @@ describe('replication', () => {
       for (let q = 0; !stop; q++) {
         const r = await cl!.client.search('r', row(queries, DIM, q % 20), { k: 10 });
         searches.done++;
-        if (r.partial) searches.partial++;
+        if (r.partial) {
+          searches.partial++;
+          searches.seen.push(`missing ${JSON.stringify(r.missing)} after ${Math.round(r.tookMs)} ms, map ${JSON.stringify(await shardMap('r').catch(() => null))}`);
+        }
       }
     })();
     try {
@@ -231,7 +234,7 @@ describe('replication', () => {
       stop = true;
       await Promise.all([writer, reader]);
     }
-    expect(searches.partial, 'searches during the split were complete').toBe(0);
+    expect(searches.partial, `searches during the split were complete: ${searches.seen.join('; ')}\n${cl.logs()}`).toBe(0);
     expect(searches.done).toBeGreaterThan(0);
     const before = await exact();
 
