@@ -204,11 +204,13 @@ export class ServedShard {
     let seen = this.applied;
     this.watchdog = setInterval(() => {
       if (this.failed) return;
+      // Taken before asking: the log's end, read after, can only be at or past it.
+      const applied = this.applied;
       jsm.streams.info(stream).then(async (info) => {
-        if (info.state.last_seq < this.applied) {
+        if (info.state.last_seq < applied) {
           // The log lost entries this replica applied (a NATS store lost or
           // recreated): new writes would reuse applied sequences and be skipped.
-          log(`shard ${c}/${s}: applied ${this.applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries; stopped applying`);
+          log(`shard ${c}/${s}: applied ${applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries; stopped applying`);
           this.failed = true;
           this.consuming?.stop();
           return;
