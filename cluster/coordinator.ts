@@ -279,7 +279,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   const ops = {
     async upsert(c: string, body: unknown) {
-      const req = validateUpsert(body, (await known(c)).meta.dim);
+      const req = validateUpsert(body, (await known(c)).meta);
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
@@ -351,7 +351,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     async search(c: string, body: unknown) {
       const t0 = performance.now();
       const k = await known(c);
-      const req = validateSearch(body, k.meta.dim);
+      const req = validateSearch(body, k.meta);
       const after = (body as { after?: unknown }).after;
       const shardBody = () => shardSearchBody(req, undefined, deadline);
       const read = (answers: ShardAnswer[]) => answers.map((a) => (a.body ? { shard: a.shard, reply: readShardReply(a.body) } : undefined));

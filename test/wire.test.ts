@@ -107,7 +107,7 @@ describe('MessagePack bytes are the standard encoding', () => {
     // {"vector": bin(LE f32 [0.5, -1, 2, 0]), "k": 3, "withPayload": true, "ef": uint64 50}
     const bytes = hex(`84 a6 766563746f72 c4 10 0000003f 000080bf 00000040 00000000
       a1 6b 03 ab 776974685061796c6f6164 c3 a2 6566 cf 0000000000000032`);
-    const req = validateSearch(decode(bytes, false), 4);
+    const req = validateSearch(decode(bytes, false), { dim: 4, metric: 'l2' });
     expect(Array.from(req.vector)).toEqual([0.5, -1, 2, 0]);
     expect(req).toMatchObject({ k: 3, withPayload: true, ef: 50, exact: false, consistency: 'session' });
   });
@@ -186,12 +186,12 @@ describe('vectors arrive as the same float32 values', () => {
         const raw = decode(encode({ points: [{ id: pid, vector: v }] }, false), false) as { points: { vector: unknown }[] };
         expect(raw.points[0].vector).toBeInstanceOf(Uint8Array);
         expect((raw.points[0].vector as Uint8Array).length).toBe(4 * v.length);
-        const req = validateUpsert(raw, v.length);
+        const req = validateUpsert(raw, { dim: v.length, metric: 'l2' });
         expect(req.points[0].id).toBe(pid);
         expect(req.points[0].vector).toBeInstanceOf(Float32Array);
         expect(bits(req.points[0].vector)).toEqual(bits(v));
         // search and get replies too
-        expect(bits(validateSearch(decode(encode({ vector: v, k: 1 }, false), false), v.length).vector)).toEqual(bits(v));
+        expect(bits(validateSearch(decode(encode({ vector: v, k: 1 }, false), false), { dim: v.length, metric: 'l2' }).vector)).toEqual(bits(v));
         const got = readGetReply(decode(encode({ points: [{ id: pid, vector: v }] }, false), false));
         expect(bits(got.points[0].vector!)).toEqual(bits(v));
       }),
@@ -204,7 +204,7 @@ describe('vectors arrive as the same float32 values', () => {
       fc.property(vec, (v) => {
         for (const json of [true, false]) {
           const body = json ? { vector: v, k: 5 } : { vector: Array.from(v), k: 5 };
-          const got = validateSearch(decode(encode(body, json), json), v.length).vector;
+          const got = validateSearch(decode(encode(body, json), json), { dim: v.length, metric: 'l2' }).vector;
           expect(got.length).toBe(v.length);
           for (let i = 0; i < v.length; i++) expect(got[i] === v[i], `component ${i}: ${got[i]} vs ${v[i]}`).toBe(true);
         }
@@ -240,7 +240,7 @@ describe('bad bytes are coded errors', () => {
         const err = onlyVdbErrors(() => {
           const v = decode(bytes, json);
           expectPlain(v);
-          for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(v, 4));
+          for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(v, { dim: 4, metric: 'l2' }));
         });
         if (err) expect(err.code).toBe(ErrorCode.BAD_REQUEST);
       }),
@@ -331,10 +331,11 @@ const good = {
   create: () => ({ name: 'products', dim: 4, metric: 'cosine', partitioner: { kind: 'hash', shards: 4 }, replicas: 2, hnsw: { m: 32, efConstruction: 100 } }),
 };
 const DIM = 4;
+const SCHEMA = { dim: DIM, metric: 'l2' } as const;
 
 describe('validators accept valid requests and normalise them', () => {
   it('upsert', () => {
-    const req = validateUpsert(good.upsert(), DIM);
+    const req = validateUpsert(good.upsert(), SCHEMA);
     expect(req.points.map((p) => p.id)).toEqual([1, 'b']);
     expect(req.points[0].payload).toEqual({ a: 1 });
     expect('payload' in req.points[1]).toBe(false);
@@ -354,7 +355,7 @@ describe('validators accept valid requests and normalise them', () => {
   });
 
   it('search, with defaults', () => {
-    const req = validateSearch(good.search(), DIM);
+    const req = validateSearch(good.search(), SCHEMA);
     expect(req).toMatchObject({ k: 10, ef: 64, exact: true, consistency: 'strong', withPayload: true, nprobe: 2, filter: { a: { $gt: 0 } } });
     const min = validateSearch({ vector: VEC, k: 1, ef: null, filter: null, consistency: null });
     expect(min).toEqual({ vector: new Float32Array(VEC), k: 1, exact: false, consistency: 'session', withPayload: false });
@@ -373,8 +374,8 @@ describe('validators accept valid requests and normalise them', () => {
 
   it('unknown fields are ignored everywhere', () => {
     const extra = { future: { x: [1] }, other: 'y' };
-    expect(validateUpsert({ ...good.upsert(), ...extra, points: [{ id: 1, vector: VEC, ...extra }] }, DIM).points).toHaveLength(1);
-    expect(validateSearch({ ...good.search(), ...extra }, DIM).k).toBe(10);
+    expect(validateUpsert({ ...good.upsert(), ...extra, points: [{ id: 1, vector: VEC, ...extra }] }, SCHEMA).points).toHaveLength(1);
+    expect(validateSearch({ ...good.search(), ...extra }, SCHEMA).k).toBe(10);
     expect(validateCreateCollection({ ...good.create(), ...extra, partitioner: { kind: 'hash', shards: 1, ...extra } }).name).toBe('products');
   });
 
@@ -387,8 +388,8 @@ type Case = [string, () => unknown, string, string?];
 
 const V = ErrorCode;
 const binary = (...xs: number[]) => new Uint8Array(new Float32Array(xs).buffer);
-const withPoint = (p: Record<string, unknown>, dim?: number) => () => validateUpsert({ points: [{ id: 1, vector: VEC }, { id: 2, vector: VEC }, { id: 3, vector: VEC }, p] }, dim);
-const search = (patch: Record<string, unknown>, dim?: number) => () => validateSearch({ ...good.search(), ...patch }, dim);
+const withPoint = (p: Record<string, unknown>, dim?: number) => () => validateUpsert({ points: [{ id: 1, vector: VEC }, { id: 2, vector: VEC }, { id: 3, vector: VEC }, p] }, dim === undefined ? undefined : { dim, metric: 'l2' });
+const search = (patch: Record<string, unknown>, dim?: number) => () => validateSearch({ ...good.search(), ...patch }, dim === undefined ? undefined : { dim, metric: 'l2' });
 const create = (patch: Record<string, unknown>) => () => validateCreateCollection({ ...good.create(), ...patch });
 const part = (p: unknown) => create({ partitioner: p });
 
@@ -495,11 +496,11 @@ describe('validators reject each bad field with its code and path', () => {
     const bodies = [good.upsert(), good.delete(), good.get(), good.search(), good.create()];
     fc.assert(
       fc.property(fc.anything({ withNullPrototype: true, withTypedArray: true, withBigInt: true, withDate: true, withMap: true, withSet: true }), fc.nat(), (junk, pick) => {
-        for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(junk, DIM));
+        for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(junk, SCHEMA));
         const body = bodies[pick % bodies.length] as Record<string, unknown>;
         const keys = Object.keys(body);
         const mutated = { ...body, [keys[pick % keys.length]]: junk };
-        for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(mutated, DIM));
+        for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(mutated, SCHEMA));
       }),
       runs(500),
     );
@@ -595,9 +596,9 @@ describe('docs/protocol.md examples', () => {
         if (tag === 'error') expect(errorFromBody(wire)).toBeInstanceOf(VdbError);
         else if (tag.startsWith('reply:')) readers[tag.slice('reply:'.length)](wire);
         else {
-          const validate = (REQUEST_VALIDATORS as Record<string, (b: unknown, dim?: number) => unknown>)[tag];
+          const validate = (REQUEST_VALIDATORS as Record<string, (b: unknown, schema?: { dim: number; metric: 'l2' }) => unknown>)[tag];
           expect(validate, tag).toBeDefined();
-          validate(wire, DIM);
+          validate(wire, SCHEMA);
         }
       }
     }

@@ -9,7 +9,7 @@ import { Store } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
 import type { Filter, FieldTerm } from './filter.js';
 import { VdbError, ErrorCode } from './errors.js';
-import { LIMITS, checkId, parseVector, payloadJson, checkCollectionName } from './validate.js';
+import { LIMITS, checkId, checkPoint, checkVector, checkCollectionName } from './validate.js';
 import type { PointId, Payload } from './validate.js';
 
 export { LIMITS };
@@ -344,12 +344,6 @@ export class Collection {
     if (this.closed) throw new VdbError(ErrorCode.CLOSED, `collection ${this.name} is closed`);
   }
 
-  private vector(v: unknown, path: string): Float32Array {
-    const out = parseVector(v, path, this.dim);
-    if (this.metric === 'cosine' && out.every((x) => x === 0)) throw new VdbError(ErrorCode.INVALID_VECTOR, `${path}: a zero vector has no cosine`);
-    return out;
-  }
-
   /** Bytes of Wasm memory the index holds. */
   get indexBytes(): number {
     return this.index.memoryBytes;
@@ -373,14 +367,10 @@ export class Collection {
   upsert(points: Point[], opts: { seq?: number } = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
+    const schema = { dim: this.dim, metric: this.metric };
     const rows = points.map((p, i) => {
-      if (p === null || typeof p !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `point ${i} is not an object`);
-      try {
-        return { id: checkId(p.id, 'id'), vector: this.vector(p.vector, 'vector'), payload: payloadJson(p.payload, 'payload') };
-      } catch (e) {
-        if (e instanceof VdbError) throw new VdbError(e.code, `point ${i}: ${e.message}`);
-        throw e;
-      }
+      const { id, vector, payloadJson } = checkPoint(p, `points[${i}]`, schema);
+      return { id, vector, payload: payloadJson };
     });
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
@@ -541,7 +531,7 @@ export class Collection {
     this.open_();
     const k = opts.k ?? 10;
     if (!Number.isInteger(k) || k < 1 || k > LIMITS.k) throw new VdbError(ErrorCode.INVALID_K, `k must be an integer from 1 to ${LIMITS.k}, got ${k}`);
-    const q = this.vector(vector, 'query');
+    const q = checkVector(vector, 'query', { dim: this.dim, metric: this.metric });
     const allow = opts.filter === undefined ? undefined : this.allowed(opts.filter);
     const res = opts.exact
       ? this.index.searchExact(q, k, allow)

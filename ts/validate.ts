@@ -4,6 +4,7 @@
 // the same codes. Messages start with the path of the offending field.
 
 import { DIM_MAX, K_MAX } from './core/wasm-index.js';
+import type { Metric } from './core/wasm-index.js';
 import { ErrorCode, VdbError } from './errors.js';
 
 export type PointId = string | number;
@@ -154,6 +155,46 @@ export function payloadJson(x: unknown, path: string): string | null {
 /** A payload: absent, or a map of JSON values whose JSON is at most LIMITS.payloadBytes. */
 export function checkPayload(x: unknown, path: string): Payload | undefined {
   return payloadJson(x, path) === null ? undefined : (x as Payload);
+}
+
+/** What a collection's points must fit: its dimension and metric. */
+export interface PointSchema {
+  dim: number;
+  metric: Metric;
+}
+
+/** A point as a collection stores it. */
+export interface CheckedPoint {
+  id: PointId;
+  vector: Float32Array;
+  payload?: Payload;
+  /** The payload's JSON, null when absent. */
+  payloadJson: string | null;
+}
+
+/** A vector (stored or a query) of a collection: parseVector with its dimension; a cosine collection refuses the zero vector (it has no direction). */
+export function checkVector(x: unknown, path: string, schema: PointSchema): Float32Array {
+  const v = parseVector(x, path, schema.dim);
+  if (schema.metric === 'cosine' && v.every((c) => c === 0)) fail(ErrorCode.INVALID_VECTOR, path, 'a zero vector has no cosine');
+  return v;
+}
+
+/**
+ * The one check of a point to be written, used by the embedded Collection and
+ * by the coordinator before it acknowledges a write: what one accepts, the
+ * other applies. An own field that is null counts as absent.
+ */
+export function checkPoint(x: unknown, path: string, schema: PointSchema): CheckedPoint {
+  if (typeof x !== 'object' || x === null || Array.isArray(x) || x instanceof Uint8Array) {
+    fail(ErrorCode.INVALID_ARGUMENT, path, `expected a map, got ${describe(x)}`);
+  }
+  const o = x as Record<string, unknown>;
+  const field = (key: string) => (Object.hasOwn(o, key) && o[key] !== null ? o[key] : undefined);
+  const id = checkId(field('id'), `${path}.id`);
+  const vector = checkVector(field('vector'), `${path}.vector`, schema);
+  const payload = field('payload');
+  const json = payloadJson(payload, `${path}.payload`);
+  return json === null ? { id, vector, payloadJson: null } : { id, vector, payload: payload as Payload, payloadJson: json };
 }
 
 const NAME_RE = new RegExp(`^[A-Za-z0-9-][A-Za-z0-9_-]{0,${LIMITS.nameLength - 1}}$`);

@@ -13,8 +13,8 @@ import type { Hit, StoredPoint } from '../collection.js';
 import { compileFilter } from '../filter.js';
 import type { Filter } from '../filter.js';
 import { ErrorCode, VdbError } from '../errors.js';
-import { LIMITS, fail, describe, isPlainObject, checkId, parseVector, checkPayload, checkCollectionName } from '../validate.js';
-import type { Payload, PointId } from '../validate.js';
+import { LIMITS, fail, describe, isPlainObject, checkId, parseVector, checkPayload, checkPoint, checkVector, checkCollectionName } from '../validate.js';
+import type { Payload, PointId, PointSchema } from '../validate.js';
 
 export { checkId, parseVector, checkPayload, checkCollectionName };
 
@@ -256,24 +256,28 @@ export function validateCount(body: unknown): EmptyRequest {
   return {};
 }
 
-/** `upsert`; give `dim` (the collection's) to check every vector's length. */
-export function validateUpsert(body: unknown, dim?: number): UpsertRequest {
+/** `upsert`; give the collection's schema to check every point as the collection
+ * itself will (`checkPoint`, the same function): what this accepts, a replica applies. */
+export function validateUpsert(body: unknown, schema?: PointSchema): UpsertRequest {
   const o = requestBody(body, 'upsert');
   const list = get(o, 'points');
   if (!Array.isArray(list)) fail(ErrorCode.INVALID_ARGUMENT, 'points', `expected an array of points, got ${describe(list)}`);
   const points = new Array<WirePoint>(list.length);
   for (let i = 0; i < list.length; i++) {
     const at = `points[${i}]`;
-    const p = map(list[i], at, ErrorCode.INVALID_ARGUMENT);
-    const point: WirePoint = {
-      id: checkId(get(p, 'id'), `${at}.id`),
-      vector: parseVector(get(p, 'vector'), `${at}.vector`, dim),
-    };
-    const payload = checkPayload(get(p, 'payload'), `${at}.payload`);
-    if (payload !== undefined) point.payload = payload;
-    points[i] = point;
+    map(list[i], at, ErrorCode.INVALID_ARGUMENT);
+    // Without a schema only the shape is checked: any dimension, any metric but cosine's zero rule.
+    const { id, vector, payload } = checkPoint(list[i], at, schema ?? { dim: vectorLength(list[i]), metric: 'l2' });
+    points[i] = payload === undefined ? { id, vector } : { id, vector, payload };
   }
   return { points };
+}
+
+/** The length a point's vector claims, so a schema-less check takes any dimension. */
+function vectorLength(p: unknown): number {
+  const v = (p as { vector?: unknown }).vector;
+  if (v instanceof Uint8Array) return Math.floor(v.length / 4);
+  return Array.isArray(v) || v instanceof Float32Array ? v.length : 0;
 }
 
 export function validateDelete(body: unknown): DeleteRequest {
@@ -285,10 +289,10 @@ export function validateGet(body: unknown): GetRequest {
   return { ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
 }
 
-/** `search`; give `dim` (the collection's) to check the query's length. */
-export function validateSearch(body: unknown, dim?: number): SearchRequest {
+/** `search`; give the collection's schema to check the query as the collection will. */
+export function validateSearch(body: unknown, schema?: PointSchema): SearchRequest {
   const o = requestBody(body, 'search');
-  const vector = parseVector(get(o, 'vector'), 'vector', dim);
+  const vector = schema ? checkVector(get(o, 'vector'), 'vector', schema) : parseVector(get(o, 'vector'), 'vector');
   const k = integer(get(o, 'k'), 'k', 1, LIMITS.k, ErrorCode.INVALID_K);
   const req: SearchRequest = {
     vector,
@@ -323,7 +327,7 @@ export const REQUEST_VALIDATORS = {
   'collections.list': validateListCollections,
   describe: validateDescribe,
   status: validateStatus,
-} as const satisfies Record<CollectionEndpoint | AdminEndpoint, (body: unknown, dim?: number) => unknown>;
+} as const satisfies Record<CollectionEndpoint | AdminEndpoint, (body: unknown, schema?: PointSchema) => unknown>;
 
 // ------------------------------------------------------------------ replies
 
