@@ -1,6 +1,7 @@
 // The balancer (DESIGN §5, §7): every coordinator runs one, and the one that
 // holds the lease in KV acts. It restores a shard's replica count when a
-// replica has been gone longer than the grace period (one compare-and-set of
+// replica has been gone (or failed: stopped applying its log) longer than the
+// grace period (one compare-and-set of
 // the shard map; the new replica copies the shard from a live peer), splits a
 // hash-partitioned shard that has grown past a threshold, and compacts each
 // shard's write log below the sequence every replica has committed. What it is
@@ -83,6 +84,8 @@ export type Request = (subject: string, body: unknown) => Promise<unknown>;
 
 export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, request: Request, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
   const goneSince = new Map<string, number>();
+  /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
+  const failedSince = new Map<string, number>();
   let done: string[] = [];
 
   const act = (line: string) => {
@@ -106,6 +109,22 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     }
   }
 
+  /** Since when a replica of `name`/`s` has been down (its process gone, or
+   * its copy of the shard failed), or undefined while it serves. */
+  function downSince(r: string, name: string, s: number, live: Map<string, Member>): number | undefined {
+    if (!live.has(r)) return goneSince.get(r);
+    const key = `${r} ${shardKey(name, s)}`;
+    if (!live.get(r)!.failed?.[shardKey(name, s)]) {
+      failedSince.delete(key);
+      return undefined;
+    }
+    if (!failedSince.has(key)) failedSince.set(key, Date.now());
+    return failedSince.get(key);
+  }
+
+  const why = (r: string, name: string, s: number, live: Map<string, Member>) =>
+    (live.has(r) ? `failed (${live.get(r)!.failed![shardKey(name, s)]})` : 'gone');
+
   async function replace(name: string, want: number, live: Map<string, Member>, load: Map<string, number>, work: string[]): Promise<void> {
     const e = await meta.shardmaps.get(name);
     const map = dec<ShardMap>(e);
@@ -115,10 +134,11 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     const replicas = map.replicas.map((list, s) => {
       const next = [...list];
       for (const r of list) {
-        if (live.has(r)) continue;
-        const since = goneSince.get(r)!;
+        const gone = downSince(r, name, s, live);
+        if (gone === undefined) continue;
+        const since = gone;
         if (now - since < opts.graceMs) {
-          work.push(`${name}/${s}: replica ${r} gone for ${Math.round((now - since) / 1000)} s; replaced after ${Math.round(opts.graceMs / 1000)} s`);
+          work.push(`${name}/${s}: replica ${r} ${why(r, name, s, live)} for ${Math.round((now - since) / 1000)} s; replaced after ${Math.round(opts.graceMs / 1000)} s`);
           continue;
         }
         const spare = leastLoaded(live, load, next)[0];
@@ -129,7 +149,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         next[next.indexOf(r)] = spare.name;
         load.set(spare.name, (load.get(spare.name) ?? 0) + 1);
         changed = true;
-        act(`${name}/${s}: replica ${r} gone for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
+        act(`${name}/${s}: replica ${r} ${why(r, name, s, live)} for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
       }
       while (next.length < want) {
         const spare = leastLoaded(live, load, next)[0];
@@ -270,8 +290,10 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
 
   async function compact(name: string, map: ShardMap, live: Map<string, Member>): Promise<void> {
     for (const [s, list] of map.replicas.entries()) {
-      const applied = list.map((r) => live.get(r)?.shards?.[shardKey(name, s)]);
-      if (applied.some((a) => a === undefined)) continue;
+      // A failed replica will be replaced by a copy: it holds no compaction back.
+      const serving = list.filter((r) => !live.get(r)?.failed?.[shardKey(name, s)]);
+      const applied = serving.map((r) => live.get(r)?.shards?.[shardKey(name, s)]);
+      if (applied.length === 0 || applied.some((a) => a === undefined)) continue;
       const min = Math.min(...(applied as number[]));
       const stream = n.stream(name, s);
       const { state } = await jsm.streams.info(stream);

@@ -171,7 +171,7 @@ export async function clusterSearch(argv: string[]): Promise<void> {
 interface Status {
   members: { name: string; role: string; pid: number; heartbeat: number }[];
   collections: { name: string; shards: { shard: number; logSeq: number | null; firstSeq: number | null; count: number | null;
-    replicas: { member: string; live: boolean; applied: number | null; lag: number | null }[] }[] }[];
+    replicas: { member: string; live: boolean; applied: number | null; lag: number | null; skipped?: number | null; failed?: string }[] }[] }[];
   balancer: { holder: string; work: string[]; done: string[] } | null;
 }
 
@@ -184,7 +184,8 @@ export function formatStatus(st: Status): string {
     for (const sh of c.shards) {
       out.push(`  shard ${sh.shard}: ${sh.count ?? '?'} points, log ${sh.firstSeq ?? '?'}..${sh.logSeq ?? '?'}`);
       for (const r of sh.replicas) {
-        out.push(`    ${r.member.padEnd(16)} ${r.live ? 'live' : 'GONE'}  applied ${r.applied ?? '?'}  lag ${r.lag ?? '?'}`);
+        const notes = `${r.skipped ? `  skipped ${r.skipped}` : ''}${r.failed ? `  FAILED: ${r.failed}` : ''}`;
+        out.push(`    ${r.member.padEnd(16)} ${r.live ? 'live' : 'GONE'}  applied ${r.applied ?? '?'}  lag ${r.lag ?? '?'}${notes}`);
       }
     }
   }

@@ -4,7 +4,7 @@
 // a deadline, merges their top-k, and reports the shards that did not answer.
 
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
-import { VdbError, ErrorCode } from '../ts/errors.js';
+import { VdbError, ErrorCode, isRequestError } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
@@ -145,12 +145,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   }
 
   let turn = 0;
-  /** The replicas of a shard to ask, in order: live ones (all listed ones if no
-   * lease is current), those known to have applied `minSeq` first, rotating
+  /** The replicas of a shard to ask, in order: live ones not failed (all listed
+   * ones if there are none), those known to have applied `minSeq` first, rotating
    * among equals to spread the load. */
   function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined, live: Map<string, Member>): { order: string[]; anyLive: boolean } {
     const listed = k.map.replicas[s] ?? [];
-    const up = listed.filter((r) => live.has(r));
+    // A replica that stopped applying its log (a storage fault) serves nothing.
+    const up = listed.filter((r) => live.has(r) && !live.get(r)!.failed?.[shardKey(c, s)]);
     const pool = up.length ? up : listed;
     const start = turn++ % Math.max(1, pool.length);
     const order = pool.slice(start).concat(pool.slice(0, start));
@@ -161,7 +162,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** Asks the shard's replicas until one answers within the deadline. The next
    * replica is asked at once when one has no responders (it is gone, or not
-   * serving yet) or answers LAGGING (it cannot reach `minSeq` in time), and
+   * serving yet) or answers any error but one about the request itself
+   * (`isRequestError`: every replica would say the same), and
    * also, hedging, each time a quarter of the deadline passes without an
    * answer (it is frozen or slow); the first answer wins. When every replica
    * has failed that way and one of them holds a live lease (it may be
@@ -205,8 +207,14 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           const reply = decode(m.data, false) as Record<string, unknown>;
           const err = errorFromBody(reply);
           if (!err) finish(() => resolve({ shard: s, body: reply }));
-          else if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT) launch();
-          else finish(() => reject(err));
+          else if (isRequestError(err.code)) finish(() => reject(err));
+          else {
+            // The replica's own trouble (a fault, a restart, a lag): the next one may not share it.
+            if (err.code !== ErrorCode.LAGGING && err.code !== ErrorCode.TIMEOUT) {
+              process.stderr.write(`${new Date().toISOString()} ${opts.name}: ${subject} answered ${err.code}: ${err.message}; asking the next replica\n`);
+            }
+            launch();
+          }
         }, () => {
           inFlight--;
           launch();
@@ -453,8 +461,12 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           const info = await jsm.streams.info(n.stream(name, s)).catch(() => undefined);
           const logSeq = info?.state.last_seq ?? null;
           const replicas = list.map((member) => {
-            const applied = byName.get(member)?.shards?.[shardKey(name, s)] ?? null;
-            return { member, live: byName.has(member), applied, lag: applied !== null && logSeq !== null ? logSeq - applied : null };
+            const m = byName.get(member);
+            const key = shardKey(name, s);
+            const applied = m?.shards?.[key] ?? null;
+            const r: Record<string, unknown> = { member, live: !!m, applied, lag: applied !== null && logSeq !== null ? logSeq - applied : null, skipped: m?.skipped?.[key] ?? null };
+            if (m?.failed?.[key]) r.failed = m.failed[key];
+            return r;
           });
           const [a] = await ask(name, k, [s], 'count', () => ({}));
           return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas };

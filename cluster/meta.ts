@@ -48,6 +48,11 @@ export interface Member {
   shards?: Record<string, number>;
   /** For a shard process: points in each shard it serves. */
   points?: Record<string, number>;
+  /** For a shard process: shards it serves that stopped applying their log (a
+   * storage fault), with the reason; they answer no reads and are replaced. */
+  failed?: Record<string, string>;
+  /** For a shard process: log entries each shard skipped (refused by every replica alike). */
+  skipped?: Record<string, number>;
   /** For a shard process: shards it builds for a split, by `shardKey` of the new shard:
    * the sequence applied of the source shard's log, and whether it is ready. */
   building?: Record<string, { applied: number; ready: boolean }>;

@@ -26,16 +26,18 @@ export type LogEntry =
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
-/** A log entry as stored, checked for its kind (its fields are checked when applied). */
-function readEntry(data: Uint8Array, seq: number): LogEntry {
+/** A log entry as stored, checked for its kind (its fields are checked when
+ * applied); one that cannot be read becomes a `skip` with the reason, the same
+ * on every replica. */
+export function readEntry(data: Uint8Array, seq: number): LogEntry | { op: 'skip'; reason: string } {
   let entry: unknown;
   try {
     entry = decode(data, false);
   } catch (e) {
-    throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} cannot be decoded: ${(e as Error).message}`);
+    return { op: 'skip', reason: `${ErrorCode.BAD_REQUEST}: log entry ${seq} cannot be decoded: ${(e as Error).message}` };
   }
   const op = (entry as { op?: unknown } | null)?.op;
-  if (op !== 'upsert' && op !== 'delete' && op !== 'retain') throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} is not an upsert, delete or retain`);
+  if (op !== 'upsert' && op !== 'delete' && op !== 'retain') return { op: 'skip', reason: `${ErrorCode.BAD_REQUEST}: log entry ${seq} is not an upsert, delete or retain` };
   return entry as LogEntry;
 }
 
@@ -68,8 +70,9 @@ export class ServedShard {
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
   private stopped = false;
-  /** Set when the shard stopped applying its log (a storage fault, or a log behind what was applied). */
-  failed = false;
+  /** Why the shard stopped applying its log (a storage fault, or a log behind
+   * what was applied); it then answers no reads and says so in heartbeats. */
+  failed?: string;
   private watchdog?: NodeJS.Timeout;
 
   /** `shard` is the shard this store holds; it follows the log of `source` (itself,
@@ -87,6 +90,16 @@ export class ServedShard {
     return this.store.appliedSeq;
   }
 
+  /** Points and skipped entries for heartbeats and metrics; zeros when a failed
+   * replica's store cannot even be read (it is closed after a storage fault). */
+  stats(): { points: number; skipped: number; indexBytes: number } {
+    try {
+      return { points: this.store.count(), skipped: this.store.skippedCount, indexBytes: this.store.indexBytes };
+    } catch {
+      return { points: 0, skipped: 0, indexBytes: 0 };
+    }
+  }
+
   /** Resolves once the shard has applied `seq`; LAGGING after `timeoutMs`, so the caller can ask another replica. */
   waitFor(seq: number, timeoutMs: number): Promise<void> {
     if (this.applied >= seq) return Promise.resolve();
@@ -100,16 +113,28 @@ export class ServedShard {
     });
   }
 
-  // One commit for the batch; on a storage fault the collection is reopened at
-  // what was committed and the shard stops applying rather than skip an entry.
+  // One commit for the batch. Entries a replica refuses are skipped inside it
+  // (Collection.applyLog); what is left to fail is storage or memory: the
+  // collection is reopened at what was committed and the shard stops applying
+  // rather than lose an entry.
   private applyBatch(batch: AppliedEntry[], log: (line: string) => void): boolean {
+    const skippedBefore = this.store.skippedCount;
     try {
       this.store.applyLog(batch);
     } catch (e) {
-      log(`shard ${this.collection}/${this.shard}: applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}; stopped applying`);
-      this.failed = true;
-      this.store = this.reopen();
+      this.halt(`applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}`, log);
+      try {
+        this.store = this.reopen();
+      } catch (again) {
+        log(`shard ${this.collection}/${this.shard}: reopening after the failure failed too: ${(again as Error).message}`);
+      }
       return false;
+    }
+    if (this.store.skippedCount > skippedBefore) {
+      const first = batch[0].seq;
+      for (const sk of this.store.skippedEntries(this.store.skippedCount - skippedBefore).filter((x) => x.seq >= first)) {
+        log(`shard ${this.collection}/${this.shard}: log entry ${sk.seq} skipped: ${sk.reason}`);
+      }
     }
     const ready = this.waiters.filter((w) => w.seq <= this.applied);
     this.waiters = this.waiters.filter((w) => w.seq > this.applied);
@@ -121,13 +146,23 @@ export class ServedShard {
   // A retain entry becomes the delete of what this replica holds and the
   // partitioner places elsewhere: every replica computes it from the same state.
   private retained(e: { partitioner: unknown; shard: unknown }, seq: number): AppliedEntry {
-    if (!Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a shard`);
-    return { seq, op: 'delete', ids: placedElsewhere(this.store, partitionerFromJSON(e.partitioner), e.shard as number) };
+    try {
+      if (!Number.isInteger(e.shard)) throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: a retain needs a shard`);
+      return { seq, op: 'delete', ids: placedElsewhere(this.store, partitionerFromJSON(e.partitioner), e.shard as number) };
+    } catch (err) {
+      if (!(err instanceof VdbError)) throw err;
+      return { seq, op: 'skip', reason: `${err.code}: ${err.message}` };
+    }
   }
 
   private halt(why: string, log: (line: string) => void): void {
     log(`shard ${this.collection}/${this.shard}: ${why}; stopped applying`);
-    this.failed = true;
+    this.failed = why;
+  }
+
+  /** Answers reads only while applying its log: a failed replica's data is stale. */
+  private serving(): void {
+    if (this.failed) throw new VdbError(ErrorCode.UNAVAILABLE, `replica of ${this.collection}/${this.shard} stopped applying its log: ${this.failed}`);
   }
 
   /** Stops following the log (the shard is complete, or leaves). */
@@ -155,26 +190,12 @@ export class ServedShard {
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
-        // An entry this replica cannot read or turn into a write stops it,
-        // after what came before: skipping it would lose a write.
-        let entry: LogEntry;
-        try {
-          entry = readEntry(m.data, m.seq);
-        } catch (e) {
-          if (batch.length === 0 || this.applyBatch(batch, log)) this.halt((e as Error).message, log);
-          it.stop();
-          return;
-        }
+        const entry = readEntry(m.data, m.seq);
         if (entry.op === 'retain') {
           let ok = batch.length === 0 || this.applyBatch(batch, log);
           batch = [];
           bytes = 0;
-          try {
-            if (ok) ok = this.applyBatch([this.retained(entry, m.seq)], log);
-          } catch (e) {
-            this.halt((e as Error).message, log);
-            ok = false;
-          }
+          if (ok) ok = this.applyBatch([this.retained(entry, m.seq)], log);
           if (!ok) { it.stop(); return; }
           continue;
         }
@@ -210,8 +231,7 @@ export class ServedShard {
         if (info.state.last_seq < applied) {
           // The log lost entries this replica applied (a NATS store lost or
           // recreated): new writes would reuse applied sequences and be skipped.
-          log(`shard ${c}/${s}: applied ${applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries; stopped applying`);
-          this.failed = true;
+          this.halt(`applied ${applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries`, log);
           this.consuming?.stop();
           return;
         }
@@ -232,6 +252,7 @@ export class ServedShard {
       this.endpoints.push(service.addEndpoint(`${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op), handler }));
     };
     add('search', (body) => {
+      this.serving();
       const r = checkShardRequest(body);
       const search = () => {
         const t0 = performance.now();
@@ -242,11 +263,15 @@ export class ServedShard {
       return r.minSeq === undefined ? search() : this.waitFor(r.minSeq, r.waitMs).then(search);
     });
     add('get', (body) => {
+      this.serving();
       const b = body as { ids?: unknown; withVector?: unknown };
       if (!Array.isArray(b?.ids)) throw new VdbError(ErrorCode.BAD_REQUEST, 'ids: expected an array');
       return { points: this.store.get(b.ids, { withVector: b.withVector !== false }), seq: this.applied };
     });
-    add('count', () => ({ count: this.store.count(), seq: this.applied }));
+    add('count', () => {
+      this.serving();
+      return { count: this.store.count(), seq: this.applied };
+    });
     add('snapshot', (body) => copies.handle(this.store, body), false);
     // Vectors of random points (seeded by the request), for placing a split.
     add('sample', (body) => {
@@ -266,6 +291,11 @@ export class ServedShard {
   stop(): void {
     this.stopFollowing();
     for (const e of this.endpoints) e.stop();
-    this.store.close();
+    try {
+      this.store.close();
+    } catch {
+      // Closing takes a last snapshot, which a failed store (a full disk) may
+      // not take: what was committed stays, and a reopen rebuilds the index.
+    }
   }
 }

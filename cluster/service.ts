@@ -6,12 +6,20 @@
 import type { ServiceMsg } from 'nats';
 import { decode, encode, isJsonContentType } from '../ts/wire/codec.js';
 import { serviceError } from '../ts/wire/messages.js';
+import { VdbError, isFault } from '../ts/errors.js';
 import type { Registry } from './metrics.js';
 
 export type Handler = (body: unknown, msg: ServiceMsg) => Promise<unknown> | unknown;
 
 /** Called once per request with its duration and, if it failed, the error code. */
 export type Observe = (seconds: number, errorCode?: string) => void;
+
+// A fault answers the caller with a code and a short message; the cause (and
+// stack) goes to the process's log, where an operator can find it.
+function logFault(subject: string, code: string, cause: unknown): void {
+  const detail = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+  process.stderr.write(`${new Date().toISOString()} error answering ${subject}: ${code}: ${detail.replace(/\n\s*/g, ' | ')}\n`);
+}
 
 export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg: ServiceMsg) => void {
   return (err, msg) => {
@@ -20,6 +28,7 @@ export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg:
     const json = isJsonContentType(msg.headers?.get('Content-Type'));
     const fail = (e: unknown) => {
       const se = serviceError(e);
+      if (!(e instanceof VdbError) || isFault(e.code)) logFault(msg.subject, se.body.error.code, e);
       msg.respondError(se.status, se.description, encode(se.body, json));
       observe?.((performance.now() - t0) / 1000, se.body.error.code);
     };

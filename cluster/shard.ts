@@ -56,28 +56,35 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const applied = registry.gauge('vdb_shard_applied_seq', 'Last write-log sequence applied', { labels });
   const lag = registry.gauge('vdb_shard_lag', 'Write-log entries not yet applied, as of the last delivery', { labels });
   const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
+  const skipped = registry.gauge('vdb_shard_skipped_entries', 'Write-log entries the shard refused and skipped (recorded in its store)', { labels });
+  const failedShard = registry.gauge('vdb_shard_failed', '1 when the shard stopped applying its log (a storage fault)', { labels });
   registry.onCollect(() => {
-    for (const g of [points, applied, lag, memory]) g.reset();
+    for (const g of [points, applied, lag, memory, skipped, failedShard]) g.reset();
     for (const sh of served.values()) {
       const l = { collection: sh.collection, shard: sh.shard };
-      points.set(l, sh.store.count());
+      const st = sh.stats();
+      points.set(l, st.points);
       applied.set(l, sh.applied);
       lag.set(l, sh.pending);
-      memory.set(l, sh.store.indexBytes);
+      memory.set(l, st.indexBytes);
+      skipped.set(l, st.skipped);
+      failedShard.set(l, sh.failed ? 1 : 0);
     }
   });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
     health: () => {
-      const failed = [...served].filter(([, sh]) => sh.failed).map(([k]) => k);
-      return { ok: !nc.isClosed() && failed.length === 0, detail: { name: opts.name, shards: [...served.keys()], failed } };
+      const failed = Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed]));
+      return { ok: !nc.isClosed() && Object.keys(failed).length === 0, detail: { name: opts.name, shards: [...served.keys()], failed } };
     },
   });
 
   const beat = () => meta.heartbeat({
     name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
     shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
-    points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.store.count()])),
+    points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().points])),
+    failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
+    skipped: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().skipped])),
     building: Object.fromEntries([
       ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
       ...[...built].map((k) => [k, { applied: 0, ready: true }]),

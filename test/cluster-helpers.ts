@@ -185,9 +185,10 @@ export class TestCluster {
     return p;
   }
 
-  /** `node dist/cluster/cli.js shard --nats URL --name NAME --data DIR/NAME` (the same data directory on a restart). */
-  startShard(name: string): Proc {
-    return this.spawn('shard', name, ['--data', join(this.dir, name)]);
+  /** `node dist/cluster/cli.js shard --nats URL --name NAME --data DIR/NAME` (the same data directory on a restart),
+   * or `--data` elsewhere, with more arguments. */
+  startShard(name: string, opts: { data?: string; args?: string[] } = {}): Proc {
+    return this.spawn('shard', name, ['--data', opts.data ?? join(this.dir, name), ...(opts.args ?? [])]);
   }
 
   startCoordinator(name: string): Proc {

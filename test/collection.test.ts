@@ -409,3 +409,66 @@ describe('Collection bad input', () => {
     expectVdbError(() => Collection.open(dir, { name: 'no spaces', dim: 2 }), 'INVALID_ARGUMENT');
   });
 });
+
+describe('applyLog: entries the collection refuses are skipped and recorded, storage faults are not', () => {
+  const vec = (x: number) => [x, 1, 2, 3];
+  const open = (dir: string, name = 'log') => Collection.open(dir, { name, dim: 4, metric: 'cosine' });
+
+  it('a refused entry is recorded with its reason, its sequence counts as applied, and the entries after it apply', () => {
+    const dir = tempDir();
+    const c = open(dir);
+    c.applyLog([
+      { seq: 1, op: 'upsert', points: [{ id: 'a', vector: vec(1) }] },
+      { seq: 2, op: 'upsert', points: [{ id: 'z', vector: [0, 0, 0, 0] }] },
+      { seq: 3, op: 'skip', reason: 'BAD_REQUEST: unreadable' },
+      { seq: 4, op: 'delete', ids: [{} as unknown as string] },
+      { seq: 5, op: 'rename' } as unknown as { seq: number; op: 'skip'; reason: string },
+      { seq: 6, op: 'upsert', points: [{ id: 'b', vector: vec(2) }] },
+    ]);
+    expect(c.appliedSeq).toBe(6);
+    expect(c.ids().sort()).toEqual(['a', 'b']);
+    expect(c.skippedCount).toBe(4);
+    const skipped = c.skippedEntries();
+    expect(skipped.map((s) => s.seq)).toEqual([5, 4, 3, 2]);
+    expect(skipped.find((s) => s.seq === 2)!.reason).toMatch(/^INVALID_VECTOR: .*zero vector/);
+    expect(skipped.find((s) => s.seq === 4)!.reason).toMatch(/^INVALID_ID/);
+    // A replay of the same entries changes nothing.
+    c.applyLog([{ seq: 2, op: 'upsert', points: [{ id: 'z', vector: [0, 0, 0, 0] }] }, { seq: 6, op: 'delete', ids: ['b'] }]);
+    expect(c.skippedCount).toBe(4);
+    expect(c.ids().sort()).toEqual(['a', 'b']);
+
+    // The record survives a reopen and travels with an exported copy.
+    c.close();
+    const again = open(dir);
+    expect(again.skippedCount).toBe(4);
+    const file = join(dir, 'copy.sqlite');
+    expect(again.exportTo(file)).toBe(6);
+    const other = tempDir();
+    Collection.importFrom(other, 'log', file);
+    const copy = open(other);
+    expect(copy.skippedEntries()).toEqual(again.skippedEntries());
+    expect(copy.appliedSeq).toBe(6);
+    copy.close();
+    again.close();
+  });
+
+  it('a storage fault (the database cannot grow) fails the whole batch instead of skipping an entry', () => {
+    const dir = tempDir();
+    const c = open(dir);
+    c.applyLog([{ seq: 1, op: 'upsert', points: [{ id: 'a', vector: vec(1) }] }]);
+    // The collection's own connection: it is shared by every collection of the directory in this process.
+    const probe = Collection.open(dir, { name: 'probe', dim: 4, metric: 'l2' });
+    const store = (probe as unknown as { store: { db: { pragma(s: string): unknown } } }).store;
+    const pages = (store.db.pragma('page_count', { simple: true } as never) as number);
+    store.db.pragma(`max_page_count = ${pages + 2}`);
+    const big = Array.from({ length: 500 }, (_, i) => ({ id: `p${i}`, vector: vec(i + 1), payload: { pad: 'x'.repeat(2000) } }));
+    expect(() => c.applyLog([{ seq: 2, op: 'upsert', points: big }, { seq: 3, op: 'upsert', points: [{ id: 'b', vector: vec(2) }] }])).toThrow(/full/i);
+    store.db.pragma('max_page_count = 1073741823');
+    probe.close();
+    const reopened = open(dir);
+    expect(reopened.appliedSeq).toBe(1);
+    expect(reopened.skippedCount).toBe(0);
+    expect(reopened.ids()).toEqual(['a']);
+    reopened.close();
+  });
+});

@@ -8,7 +8,7 @@ import type { Metric, VectorLike } from './core/wasm-index.js';
 import { Store } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
 import type { Filter, FieldTerm } from './filter.js';
-import { VdbError, ErrorCode } from './errors.js';
+import { VdbError, ErrorCode, isRequestError } from './errors.js';
 import { LIMITS, checkId, checkPoint, checkVector, checkCollectionName } from './validate.js';
 import type { PointId, Payload } from './validate.js';
 
@@ -28,8 +28,12 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
-/** One entry of a write log, applied by `applyLog` at its sequence. */
-export type LogEntry = { seq: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] });
+/** One entry of a write log, applied by `applyLog` at its sequence; `skip`
+ * records an entry the follower could not even read (its sequence still counts). */
+export type LogEntry = { seq: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] } | { op: 'skip'; reason: string });
+
+/** Longest reason kept for a skipped log entry. */
+const SKIP_REASON_MAX = 1000;
 
 export interface Hit {
   id: PointId;
@@ -398,22 +402,53 @@ export class Collection {
   }
 
   /** Applies write-log entries in order in one transaction: one commit for a whole
-   * backlog. Entries at or below the applied sequence are skipped. If any entry
-   * fails, nothing of the batch is stored and the collection closes (its index
+   * backlog. Entries at or below the applied sequence are skipped. An entry the
+   * collection refuses for what it holds (a request error: bad vector, id,
+   * payload, shape) is not applied but recorded as skipped, with its reason, and
+   * its sequence counts as applied: the same decision on every replica, so they
+   * stay identical and the entries after it apply. Any other failure (storage,
+   * memory) stores nothing of the batch and closes the collection (its index
    * may hold part of the batch): reopen it to recover from storage. */
   applyLog(entries: LogEntry[]): void {
     this.open_();
     try {
       this.store.transaction(() => {
         for (const e of entries) {
-          if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq });
-          else this.delete(e.ids, { seq: e.seq });
+          const { seq } = e;
+          try {
+            if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq });
+            else if (e.op === 'delete') this.delete(e.ids, { seq: e.seq });
+            else if (e.op === 'skip') this.skip(e.seq, e.reason);
+            else throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: not an upsert or a delete`);
+          } catch (err) {
+            if (!(err instanceof VdbError) || !isRequestError(err.code)) throw err;
+            this.skip(seq, `${err.code}: ${err.message}`);
+          }
         }
       });
     } catch (e) {
       this.abandon();
       throw e;
     }
+  }
+
+  // Refusals happen before anything is written, so recording the skip is all
+  // that the entry changes.
+  private skip(seq: number, reason: string): void {
+    if (this.nextSeq(seq) === undefined) return;
+    this.store.skip(this.name, seq, reason.slice(0, SKIP_REASON_MAX));
+    this.seq = seq;
+  }
+
+  /** Log entries not applied (see applyLog), newest first. */
+  skippedEntries(limit = 100): { seq: number; reason: string }[] {
+    this.open_();
+    return this.store.skipped(this.name, limit);
+  }
+
+  /** How many log entries were not applied (see applyLog). */
+  get skippedCount(): number {
+    return this.store.skippedCount(this.name);
   }
 
   /** Every stored id, in no particular order. */

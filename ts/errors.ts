@@ -41,6 +41,28 @@ export const ErrorCode = {
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** Codes that describe the request itself: every replica would answer the same,
+ * so asking another one is pointless. Any other error a replica answers may be
+ * its own (a fault, a restart, a lag) and another replica is asked. */
+const REQUEST_ERRORS: ReadonlySet<string> = new Set<ErrorCode>([
+  ErrorCode.BAD_REQUEST, ErrorCode.REQUEST_TOO_LARGE, ErrorCode.INVALID_ARGUMENT, ErrorCode.DIMENSION_MISMATCH,
+  ErrorCode.INVALID_VECTOR, ErrorCode.INVALID_K, ErrorCode.INVALID_EF, ErrorCode.INVALID_FILTER, ErrorCode.INVALID_ID,
+  ErrorCode.INVALID_PAYLOAD, ErrorCode.PAYLOAD_TOO_LARGE,
+]);
+
+export function isRequestError(code: string): boolean {
+  return REQUEST_ERRORS.has(code);
+}
+
+/** Codes that say something went wrong inside the service (a bug, storage, memory): worth an operator's look. */
+const FAULTS: ReadonlySet<string> = new Set<ErrorCode>([
+  ErrorCode.INTERNAL, ErrorCode.STORAGE, ErrorCode.CORRUPT_INDEX, ErrorCode.UNKNOWN_SLOT, ErrorCode.OUT_OF_MEMORY,
+]);
+
+export function isFault(code: string): boolean {
+  return FAULTS.has(code);
+}
+
 export class VdbError extends Error {
   readonly code: ErrorCode;
 

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS snapshot_parts(
 CREATE TABLE IF NOT EXISTS snapshots(
   collection TEXT PRIMARY KEY, seq INTEGER NOT NULL, parts INTEGER NOT NULL, slot_ids TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS skipped(
+  collection TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY(collection, seq));
 `;
 
 function toVector(b: Buffer): Float32Array {
@@ -117,6 +119,10 @@ export class Store {
       zeroRowSeqs: p('UPDATE points SET seq = 0 WHERE collection = ?'),
       dropAllTombstones: p('DELETE FROM tombstones WHERE collection = ?'),
       dropSnapshot: p('DELETE FROM snapshots WHERE collection = ?'),
+      skip: p('INSERT OR REPLACE INTO skipped(collection, seq, reason) VALUES (?, ?, ?)'),
+      skipped: p('SELECT seq, reason FROM skipped WHERE collection = ? ORDER BY seq DESC LIMIT ?'),
+      skippedCount: p('SELECT count(*) AS n FROM skipped WHERE collection = ?'),
+      dropSkipped: p('DELETE FROM skipped WHERE collection = ?'),
     };
   }
 
@@ -131,6 +137,7 @@ export class Store {
       this.db.transaction(() => {
         this.db.prepare('INSERT INTO x.collections SELECT * FROM main.collections WHERE name = ?').run(name);
         this.db.prepare('INSERT INTO x.points SELECT * FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.skipped SELECT * FROM main.skipped WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)').run(name, snap.seq, snap.parts.length, snap.slotIds);
         const part = this.db.prepare('INSERT INTO x.snapshot_parts(collection, seq, part, bytes) VALUES (?, ?, ?, ?)');
         snap.parts.forEach((b, i) => part.run(name, snap.seq, i, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
@@ -147,11 +154,12 @@ export class Store {
       this.db.transaction(() => {
         const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(from) as { n: number };
         if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${from}`);
-        for (const t of ['points', 'tombstones', 'snapshots', 'snapshot_parts']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
+        for (const t of ['points', 'tombstones', 'snapshots', 'snapshot_parts', 'skipped']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
         this.db.prepare('DELETE FROM main.collections WHERE name = ?').run(name);
         this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq) SELECT ?, dim, metric, params, seq FROM x.collections WHERE name = ?').run(name, from);
         this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq) SELECT ?, id, vector, payload, seq FROM x.points WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshots(collection, seq, parts, slot_ids) SELECT ?, seq, parts, slot_ids FROM x.snapshots WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.skipped(collection, seq, reason) SELECT ?, seq, reason FROM x.skipped WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshot_parts(collection, seq, part, bytes) SELECT ?, seq, part, bytes FROM x.snapshot_parts WHERE collection = ?').run(name, from);
       })();
     } finally {
@@ -159,10 +167,12 @@ export class Store {
     }
   }
 
-  /** Restarts the applied sequence at 0 for a new write log: rows, tombstones and
-   * snapshots carry sequences of the old log, so rows go to 0 and the rest is dropped. */
+  /** Restarts the applied sequence at 0 for a new write log: rows, tombstones,
+   * snapshots and skipped entries carry sequences of the old log, so rows go to
+   * 0 and the rest is dropped. */
   restartSequence(collection: string): void {
     this.db.transaction(() => {
+      this.st.dropSkipped.run(collection);
       this.st.setSeq.run(0, collection);
       this.st.zeroRowSeqs.run(collection);
       this.st.dropAllTombstones.run(collection);
@@ -224,6 +234,23 @@ export class Store {
       this.st.setSeq.run(seq, collection);
       return n;
     })();
+  }
+
+  /** Records a log entry that was not applied, and its sequence as applied, in one transaction. */
+  skip(collection: string, seq: number, reason: string): void {
+    this.db.transaction(() => {
+      this.st.skip.run(collection, seq, reason);
+      this.st.setSeq.run(seq, collection);
+    })();
+  }
+
+  /** The entries skipped, newest first. */
+  skipped(collection: string, limit: number): { seq: number; reason: string }[] {
+    return this.st.skipped.all(collection, limit) as { seq: number; reason: string }[];
+  }
+
+  skippedCount(collection: string): number {
+    return (this.st.skippedCount.get(collection) as { n: number }).n;
   }
 
   get(collection: string, id: PointId): StoredPoint | undefined {
