@@ -197,7 +197,7 @@ async function importCommand(argv: string[]): Promise<void> {
         } catch (e) {
           // Name the row or line of the point the collection refused.
           if (!(e instanceof VdbError)) throw e;
-          const m = /^point (\d+): (.*)$/s.exec(e.message);
+          const m = /^points\[(\d+)\](?:\.|: )?(.*)$/s.exec(e.message);
           if (m) throw new VdbError(e.code, `${file} ${b.where(Number(m[1]))}: ${m[2]}`);
           throw new VdbError(e.code, `${file}, the batch of ${b.where(0)} to ${b.where(b.points.length - 1)}: ${e.message}`);
         }

@@ -212,18 +212,20 @@ describe('Collection log apply and copies', () => {
     }
   });
 
-  it('a failing entry stores nothing of its batch and closes the collection; reopened, it holds what was committed', () => {
+  it('a refused entry in a batch is skipped and the rest of the batch applies in the same commit', () => {
     const dir = tempDir();
     const c = Collection.open(dir, { name: 'c', dim: DIM });
     c.applyLog([{ seq: 1, op: 'upsert', points: pointsOf(10) }]);
-    expect(() => c.applyLog([
+    c.applyLog([
       { seq: 2, op: 'upsert', points: pointsOf(10, 10) },
       { seq: 3, op: 'upsert', points: [{ id: 'bad', vector: [1, 2] }] },
-    ])).toThrow();
-    expectVdbError(() => c.count(), 'CLOSED');
+      { seq: 4, op: 'delete', ids: ['p0'] },
+    ]);
+    c.close();
     const again = Collection.open(dir, { name: 'c' });
-    expect(again.appliedSeq).toBe(1);
-    expect(again.count()).toBe(10);
+    expect(again.appliedSeq).toBe(4);
+    expect(again.count()).toBe(19);
+    expect(again.skippedEntries().map((e) => [e.seq, e.reason.split(':')[0]])).toEqual([[3, 'DIMENSION_MISMATCH']]);
   });
 
   it('detach drops ids and restarts the sequence at 0; the collection then follows a new log and reopens the same', () => {
