@@ -259,6 +259,9 @@ describe('replication', () => {
     cl = await TestCluster.start({ shards: 2 });
     await cl.client.createCollection({ name: 'r', dim: DIM, metric: 'cosine', partitioner: { kind: 'hash', shards: 1 }, replicas: 2 });
     await cl.client.upsert('r', points(0, 10));
+    // Through the API, a point no replica would apply is refused before it is acknowledged.
+    const refused = await cl.client.upsert('r', [{ id: 'zero', vector: new Float32Array(DIM) }]).catch((e: { code?: string }) => e);
+    expect((refused as { code?: string }).code).toBe('INVALID_VECTOR');
     // Published straight into the log, as an older version or a stray client could have.
     const poison = [
       new Uint8Array([0xc1, 0xff, 0x00]), // not MessagePack
