@@ -20,8 +20,10 @@ import { Registry, serveMetrics } from './metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
+import { limitsFrom, shardRoom, diskOf } from './capacity.js';
+import type { ShardLimits } from './capacity.js';
 
-export interface ShardOptions {
+export interface ShardOptions extends ShardLimits {
   nats: string;
   name: string;
   data: string;
@@ -39,6 +41,7 @@ const RETRY_MS = 3000;
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   checkCollectionName(opts.name, 'name');
+  const limits = limitsFrom(opts);
   const n = names(opts.prefix);
   const nc = await connectNats(opts.nats, opts.name);
   const meta = await Meta.open(nc, n);
@@ -56,14 +59,16 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const applied = registry.gauge('vdb_shard_applied_seq', 'Last write-log sequence applied', { labels });
   const lag = registry.gauge('vdb_shard_lag', 'Write-log entries not yet applied, as of the last delivery', { labels });
   const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
+  const room = registry.gauge('vdb_shard_room_points', 'Points the shard can still take under this process\'s limits', { labels });
   registry.onCollect(() => {
-    for (const g of [points, applied, lag, memory]) g.reset();
+    for (const g of [points, applied, lag, memory, room]) g.reset();
     for (const sh of served.values()) {
       const l = { collection: sh.collection, shard: sh.shard };
       points.set(l, sh.store.count());
       applied.set(l, sh.applied);
       lag.set(l, sh.pending);
       memory.set(l, sh.store.indexBytes);
+      room.set(l, shardRoom(sh.store, limits).points);
     }
   });
   const metrics = await serveMetrics(registry, {
@@ -78,6 +83,9 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
     shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
     points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.store.count()])),
+    // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
+    room: Object.fromEntries([...served].map(([k, sh]) => [k, shardRoom(sh.store, limits)])),
+    disk: diskOf(opts.data, limits),
     building: Object.fromEntries([
       ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
       ...[...built].map((k) => [k, { applied: 0, ready: true }]),
