@@ -9,9 +9,9 @@
 
 import { statfsSync } from 'node:fs';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import { MEMORY_LIMIT_BYTES } from '../ts/core/wasm-index.js';
+import { MEMORY_LIMIT_BYTES, WasmIndex } from '../ts/core/wasm-index.js';
 import { shardKey } from './meta.js';
-import type { Member } from './meta.js';
+import type { CollectionMeta, Member } from './meta.js';
 import type { LogEntry } from './replica.js';
 
 const MiB = 1024 * 1024;
@@ -73,6 +73,21 @@ export function shardRoom(store: { indexRoom(maxBytes: number): number; count():
   if (limits.maxPoints === undefined) return memory;
   const points = Math.max(0, limits.maxPoints - store.count());
   return points < memory.points ? { points, limit: 'max-points', value: limits.maxPoints } : memory;
+}
+
+/** Room of a shard that holds nothing yet, under a process's limits: what a
+ * fresh index of the collection's geometry can take (asked of the Wasm core
+ * itself), and the point limit. Cached per geometry and limits. */
+const emptyRooms = new Map<string, Room>();
+export function emptyRoom(cm: Pick<CollectionMeta, 'dim' | 'metric' | 'hnsw'>, limits: Pick<Limits, 'maxIndexBytes' | 'maxPoints'>): Room {
+  const key = JSON.stringify([cm.dim, cm.metric, cm.hnsw.m, cm.hnsw.efConstruction, limits.maxIndexBytes, limits.maxPoints]);
+  let room = emptyRooms.get(key);
+  if (!room) {
+    const index = WasmIndex.create({ dim: cm.dim, metric: cm.metric, m: cm.hnsw.m, efConstruction: cm.hnsw.efConstruction, capacity: 0 });
+    room = shardRoom({ indexRoom: (b) => index.room(b), count: () => 0 }, { ...limits, minFreeDiskBytes: 0 });
+    emptyRooms.set(key, room);
+  }
+  return room;
 }
 
 /** Free disk of the file system holding `dir`, as an unprivileged process may use it; undefined if it cannot be read. */
@@ -144,13 +159,16 @@ export class WriteGuard {
 
   constructor(private readonly live: () => Member[], private readonly margin = OTHERS_MARGIN) {}
 
-  /** Throws RESOURCE_EXHAUSTED if `entries` may not be appended; else appends them with `append` and remembers their points. */
-  async append(c: string, replicas: string[][], entries: Map<number, LogEntry[]>, append: () => Promise<Record<number, number>>): Promise<Record<number, number>> {
+  /** Throws RESOURCE_EXHAUSTED if `entries` may not be appended to collection
+   * `cm`'s shards (served by `replicas`); else appends them with `append` and
+   * remembers their points. */
+  async append(cm: CollectionMeta, replicas: string[][], entries: Map<number, LogEntry[]>, append: () => Promise<Record<number, number>>): Promise<Record<number, number>> {
+    const c = cm.name;
     const points = upsertPoints(entries);
     if (points.size > 0) {
       const members = new Map(this.live().map((m) => [m.name, m]));
       for (const [s, n] of points) {
-        const why = refusal(c, s, n, this.views(c, s, replicas[s] ?? [], members), this.margin);
+        const why = refusal(c, s, n, this.views(cm, s, replicas[s] ?? [], members), this.margin);
         if (why) throw new VdbError(ErrorCode.RESOURCE_EXHAUSTED, why);
       }
     }
@@ -175,8 +193,11 @@ export class WriteGuard {
     return seqs;
   }
 
-  private views(c: string, s: number, names: string[], members: Map<string, Member>): ReplicaView[] {
-    const key = shardKey(c, s);
+  // A live replica not yet serving the shard (a new collection, a restart)
+  // reports no room for it: while none does, the room of an empty shard under
+  // its limits stands in.
+  private views(cm: CollectionMeta, s: number, names: string[], members: Map<string, Member>): ReplicaView[] {
+    const key = shardKey(cm.name, s);
     const list = this.appended.get(key) ?? [];
     const out: ReplicaView[] = [];
     for (const name of names) {
@@ -185,6 +206,12 @@ export class WriteGuard {
       const applied = m.shards?.[key] ?? 0;
       const above = list.reduce((sum, a) => sum + (a.seq > applied ? a.points : 0), 0);
       out.push({ member: name, room: m.room?.[key], disk: m.disk, inFlight: above + (this.reserved.get(key) ?? 0) });
+    }
+    if (!out.some((v) => v.room)) {
+      for (const v of out) {
+        const limits = members.get(v.member)?.limits;
+        if (limits) v.room = emptyRoom(cm, limits);
+      }
     }
     // What every live replica has applied is forgotten.
     const floor = Math.min(...out.map((v) => members.get(v.member)?.shards?.[key] ?? 0));

@@ -137,7 +137,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       inflight.add(token);
       try {
         // Capacity is checked before the append: a write no replica could hold is refused, never logged.
-        const seqs = await guard.append(c, k.map.replicas, entries, () => append(c, entries));
+        const seqs = await guard.append(k.meta, k.map.replicas, entries, () => append(c, entries));
         const live = new Set(meta.live('shard').map((m) => m.name));
         const pending = [...entries.keys()].filter((s) => !k.map.replicas[s].some((r) => live.has(r))).sort((a, b) => a - b);
         return { seqs, pending };

@@ -9,7 +9,7 @@ import { VdbError, ErrorCode } from '../ts/errors.js';
 import type { Metric } from '../ts/core/wasm-index.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import type { Names } from './subjects.js';
-import type { Room, Disk } from './capacity.js';
+import type { Room, Disk, Limits } from './capacity.js';
 
 export interface CollectionMeta {
   name: string;
@@ -56,6 +56,8 @@ export interface Member {
   room?: Record<string, Room>;
   /** For a shard process: the free disk of its data directory and its floor. */
   disk?: Disk;
+  /** For a shard process: its index memory and point limits per shard replica. */
+  limits?: Pick<Limits, 'maxIndexBytes' | 'maxPoints'>;
   /** For a coordinator: the oldest shard-map epoch it may still write with, per collection. */
   epochs?: Record<string, number>;
 }

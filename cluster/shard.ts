@@ -86,6 +86,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
     room: Object.fromEntries([...served].map(([k, sh]) => [k, shardRoom(sh.store, limits)])),
     disk: diskOf(opts.data, limits),
+    limits: { maxIndexBytes: limits.maxIndexBytes, maxPoints: limits.maxPoints },
     building: Object.fromEntries([
       ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
       ...[...built].map((k) => [k, { applied: 0, ready: true }]),

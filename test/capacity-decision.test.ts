@@ -4,9 +4,9 @@
 
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
-import { refusal, shardRoom, limitsFrom, upsertPoints, WriteGuard, OTHERS_MARGIN, DEFAULT_LIMITS } from '../cluster/capacity.js';
+import { refusal, shardRoom, limitsFrom, upsertPoints, emptyRoom, WriteGuard, OTHERS_MARGIN, DEFAULT_LIMITS } from '../cluster/capacity.js';
 import type { ReplicaView, Room } from '../cluster/capacity.js';
-import type { Member } from '../cluster/meta.js';
+import type { CollectionMeta, Member } from '../cluster/meta.js';
 import type { LogEntry } from '../cluster/replica.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 
@@ -80,6 +80,7 @@ describe('shardRoom and limits', () => {
   });
 });
 
+const CM: CollectionMeta = { name: 'c', dim: 4, metric: 'l2', replicas: 1, hnsw: { m: 16, efConstruction: 200 }, partitioner: { kind: 'hash', shards: 1 } as CollectionMeta['partitioner'], createdAt: 0 };
 const upsert = (n: number): LogEntry => ({ op: 'upsert', points: Array.from({ length: n }, (_, i) => ({ id: i, vector: new Uint8Array(4) })) });
 
 describe('WriteGuard', () => {
@@ -95,7 +96,7 @@ describe('WriteGuard', () => {
     let live = [member(0, 300)];
     const guard = new WriteGuard(() => live, 0);
     let seq = 0;
-    const append = (entries: Map<number, LogEntry[]>) => guard.append('c', [['r0']], entries, async () => ({ 0: ++seq }));
+    const append = (entries: Map<number, LogEntry[]>) => guard.append(CM, [['r0']], entries, async () => ({ 0: ++seq }));
     await append(new Map([[0, [upsert(100)]]]));
     await append(new Map([[0, [upsert(100)]]]));
     // 200 appended, not yet applied: 100 more fit in 300, 101 do not.
@@ -114,10 +115,34 @@ describe('WriteGuard', () => {
     const live: Member[] = [{ name: 'r0', role: 'shard', pid: 1, heartbeat: Date.now(), shards: { 'c/0': 0 }, room: { 'c/0': { points: 150, limit: 'max-index-mb', value: 8 } } }];
     const guard = new WriteGuard(() => live, 0);
     let release!: () => void;
-    const slow = guard.append('c', [['r0']], new Map([[0, [upsert(100)]]]), () => new Promise((r) => { release = () => r({ 0: 1 }); }));
-    await expect(guard.append('c', [['r0']], new Map([[0, [upsert(60)]]]), async () => ({ 0: 2 }))).rejects.toBeInstanceOf(VdbError);
+    const slow = guard.append(CM, [['r0']], new Map([[0, [upsert(100)]]]), () => new Promise((r) => { release = () => r({ 0: 1 }); }));
+    await expect(guard.append(CM, [['r0']], new Map([[0, [upsert(60)]]]), async () => ({ 0: 2 }))).rejects.toBeInstanceOf(VdbError);
     release();
     await slow;
+  });
+
+  it('while no live replica reports room for a shard, uses an empty shard\'s room under their limits', async () => {
+    let live: Member[] = [{ name: 'r0', role: 'shard', pid: 1, heartbeat: Date.now(), limits: { maxIndexBytes: 64 * MiB, maxPoints: 100 } }];
+    const guard = new WriteGuard(() => live, 0);
+    let seq = 0;
+    const append = (n: number) => guard.append(CM, [['r0']], new Map([[0, [upsert(n)]]]), async () => ({ 0: ++seq }));
+    await append(60);
+    await expect(append(41)).rejects.toThrow(/room for 100 more points under its --max-points limit of 100 points; this write adds 41, with 60 more/);
+    await append(40);
+    // Once it reports, its own room counts.
+    live = [{ ...live[0], shards: { 'c/0': 2 }, room: { 'c/0': { points: 7, limit: 'max-points', value: 100 } } }];
+    await append(7);
+    await expect(append(1)).rejects.toThrow(/room for 7 more/);
+  });
+
+  it('computes the room of an empty shard from the Wasm core\'s layout', () => {
+    const byMemory = emptyRoom({ dim: 4096, metric: 'l2', hnsw: { m: 16, efConstruction: 200 } }, { maxIndexBytes: 64 * MiB });
+    expect(byMemory.limit).toBe('max-index-mb');
+    expect(byMemory.value).toBe(64);
+    // A dim-4096 record is 16,576 bytes; 64 MiB less the fixed part and the slack.
+    expect(byMemory.points).toBeGreaterThan(Math.floor(63 * MiB / 16_700));
+    expect(byMemory.points).toBeLessThan(Math.floor(64 * MiB / 16_576));
+    expect(emptyRoom({ dim: 8, metric: 'cosine', hnsw: { m: 8, efConstruction: 50 } }, { maxIndexBytes: 64 * MiB, maxPoints: 10 })).toEqual({ points: 10, limit: 'max-points', value: 10 });
   });
 
   it('uses a margin for other coordinators by default', () => {
