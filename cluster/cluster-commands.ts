@@ -54,7 +54,7 @@ const LIMIT_FLAGS = { 'max-index-mb': { type: 'string' }, 'max-points': { type: 
 const LIMIT_USAGE = '[--max-index-mb MB] [--max-points N] [--min-free-disk-mb MB]';
 const LIMIT_HELP = `Capacity per shard replica: coordinators refuse upserts (RESOURCE_EXHAUSTED) that would take
 a shard past them. --max-index-mb: Wasm memory of a shard's index (default ${DEFAULT_LIMITS.maxIndexMb},
-the 4 GiB limit less 256); --max-points: points per shard (default none);
+the Wasm limit of 4095 MiB less 256); --max-points: points per shard (default none);
 --min-free-disk-mb: free disk of the data directory below which no upsert is taken (default ${DEFAULT_LIMITS.minFreeDiskMb}).`;
 
 /** The limits given on the command line, checked; absent ones take their defaults. */
