@@ -5,7 +5,7 @@
 // from a copy of its source that follows the source's log until the balancer
 // seals it. It heartbeats what it serves and serves /metrics and /healthz.
 
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Collection } from '../ts/collection.js';
 import type { OpenOptions } from '../ts/collection.js';
@@ -42,6 +42,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   checkCollectionName(opts.name, 'name');
   const limits = limitsFrom(opts);
+  mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
   const nc = await connectNats(opts.nats, opts.name);
   const meta = await Meta.open(nc, n);

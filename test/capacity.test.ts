@@ -152,3 +152,24 @@ describe('capacity is checked before the acknowledgement', () => {
     }
   });
 });
+
+describe('a disk below its floor', () => {
+  it('refuses upserts with RESOURCE_EXHAUSTED naming --min-free-disk-mb, and still takes deletes', async () => {
+    // A floor no disk reaches: every upsert to a shard this process serves is refused.
+    const low = await TestCluster.start({ shards: 1, shardArgs: ['--min-free-disk-mb', String(2 ** 40)] });
+    try {
+      await low.client.createCollection({ name: 'd', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+      const err = await low.client.upsert('d', points(4, 0, 3)).then(() => undefined, (e: VdbError) => e);
+      expect(err?.code, `${err?.message}\n${low.logs()}`).toBe(ErrorCode.RESOURCE_EXHAUSTED);
+      expect(err!.message).toMatch(/^shard d\/0: replica shard-0 has \d+ MiB of free disk, below its --min-free-disk-mb floor of 1099511627776; the write was not applied$/);
+      const del = await low.client.delete('d', [0, 1]);
+      expect(del.count).toBe(2);
+      await low.waitCount('d', 0);
+      const st = await low.client.status() as { collections: { name: string; shards: { logSeq: number }[] }[] };
+      // Only the delete was logged.
+      expect(st.collections.find((c) => c.name === 'd')!.shards[0].logSeq).toBe(1);
+    } finally {
+      await low.stop();
+    }
+  });
+});
