@@ -61,6 +61,14 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const lag = registry.gauge('vdb_shard_lag', 'Write-log entries not yet applied, as of the last delivery', { labels });
   const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
   const room = registry.gauge('vdb_shard_room_points', 'Points the shard can still take under this process\'s limits', { labels });
+  // A replica whose store cannot be read (closed after a fault) reports no room.
+  const roomOf = (sh: ServedShard) => {
+    try {
+      return shardRoom(sh.store, limits);
+    } catch {
+      return undefined;
+    }
+  };
   registry.onCollect(() => {
     for (const g of [points, applied, lag, memory, room]) g.reset();
     for (const sh of served.values()) {
@@ -69,7 +77,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       applied.set(l, sh.applied);
       lag.set(l, sh.pending);
       memory.set(l, sh.store.indexBytes);
-      room.set(l, shardRoom(sh.store, limits).points);
+      room.set(l, roomOf(sh)?.points ?? 0);
     }
   });
   const metrics = await serveMetrics(registry, {
@@ -85,7 +93,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
     points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.store.count()])),
     // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
-    room: Object.fromEntries([...served].map(([k, sh]) => [k, shardRoom(sh.store, limits)])),
+    room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
     disk: diskOf(opts.data, limits),
     limits: { maxIndexBytes: limits.maxIndexBytes, maxPoints: limits.maxPoints },
     building: Object.fromEntries([
