@@ -3,17 +3,24 @@
 // --max-points) are filled until a write is refused with RESOURCE_EXHAUSTED
 // naming the limit; every write acknowledged before is applied on every
 // replica, none refused is, the replicas stay healthy, apply later deletes,
-// and take upserts again once deletes made room.
+// and take upserts again once deletes made room. Also: a disk below its floor,
+// limits out of range, and `vdb up` handing its limits to its shard processes.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'nats';
+import type { RunningCluster, UpOptions } from '../cluster/launcher.js';
+import type { Member } from '../cluster/meta.js';
+import { VdbClient } from '../ts/client.js';
 import type { Point, PointId } from '../ts/collection.js';
 import { HashPartitioner } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import { mulberry32 } from './helpers.js';
-import { CLI, TestCluster, waitFor } from './cluster-helpers.js';
+import { CLI, ROOT, TestCluster, requireDist, waitFor } from './cluster-helpers.js';
 
 let cl: TestCluster;
 beforeAll(async () => {
@@ -170,6 +177,35 @@ describe('a disk below its floor', () => {
       expect(st.collections.find((c) => c.name === 'd')!.shards[0].logSeq).toBe(1);
     } finally {
       await low.stop();
+    }
+  });
+});
+
+describe('vdb up', () => {
+  it('gives its capacity limits to every shard process, which report them', async () => {
+    requireDist();
+    // up() spawns cli.js next to itself: the compiled one.
+    const { up } = (await import(join(ROOT, 'dist', 'cluster', 'launcher.js'))) as { up: (o: UpOptions) => Promise<RunningCluster> };
+    const dir = mkdtempSync(join(tmpdir(), 'vdb-up-capacity-'));
+    const lines: string[] = [];
+    const cluster = await up({ shards: 2, data: dir, limits: { maxIndexMb: 64, maxPoints: 7, minFreeDiskMb: 1 }, log: (l) => lines.push(l), output: (n, l) => lines.push(`${n}: ${l}`) });
+    const nc = await connect({ servers: cluster.url });
+    try {
+      const client = new VdbClient(nc, { timeoutMs: 15_000 });
+      const st = await client.status();
+      const shards = (st.members as Member[]).filter((m) => m.role === 'shard');
+      expect(shards.map((m) => m.name).sort(), lines.join('\n')).toEqual(['shard-0', 'shard-1']);
+      for (const m of shards) {
+        expect(m.limits).toEqual({ maxIndexBytes: 64 * 1024 * 1024, maxPoints: 7 });
+        expect(m.disk?.floor).toBe(1024 * 1024);
+        expect(m.disk?.free).toBeGreaterThan(0);
+      }
+      await client.createCollection({ name: 'up', dim: 8, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+      await expect(client.upsert('up', points(8, 0, 8))).rejects.toThrow(/--max-points limit of 7 points/);
+    } finally {
+      await nc.close();
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
