@@ -81,6 +81,11 @@ async function expectOnEveryReplica(c: string, shards: number, expected: PointId
     }
   }
   await cl.waitCount(c, expected.length);
+  // A strong exact search over the whole collection finds exactly those points.
+  const dim = ((await cl.client.describe(c)) as { dim: number }).dim;
+  const r = await cl.client.search(c, points(dim, 999_999, 1)[0].vector, { k: expected.length, exact: true, consistency: 'strong' });
+  expect(r.partial).toBe(false);
+  expect(r.hits.map((h) => h.id).sort((a, b) => Number(a) - Number(b))).toEqual([...expected].sort((a, b) => Number(a) - Number(b)));
 }
 
 async function expectHealthy(): Promise<void> {
