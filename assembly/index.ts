@@ -82,6 +82,9 @@ export function index_pending(): u32 { return pending; }
 export function index_dim(): i32 { return dim; }
 export function index_metric(): i32 { return initialized ? metric : ERR_STATE; }
 export function index_max_level(): i32 { return maxLevel; }
+export function index_upper_bytes(): u32 { return initialized ? S.upperBytes() : 0; }
+export function index_layout_bytes(): f64 { return initialized ? <f64>S.layoutEnd() : 0; }
+export function index_layout_bytes_for(cap: u32): f64 { return initialized ? <f64>S.bytesFor(cap) : 0; }
 
 // Copies the input vector into the query scratch (zero-padded), normalised for
 // cosine. Returns OK or why the vector cannot be used.

@@ -217,12 +217,42 @@ export function reserve(want: u32): i32 {
   }
 }
 
+// Doubles the arena when it can, and settles for `want` when doubling would
+// pass the memory limit.
 export function reserveArena(want: u32): i32 {
   if (want <= arenaCap) return OK;
   let bytes = <u64>max(want, arenaCap << 1);
   if (bytes < 4096) bytes = 4096;
   if (bytes > 0xffffffff) bytes = <u64>want;
-  return layout(capacity, <u32>bytes);
+  const r = layout(capacity, <u32>bytes);
+  return r == OK || bytes == <u64>want ? r : layout(capacity, want);
+}
+
+// Expected upper-level bytes of a point, twice over for the arena's doubling:
+// a point reaches level l with probability M^-l, so it holds 1/(M - 1) upper
+// blocks on average.
+export function upperBytes(): u32 {
+  return <u32>((2 * <u64>upperBlock + <u64>(M - 2)) / <u64>(M - 1));
+}
+
+// Where the growable regions end now.
+export function layoutEnd(): u64 {
+  return <u64>arenaBase + <u64>arenaCap;
+}
+
+// Where they would end laid out for capacity `cap` with the current arena:
+// the same arithmetic as `layout`.
+export function bytesFor(cap: u32): u64 {
+  const c = <u64>cap;
+  let p = <u64>fixedEnd;
+  p = align16(p + c * 2);
+  p = align16(p + c);
+  p = align16(p + ((c + 31) >> 5) * 4);
+  p = align16(p + (c + 1) * 8);
+  p = align16(p + (c + 1) * 8);
+  p = align64(p);
+  p = align16(p + c * <u64>recSize);
+  return p + <u64>arenaCap;
 }
 
 // Next epoch for the visited tags; clears them when the 16-bit tag wraps.

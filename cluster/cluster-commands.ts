@@ -8,6 +8,8 @@ import { VdbClient } from '../ts/client.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import type { Metric } from '../ts/core/wasm-index.js';
 import { runShard } from './shard.js';
+import { DEFAULT_LIMITS, limitsFrom } from './capacity.js';
+import type { ShardLimits } from './capacity.js';
 import { runCoordinator } from './coordinator.js';
 import { up } from './launcher.js';
 import { openReader } from './readers.js';
@@ -47,26 +49,49 @@ async function withClient<T>(url: string, prefix: string | undefined, fn: (c: Vd
 
 const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' } } as const;
 
+/** A shard process's capacity limits (cluster/capacity.ts), on `vdb shard` and `vdb up`. */
+const LIMIT_FLAGS = { 'max-index-mb': { type: 'string' }, 'max-points': { type: 'string' }, 'min-free-disk-mb': { type: 'string' } } as const;
+const LIMIT_USAGE = '[--max-index-mb MB] [--max-points N] [--min-free-disk-mb MB]';
+const LIMIT_HELP = `Capacity per shard replica: coordinators refuse upserts (RESOURCE_EXHAUSTED) that would take
+a shard past them. --max-index-mb: Wasm memory of a shard's index (default ${DEFAULT_LIMITS.maxIndexMb},
+the Wasm limit of 4095 MiB less 256); --max-points: points per shard (default none);
+--min-free-disk-mb: free disk of the data directory below which no upsert is taken (default ${DEFAULT_LIMITS.minFreeDiskMb}).`;
+
+/** The limits given on the command line, checked; absent ones take their defaults. */
+function limitOptions(o: Record<string, string | boolean | undefined>): ShardLimits {
+  const num = (flag: string) => {
+    const v = o[flag];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string' || !/^\d+$/.test(v)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  const limits = { maxIndexMb: num('max-index-mb'), maxPoints: num('max-points'), minFreeDiskMb: num('min-free-disk-mb') };
+  limitsFrom(limits);
+  return limits;
+}
+
 export const CLUSTER_COMMANDS = {
   up: {
     summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
     help: `Usage: vdb up [--shards N] [--replicas R] [--data DIR] [--nats URL] [--prefix P] [--demo]
+  ${LIMIT_USAGE}
 Starts nats-server with JetStream in DIR/nats (unless --nats), N shard processes
 and a coordinator, and supervises them: a process that dies is restarted with
 the same name and data directory (back-off 0.5 s doubling to 30 s). Writes
 DIR/cluster.json (pids, restart counts, metrics URLs); Ctrl-C or SIGTERM stops
 everything. --replicas R (at most N, default 1) is the replica count of the demo
 collection. --demo also creates a collection "demo", imports sample data and
-runs a search.`,
+runs a search. The capacity flags go to every shard process:
+${LIMIT_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
-        ...COMMON, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
+        ...COMMON, ...LIMIT_FLAGS, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
       });
       const shards = Number(o.shards);
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
       if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
-      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined });
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined, limits: limitOptions(o) });
       console.log(`NATS URL: ${cluster.url}`);
       if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards, replicas));
       console.log('serving; Ctrl-C stops the cluster');
@@ -75,10 +100,11 @@ runs a search.`,
   },
   shard: {
     summary: 'run a shard process (serves the shards assigned to it)',
-    help: 'Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P]',
+    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${LIMIT_USAGE}
+${LIMIT_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, data: { type: 'string' } });
-      const s = await runShard({ nats: need(o.nats, '--nats'), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined });
+      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, data: { type: 'string' } });
+      const s = await runShard({ nats: need(o.nats, '--nats'), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
       await untilSignal(s.stop);
     },
   },

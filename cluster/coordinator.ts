@@ -30,6 +30,7 @@ import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { connectNats } from './nats-connect.js';
+import { WriteGuard } from './capacity.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -106,6 +107,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return k;
   }
 
+  const guard = new WriteGuard(() => meta.live('shard'));
   /** Writes in flight, with the shard-map epoch each was routed with. */
   const inflight = new Set<{ c: string; epoch: number }>();
   /** Per collection, the oldest epoch this coordinator may still write with (for the balancer's split fence). */
@@ -134,7 +136,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const token = { c, epoch: k.map.epoch };
       inflight.add(token);
       try {
-        const seqs = await append(c, entries);
+        // Capacity is checked before the append: a write no replica could hold is refused, never logged.
+        const seqs = await guard.append(k.meta, k.map.replicas, entries, () => append(c, entries));
         const live = new Set(meta.live('shard').map((m) => m.name));
         const pending = [...entries.keys()].filter((s) => !k.map.replicas[s].some((r) => live.has(r))).sort((a, b) => a - b);
         return { seqs, pending };

@@ -15,6 +15,8 @@ import { names } from './subjects.js';
 import { Supervisor } from './supervisor.js';
 import type { Backoff, Supervised } from './supervisor.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
+import { limitsFrom } from './capacity.js';
+import type { ShardLimits } from './capacity.js';
 
 export interface UpOptions {
   shards: number;
@@ -28,6 +30,8 @@ export interface UpOptions {
   output?: (name: string, line: string) => void;
   /** Restart back-off (default 0.5 s doubling to 30 s, reset after 10 s up). */
   backoff?: Partial<Backoff>;
+  /** Capacity limits of every shard process (their flags). */
+  limits?: ShardLimits;
 }
 
 export interface RunningCluster {
@@ -63,6 +67,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   if (replicas > opts.shards) {
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${replicas} replicas need at least ${replicas} shard processes, but ${opts.shards} ${opts.shards === 1 ? 'is' : 'are'} asked for (--shards ${replicas} or more)`);
   }
+  if (opts.limits) limitsFrom(opts.limits);
   const data = resolve(opts.data);
   mkdirSync(data, { recursive: true });
   let server: RunningNats | undefined;
@@ -92,7 +97,9 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
     },
   });
   const common = ['--nats', url, '--prefix', prefix];
-  for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`)]);
+  const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
+    .flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
+  for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`), ...limitArgs]);
   supervisor.add('coordinator', 'coordinator-0', common);
 
   // Written whole to a temporary file and renamed, so a reader never sees half of it.

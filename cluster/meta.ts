@@ -9,6 +9,7 @@ import { VdbError, ErrorCode } from '../ts/errors.js';
 import type { Metric } from '../ts/core/wasm-index.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import type { Names } from './subjects.js';
+import type { Room, Disk, Limits } from './capacity.js';
 
 export interface CollectionMeta {
   name: string;
@@ -56,6 +57,12 @@ export interface Member {
   /** For a shard process: shards it builds for a split, by `shardKey` of the new shard:
    * the sequence applied of the source shard's log, and whether it is ready. */
   building?: Record<string, { applied: number; ready: boolean }>;
+  /** For a shard process: how many more points each shard it serves can take, and the limit that bounds it, by `shardKey` (cluster/capacity.ts). */
+  room?: Record<string, Room>;
+  /** For a shard process: the free disk of its data directory and its floor. */
+  disk?: Disk;
+  /** For a shard process: its index memory and point limits per shard replica. */
+  limits?: Pick<Limits, 'maxIndexBytes' | 'maxPoints'>;
   /** For a coordinator: the oldest shard-map epoch it may still write with, per collection. */
   epochs?: Record<string, number>;
 }

@@ -5,7 +5,7 @@
 // from a copy of its source that follows the source's log until the balancer
 // seals it. It heartbeats what it serves and serves /metrics and /healthz.
 
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Collection } from '../ts/collection.js';
 import type { OpenOptions } from '../ts/collection.js';
@@ -20,8 +20,10 @@ import { Registry, serveMetrics } from './metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
+import { limitsFrom, shardRoom, diskOf } from './capacity.js';
+import type { ShardLimits } from './capacity.js';
 
-export interface ShardOptions {
+export interface ShardOptions extends ShardLimits {
   nats: string;
   name: string;
   data: string;
@@ -39,6 +41,8 @@ const RETRY_MS = 3000;
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
   const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   checkCollectionName(opts.name, 'name');
+  const limits = limitsFrom(opts);
+  mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
   const nc = await connectNats(opts.nats, opts.name);
   const meta = await Meta.open(nc, n);
@@ -58,8 +62,17 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
   const skipped = registry.gauge('vdb_shard_skipped_entries', 'Write-log entries the shard refused and skipped (recorded in its store)', { labels });
   const failedShard = registry.gauge('vdb_shard_failed', '1 when the shard stopped applying its log (a storage fault)', { labels });
+  const room = registry.gauge('vdb_shard_room_points', 'Points the shard can still take under this process\'s limits', { labels });
+  // A replica whose store cannot be read (closed after a fault) reports no room.
+  const roomOf = (sh: ServedShard) => {
+    try {
+      return shardRoom(sh.store, limits);
+    } catch {
+      return undefined;
+    }
+  };
   registry.onCollect(() => {
-    for (const g of [points, applied, lag, memory, skipped, failedShard]) g.reset();
+    for (const g of [points, applied, lag, memory, skipped, failedShard, room]) g.reset();
     for (const sh of served.values()) {
       const l = { collection: sh.collection, shard: sh.shard };
       const st = sh.stats();
@@ -69,6 +82,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       memory.set(l, st.indexBytes);
       skipped.set(l, st.skipped);
       failedShard.set(l, sh.failed ? 1 : 0);
+      room.set(l, roomOf(sh)?.points ?? 0);
     }
   });
   const metrics = await serveMetrics(registry, {
@@ -85,6 +99,10 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().points])),
     failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
     skipped: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().skipped])),
+    // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
+    room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
+    disk: diskOf(opts.data, limits),
+    limits: { maxIndexBytes: limits.maxIndexBytes, maxPoints: limits.maxPoints },
     building: Object.fromEntries([
       ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
       ...[...built].map((k) => [k, { applied: 0, ready: true }]),

@@ -84,6 +84,8 @@ export interface ClusterOptions {
   clientTimeoutMs?: number;
   /** More arguments for every coordinator (e.g. --grace-ms). */
   coordinatorArgs?: string[];
+  /** More arguments for every shard process (e.g. --max-points). */
+  shardArgs?: string[];
   /** Run a NATS cluster of this many servers instead of one server; every process gets all their URLs. */
   natsNodes?: number;
 }
@@ -105,6 +107,7 @@ export class TestCluster {
     readonly client: VdbClient,
     readonly deadlineMs: number | undefined,
     readonly coordinatorArgs: string[] = [],
+    readonly shardArgs: string[] = [],
   ) {
     process.once('exit', this.killOnExit);
   }
@@ -139,7 +142,7 @@ export class TestCluster {
       // Reconnects for as long as the test runs: some tests restart or kill nats-servers.
       nc = await connect({ servers: natsServers(url), name: 'vdb-cluster-test', maxReconnectAttempts: -1 });
       const client = new VdbClient(nc, { timeoutMs: opts.clientTimeoutMs ?? 15_000 });
-      const cl = new TestCluster(dir, nats, natsCluster, url, nc, client, opts.deadlineMs, opts.coordinatorArgs);
+      const cl = new TestCluster(dir, nats, natsCluster, url, nc, client, opts.deadlineMs, opts.coordinatorArgs, opts.shardArgs);
       cl.maxPayload = opts.maxPayload;
       try {
         for (let i = 0; i < opts.shards; i++) cl.startShard(`shard-${i}`);
@@ -188,7 +191,7 @@ export class TestCluster {
   /** `node dist/cluster/cli.js shard --nats URL --name NAME --data DIR/NAME` (the same data directory on a restart),
    * or `--data` elsewhere, with more arguments. */
   startShard(name: string, opts: { data?: string; args?: string[] } = {}): Proc {
-    return this.spawn('shard', name, ['--data', opts.data ?? join(this.dir, name), ...(opts.args ?? [])]);
+    return this.spawn('shard', name, ['--data', opts.data ?? join(this.dir, name), ...this.shardArgs, ...(opts.args ?? [])]);
   }
 
   startCoordinator(name: string): Proc {

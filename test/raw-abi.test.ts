@@ -12,7 +12,7 @@ type Abi = CoreExports;
 const EXPORTED_FUNCTIONS = [
   'scratch_ptr', 'index_init', 'index_reserve', 'index_input_ptr', 'index_result_ids_ptr',
   'index_result_dist_ptr', 'index_filter_ptr', 'index_size', 'index_slots', 'index_capacity',
-  'index_pending', 'index_dim', 'index_metric', 'index_max_level', 'index_add', 'index_remove',
+  'index_pending', 'index_dim', 'index_metric', 'index_max_level', 'index_upper_bytes', 'index_layout_bytes', 'index_layout_bytes_for', 'index_add', 'index_remove',
   'index_slot_state', 'index_vector_ptr', 'index_consolidate', 'index_search',
   'index_search_exact', 'index_save_begin', 'index_section_count', 'index_section_ptr',
   'index_section_len', 'index_load_begin', 'index_load_end', 'kernel_l2sq',

@@ -3,7 +3,7 @@
 // returns once its transaction has committed, and the index is rebuilt from a
 // snapshot plus the changes after it whenever the collection is opened.
 
-import { WasmIndex, AllowSet } from './core/wasm-index.js';
+import { WasmIndex, AllowSet, MEMORY_LIMIT_BYTES } from './core/wasm-index.js';
 import type { Metric, VectorLike } from './core/wasm-index.js';
 import { Store } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
@@ -60,6 +60,10 @@ export interface OpenOptions {
   snapshotChanges?: number;
   /** Snapshot after this many ms with any change. Default 60,000. */
   snapshotMs?: number;
+  /** Refuse upserts (RESOURCE_EXHAUSTED) whose points the index could not hold
+   * within this many bytes of Wasm memory. Default: none below the 4 GiB a Wasm
+   * memory can hold (past that, OUT_OF_MEMORY). Not kept: give it at each open. */
+  maxIndexBytes?: number;
 }
 
 export interface SearchOptions {
@@ -202,6 +206,7 @@ export class Collection {
   private closed = false;
   private readonly snapshotChanges?: number;
   private readonly snapshotMs: number;
+  private readonly maxIndexBytes: number;
 
   private constructor(store: Store, name: string, schema: Schema, seq: number, opts: OpenOptions) {
     this.store = store;
@@ -212,6 +217,7 @@ export class Collection {
     this.seq = seq;
     this.snapshotChanges = opts.snapshotChanges;
     this.snapshotMs = opts.snapshotMs ?? 60_000;
+    this.maxIndexBytes = Math.min(opts.maxIndexBytes ?? MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES);
     for (const f of opts.indexes ?? []) this.fieldIndexes.set(f, new FieldIndex(f));
   }
 
@@ -219,6 +225,9 @@ export class Collection {
   static open(dir: string, opts: OpenOptions): Collection {
     if (!opts || typeof opts !== 'object') throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'open takes options with at least a name');
     checkCollectionName(opts.name);
+    if (opts.maxIndexBytes !== undefined && !(Number.isSafeInteger(opts.maxIndexBytes) && opts.maxIndexBytes > 0)) {
+      throw new VdbError(ErrorCode.INVALID_ARGUMENT, `maxIndexBytes must be a positive integer, got ${opts.maxIndexBytes}`);
+    }
     const store = Store.acquire(dir);
     if (store.openNames.has(opts.name)) {
       store.release();
@@ -353,6 +362,12 @@ export class Collection {
     return this.index.memoryBytes;
   }
 
+  /** How many more points fit before the index needs more than `maxBytes` of
+   * Wasm memory (default: all it can have); every upserted row counts as one. */
+  indexRoom(maxBytes?: number): number {
+    return this.index.room(maxBytes);
+  }
+
   /** The sequence of the last applied write. */
   get appliedSeq(): number {
     return this.seq;
@@ -379,7 +394,16 @@ export class Collection {
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
     // Room in the index first, so the only failure left after the commit is none.
-    this.index.reserve(this.index.slots + rows.length);
+    // Each row takes a slot (a replaced point's tombstone is reused only after
+    // consolidation): free slots first, then new ones.
+    const room = this.index.room(this.maxIndexBytes);
+    if (room < rows.length) {
+      if (this.maxIndexBytes < MEMORY_LIMIT_BYTES) {
+        throw new VdbError(ErrorCode.RESOURCE_EXHAUSTED, `collection ${this.name}: ${rows.length} more points would pass its index memory limit of ${this.maxIndexBytes} bytes (maxIndexBytes; room for ${room}); nothing was written`);
+      }
+      throw new VdbError(ErrorCode.OUT_OF_MEMORY, `collection ${this.name}: ${rows.length} more points would pass the 4 GiB Wasm memory limit of its index (room for ${room}); nothing was written`);
+    }
+    this.index.reserve(this.index.size + this.index.pending + rows.length);
     this.store.upsert(this.name, rows, seq);
     this.seq = seq;
     for (const r of rows) this.indexPoint(r.id, r.vector, parsePayload(r.payload));

@@ -35,6 +35,9 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   /** A shard the request needs has no live replica (or its log refused the write); retry. */
   SHARD_UNAVAILABLE: 'SHARD_UNAVAILABLE',
+  /** A write would take a shard past a limit of what its replicas can hold
+   * (index memory, points, free disk); it was refused and not applied. */
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
   /** This replica has not applied the write the request must see within its wait; another replica may have. */
   LAGGING: 'LAGGING',
 } as const;

@@ -17,6 +17,9 @@ export interface CoreExports {
   index_dim(): number;
   index_metric(): number;
   index_max_level(): number;
+  index_upper_bytes(): number;
+  index_layout_bytes(): number;
+  index_layout_bytes_for(cap: number): number;
   index_add(): number;
   index_remove(slot: number): number;
   index_slot_state(slot: number): number;

@@ -17,6 +17,10 @@ const METRICS: Metric[] = ['l2', 'ip', 'cosine'];
 export const K_MAX = 10000;
 export const DIM_MAX = 65536;
 export const HEADER_BYTES = 128;
+/** The most Wasm memory an index can have: 65,535 pages of 64 KiB (4 GiB − 64 KiB). */
+export const MEMORY_LIMIT_BYTES = 65535 * 65536;
+/** Slack for memory's whole pages and the regions' alignment. */
+const LAYOUT_SLACK = 2 * 65536;
 /** Bounds of the HNSW parameters the core accepts. */
 export const HNSW_LIMITS = { mMin: 2, mMax: 256, efConstruction: 1 << 20, ef: 1 << 20 } as const;
 
@@ -157,6 +161,35 @@ export class WasmIndex {
   get capacity(): number { return this.w.index_capacity(); }
   /** Bytes of Wasm linear memory this index holds. */
   get memoryBytes(): number { return this.w.memory.buffer.byteLength; }
+  /** Bytes the index's regions span at its capacity (memory is that, in whole pages, or more). */
+  get layoutBytes(): number { return this.w.index_layout_bytes(); }
+  /** Tombstones not yet consolidated (their slots are not reusable yet). */
+  get pending(): number { return this.w.index_pending(); }
+
+  /**
+   * How many more points can be added before the index needs more than
+   * `maxBytes` of memory (by default all a Wasm memory can hold), from the
+   * layout's own arithmetic: the regions laid out for the occupied slots
+   * (live and not yet consolidated) plus the new ones, the arena as it is plus
+   * the new points' expected upper levels, twice over. Reserved but unused
+   * capacity does not count against `maxBytes`; 0 when even the occupied
+   * slots would not fit in it.
+   */
+  room(maxBytes: number = MEMORY_LIMIT_BYTES): number {
+    const w = this.w;
+    const occupied = w.index_size() + w.index_pending();
+    const upper = w.index_upper_bytes();
+    const limit = Math.min(maxBytes, MEMORY_LIMIT_BYTES) - LAYOUT_SLACK;
+    const fits = (n: number) => w.index_layout_bytes_for(occupied + n) + n * upper <= limit;
+    if (!fits(0)) return 0;
+    let lo = 0;
+    let hi = 0xffffffff - occupied;
+    while (lo < hi) {
+      const mid = lo + Math.ceil((hi - lo) / 2);
+      if (fits(mid)) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
 
   // Views over Wasm memory die when memory grows; re-create them after any call that may grow it.
   private views(): void {
