@@ -50,7 +50,8 @@ describe('storage faults', () => {
   it('a replica whose disk fills stops, is reported failed, is not read from, and is replaced after the grace period', async () => {
     cl = await TestCluster.start({ shards: 0, coordinatorArgs: ['--grace-ms', '3000'] });
     mnt = smallDisk(6);
-    cl.startShard('shard-0', { data: mnt });
+    // No disk floor: this replica is meant to run out of disk, not to have writes refused before.
+    cl.startShard('shard-0', { data: mnt, args: ['--min-free-disk-mb', '0'] });
     cl.startShard('shard-1');
     cl.startShard('shard-2');
     await cl.waitMembers(['shard-0', 'shard-1', 'shard-2', 'c-0']);
