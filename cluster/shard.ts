@@ -20,6 +20,7 @@ import { Registry, serveMetrics } from './metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
+import { trackConnection, connectionDetail } from './nats-status.js';
 
 export interface ShardOptions {
   nats: string;
@@ -41,6 +42,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   checkCollectionName(opts.name, 'name');
   const n = names(opts.prefix);
   const nc = await connectNats(opts.nats, opts.name);
+  const connection = trackConnection(nc);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
@@ -70,7 +72,8 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     port: opts.metricsPort,
     health: () => {
       const failed = [...served].filter(([, sh]) => sh.failed).map(([k]) => k);
-      return { ok: !nc.isClosed() && failed.length === 0, detail: { name: opts.name, shards: [...served.keys()], failed } };
+      const conn = connection.state();
+      return { ok: conn.connected && failed.length === 0, detail: { name: opts.name, shards: [...served.keys()], failed, nats: connectionDetail(nc, conn) } };
     },
   });
 
