@@ -10,9 +10,9 @@ import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
 import {
   validateCreateCollection, validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
-  validateDescribe, validateDropCollection, errorFromBody, COLLECTION_ENDPOINTS,
+  validateDescribe, validateDropCollection, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
 } from '../ts/wire/messages.js';
-import type { SearchRequest } from '../ts/wire/messages.js';
+import type { ReadConsistency } from '../ts/wire/messages.js';
 import { checkCollectionName } from '../ts/validate.js';
 import type { PointId } from '../ts/validate.js';
 import { HashPartitioner, SemanticPartitioner, SpatialPartitioner, partitionerFromJSON, shardOfPoint, shardsForId, shardsForSearch } from '../ts/partition/index.js';
@@ -24,13 +24,16 @@ import { Meta, HEARTBEAT_MS, shardKey, addLogStream } from './meta.js';
 import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
-import { handle, requestMetrics } from './service.js';
+import { addEndpoint, handle, requestMetrics } from './service.js';
 import { Requester } from './requester.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { connectNats } from './nats-connect.js';
 import { WriteGuard } from './capacity.js';
+import { trackConnection, connectionDetail } from './nats-status.js';
+import { waitApplied } from './wait-applied.js';
+import { mergeScroll } from '../ts/scroll-merge.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -70,6 +73,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   }
   const n: Names = names(opts.prefix);
   const nc: NatsConnection = await connectNats(opts.nats, opts.name);
+  const connection = trackConnection(nc);
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();
   const meta = await Meta.open(nc, n);
@@ -268,23 +272,39 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   const order = (k: Known) => (k.meta.metric === 'l2' ? 'asc' : 'desc') as 'asc' | 'desc';
 
-  async function minSeqs(c: string, shards: number[], req: SearchRequest, after: unknown): Promise<Map<number, number>> {
+  async function minSeqs(c: string, shards: number[], req: ReadConsistency): Promise<Map<number, number>> {
     const out = new Map<number, number>();
     if (req.consistency === 'strong') {
       await Promise.all(shards.map(async (s) => out.set(s, (await jsm.streams.info(n.stream(c, s))).state.last_seq)));
-    } else if (req.consistency === 'session' && after && typeof after === 'object') {
+    } else if (req.consistency === 'session' && req.afterSeqs) {
       for (const s of shards) {
-        const v = (after as Record<string, unknown>)[String(s)];
-        if (Number.isSafeInteger(v)) out.set(s, v as number);
+        const v = req.afterSeqs[String(s)];
+        if (v !== undefined) out.set(s, v);
       }
     }
     return out;
   }
 
+  /** With `wait`: asks every live replica of each written shard to confirm it applied its sequence. */
+  async function confirmApplied(c: string, seqs: Record<number, number>): Promise<{ applied: boolean; unconfirmed: number[] }> {
+    const k = await known(c);
+    const live = new Set(meta.live('shard').map((m) => m.name));
+    const writes = Object.entries(seqs).map(([s, seq]) => ({ shard: Number(s), seq, replicas: (k.map.replicas[Number(s)] ?? []).filter((r) => live.has(r)) }));
+    return waitApplied(writes, async (s, r, seq, waitMs) => {
+      const m = await requester.request(n.replica(c, s, r, 'count'), encode({ minSeq: seq, waitMs }, false), waitMs + 1000);
+      return !errorFromBody(decode(m.data, false));
+    });
+  }
+
   /** A write's reply; `pending` lists shards that had no live replica to apply it yet. */
-  const written = (count: number, seqs: Record<number, number>, pending: number[]) => {
+  const written = async (c: string, count: number, seqs: Record<number, number>, pending: number[], wait: boolean) => {
     const reply: Record<string, unknown> = { count, seq: Math.max(0, ...Object.values(seqs)), seqs };
     if (pending.length) reply.pending = pending;
+    if (wait) {
+      const { applied, unconfirmed } = await confirmApplied(c, seqs);
+      reply.applied = applied;
+      if (!applied) reply.unconfirmed = unconfirmed;
+    }
     return reply;
   };
 
@@ -316,7 +336,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         }
         return entries;
       });
-      return written(req.points.length, seqs, pending);
+      return written(c, req.points.length, seqs, pending, req.wait);
     },
 
     async delete(c: string, body: unknown) {
@@ -332,14 +352,14 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
         return entries;
       });
-      return written(req.ids.length, seqs, pending);
+      return written(c, req.ids.length, seqs, pending, req.wait);
     },
 
     async get(c: string, body: unknown) {
       const k = await known(c);
       const req = validateGet(body);
       const shards = [...new Set(req.ids.flatMap((id) => shardsForId(k.p, id)))];
-      const answers = await ask(c, k, shards, 'get', () => ({ ids: req.ids, withVector: req.withVector }));
+      const answers = await ask(c, k, shards, 'get', () => ({ ids: req.ids, withVector: req.withVector }), await minSeqs(c, shards, req));
       const found = new Map<PointId, StoredPoint>();
       for (const a of answers) for (const p of (a.body?.points as StoredPoint[] | undefined) ?? []) found.set(p.id, p);
       const missing = answers.filter((a) => a.missing).map((a) => a.shard);
@@ -352,8 +372,9 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
     async count(c: string, body: unknown) {
       const k = await known(c);
-      validateCount(body);
-      const answers = await ask(c, k, k.map.replicas.map((_, s) => s), 'count', () => ({}));
+      const req = validateCount(body);
+      const shards = k.map.replicas.map((_, s) => s);
+      const answers = await ask(c, k, shards, 'count', () => ({}), await minSeqs(c, shards, req));
       const missing = answers.filter((a) => a.missing).map((a) => a.shard);
       const count = answers.reduce((sum, a) => sum + ((a.body?.count as number | undefined) ?? 0), 0);
       return missing.length ? { count, partial: true, missing } : { count, partial: false };
@@ -363,7 +384,6 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const t0 = performance.now();
       const k = await known(c);
       const req = validateSearch(body, k.meta);
-      const after = (body as { after?: unknown }).after;
       const shardBody = () => shardSearchBody(req, undefined, deadline);
       const read = (answers: ShardAnswer[]) => answers.map((a) => (a.body ? { shard: a.shard, reply: readShardReply(a.body) } : undefined));
       let answers: ShardAnswer[];
@@ -371,7 +391,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       if (req.exact && k.p instanceof SpatialPartitioner) {
         // Nearest leaf first; then only the leaves that can still hold a top-k hit.
         const first = k.p.route(req.vector, { nprobe: 1 });
-        const mins = await minSeqs(c, k.p.route(req.vector, { nprobe: k.p.shards }), req, after);
+        const mins = await minSeqs(c, k.p.route(req.vector, { nprobe: k.p.shards }), req);
         answers = await ask(c, k, first, 'search', shardBody, mins);
         replies = read(answers);
         const hits = replies[0]?.reply.hits ?? [];
@@ -382,7 +402,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         replies = replies.concat(read(more));
       } else {
         const shards = shardsForSearch(k.p, { vector: req.vector, filter: req.filter, nprobe: req.nprobe });
-        answers = await ask(c, k, shards, 'search', shardBody, await minSeqs(c, shards, req, after));
+        answers = await ask(c, k, shards, 'search', shardBody, await minSeqs(c, shards, req));
         replies = read(answers);
       }
       // Until a split shard has dropped what moved away, it may still answer with
@@ -400,6 +420,27 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const reply: Record<string, unknown> = { hits, partial: missing.length > 0, tookMs: performance.now() - t0, searchMs, searchMsTotal };
       if (missing.length) reply.missing = missing;
       return reply;
+    },
+
+    // Every shard's first page after the cursor, merged (ts/scroll-merge.ts). A
+    // page without some shard would skip its points for good: that is an error.
+    async scroll(c: string, body: unknown) {
+      const k = await known(c);
+      const req = validateScroll(body);
+      const shards = k.map.replicas.map((_, s) => s);
+      const shardBody = () => ({ after: req.after, limit: req.limit, filter: req.filter, withVector: req.withVector, withPayload: req.withPayload });
+      const answers = await ask(c, k, shards, 'scroll', shardBody, await minSeqs(c, shards, req));
+      const missing = answers.filter((a) => a.missing).map((a) => a.shard);
+      if (missing.length) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `shards ${missing.join(', ')} of ${c} did not answer; retry the page`);
+      const p = k.p;
+      const pages = answers.map((a) => {
+        // As in search: until a split shard drops what moved away, only its own ids count.
+        const points = ((a.body?.points as StoredPoint[] | undefined) ?? []).filter((pt) => !(p instanceof HashPartitioner) || p.shardOf(pt.id) === a.shard);
+        return { points, end: a.body?.next as PointId | undefined };
+      });
+      const page = mergeScroll(pages, req.limit);
+      const points = page.points.map((pt) => (pt.vector ? { ...pt, vector: parseVector(pt.vector, 'vector') } : pt));
+      return page.next === undefined ? { points } : { points, next: page.next };
     },
   };
 
@@ -485,21 +526,21 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
-    health: () => ({ ok: !nc.isClosed(), detail: { name: opts.name, nats: nc.getServer(), collectionsCached: cache.size } }),
+    health: () => {
+      const conn = connection.state();
+      return { ok: conn.connected, detail: { name: opts.name, nats: connectionDetail(nc, conn), collectionsCached: cache.size } };
+    },
   });
   const service = await nc.services.add({ name: 'vdb-coord', version: '0.1.0', description: 'vdb coordinator', queue: `${n.prefix}-coord`, metadata: { member: opts.name } });
   for (const op of COLLECTION_ENDPOINTS) {
-    service.addEndpoint(op, {
-      subject: n.api('*', op),
-      handler: handle(async (body, msg) => {
-        const reply = await ops[op](msg.subject.split('.')[2], body) as { partial?: boolean };
-        if (reply.partial) partials.inc({ op });
-        return reply;
-      }, observe(op)),
-    });
+    addEndpoint(service, op, { subject: n.api('*', op) }, async (body, msg) => {
+      const reply = await ops[op](msg.subject.split('.')[2], body) as { partial?: boolean };
+      if (reply.partial) partials.inc({ op });
+      return reply;
+    }, observe(op));
   }
   for (const [op, fn] of Object.entries(admin)) {
-    service.addEndpoint(`admin-${op.replace('.', '-')}`, { subject: n.admin(op), handler: handle((body) => fn(body), observe(op)) });
+    addEndpoint(service, `admin-${op.replace('.', '-')}`, { subject: n.admin(op) }, (body) => fn(body), observe(op));
   }
 
   // Everything else under vdb.v1 gets UNKNOWN_ENDPOINT rather than silence.

@@ -10,13 +10,14 @@ import type { Collection, LogEntry as AppliedEntry } from '../ts/collection.js';
 import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
 import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
 import type { PointId } from '../ts/validate.js';
+import type { Filter } from '../ts/filter.js';
 import { decode, float32Bytes } from '../ts/wire/codec.js';
 import { mulberry32 } from '../ts/random.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import type { Names } from './subjects.js';
-import { handle } from './service.js';
+import { addEndpoint } from './service.js';
 import type { Observe } from './service.js';
-import { checkShardRequest, shardReplyBody } from './shard-requests.js';
+import { checkShardRequest, checkShardWait, shardReplyBody } from './shard-requests.js';
 import type { CopySource } from './snapshot-copy.js';
 
 /** A write-log entry, as the coordinator publishes it. */
@@ -247,9 +248,8 @@ export class ServedShard {
     // this replica's own subject, which coordinators use to pick the replica.
     const group = `${n.prefix}-shard-${c}-${s}`;
     const add = (op: string, fn: (body: unknown) => unknown, shared = true) => {
-      const handler = handle(fn, observe(op));
-      if (shared) this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler }));
-      this.endpoints.push(service.addEndpoint(`${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op), handler }));
+      if (shared) this.endpoints.push(addEndpoint(service, `${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group }, fn, observe(op)));
+      this.endpoints.push(addEndpoint(service, `${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op) }, fn, observe(op)));
     };
     add('search', (body) => {
       this.serving();
@@ -262,15 +262,26 @@ export class ServedShard {
       // Without a sequence to wait for the reply is built synchronously: no extra turns of the event loop.
       return r.minSeq === undefined ? search() : this.waitFor(r.minSeq, r.waitMs).then(search);
     });
-    add('get', (body) => {
+    // A read waits, when asked, until this replica has applied `minSeq` (LAGGING after `waitMs`).
+    const at = (body: unknown, op: string, read: () => unknown) => {
       this.serving();
+      const w = checkShardWait(body, op);
+      return w.minSeq === undefined ? read() : this.waitFor(w.minSeq, w.waitMs).then(read);
+    };
+    add('get', (body) => {
       const b = body as { ids?: unknown; withVector?: unknown };
       if (!Array.isArray(b?.ids)) throw new VdbError(ErrorCode.BAD_REQUEST, 'ids: expected an array');
-      return { points: this.store.get(b.ids, { withVector: b.withVector !== false }), seq: this.applied };
+      return at(body, 'get', () => ({ points: this.store.get(b.ids as PointId[], { withVector: b.withVector !== false }), seq: this.applied }));
     });
-    add('count', () => {
-      this.serving();
-      return { count: this.store.count(), seq: this.applied };
+    add('count', (body) => at(body, 'count', () => ({ count: this.store.count(), seq: this.applied })));
+    // A page in id order; `next` (the last id read) when the page is full.
+    add('scroll', (body) => {
+      const b = body as { after?: PointId; limit?: number; filter?: Filter; withVector?: unknown; withPayload?: unknown };
+      return at(body, 'scroll', () => {
+        const page = this.store.scroll({ after: b.after ?? undefined, limit: b.limit, filter: b.filter ?? undefined, withVector: b.withVector === true });
+        const points = b.withPayload === false ? page.points.map((p) => (p.vector ? { id: p.id, vector: p.vector } : { id: p.id })) : page.points;
+        return page.next === undefined ? { points, seq: this.applied } : { points, next: page.next, seq: this.applied };
+      });
     });
     add('snapshot', (body) => copies.handle(this.store, body), false);
     // Vectors of random points (seeded by the request), for placing a split.

@@ -1,12 +1,13 @@
 // The shape every endpoint handler shares, after nats.js services: decode the
 // body (MessagePack, or JSON when the request says Content-Type:
 // application/json), call the library, reply; errors go in the
-// Nats-Service-Error / Nats-Service-Error-Code headers and an {error} body.
+// Nats-Service-Error / Nats-Service-Error-Code headers and an {error} body,
+// and count in the endpoint's $SRV.STATS `num_errors`.
 
-import type { ServiceMsg } from 'nats';
+import type { QueuedIterator, Service, ServiceMsg } from 'nats';
 import { decode, encode, isJsonContentType } from '../ts/wire/codec.js';
 import { serviceError } from '../ts/wire/messages.js';
-import { VdbError, isFault } from '../ts/errors.js';
+import { VdbError, ErrorCode, isFault } from '../ts/errors.js';
 import type { Registry } from './metrics.js';
 
 export type Handler = (body: unknown, msg: ServiceMsg) => Promise<unknown> | unknown;
@@ -21,7 +22,8 @@ function logFault(subject: string, code: string, cause: unknown): void {
   process.stderr.write(`${new Date().toISOString()} error answering ${subject}: ${code}: ${detail.replace(/\n\s*/g, ' | ')}\n`);
 }
 
-export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg: ServiceMsg) => void {
+/** `countError` is told of every error reply (with its `Nats-Service-Error` line). */
+export function handle(fn: Handler, observe?: Observe, countError?: (e: Error) => void): (err: Error | null, msg: ServiceMsg) => void {
   return (err, msg) => {
     if (err) return;
     const t0 = performance.now();
@@ -30,6 +32,7 @@ export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg:
       const se = serviceError(e);
       if (!(e instanceof VdbError) || isFault(e.code)) logFault(msg.subject, se.body.error.code, e);
       msg.respondError(se.status, se.description, encode(se.body, json));
+      countError?.(new Error(se.description));
       observe?.((performance.now() - t0) / 1000, se.body.error.code);
     };
     const reply = (body: unknown) => {
@@ -53,6 +56,31 @@ export function handle(fn: Handler, observe?: Observe): (err: Error | null, msg:
     if (out instanceof Promise) out.then(reply, fail);
     else reply(out);
   };
+}
+
+interface EndpointStats {
+  countError(e: Error): void;
+}
+
+/**
+ * The stats nats.js keeps for an endpoint. It counts an error only when a
+ * handler throws synchronously, and then replies itself without our body; a
+ * handler that replies with `respondError` (or later, from a promise) must
+ * count it here. Not a public API of nats.js: a missing hook fails loudly.
+ */
+function endpointStats(service: Service, qi: QueuedIterator<ServiceMsg>): EndpointStats {
+  const subs = (service as unknown as { handlers?: { qi?: unknown; stats?: Partial<EndpointStats> }[] }).handlers;
+  const stats = subs?.find((h) => h.qi === qi)?.stats;
+  if (typeof stats?.countError !== 'function') throw new VdbError(ErrorCode.INTERNAL, 'this nats.js version keeps no endpoint stats to count errors in');
+  return stats as EndpointStats;
+}
+
+/** Adds an endpoint served by `fn` (see `handle`), its error replies counted in $SRV.STATS. */
+export function addEndpoint(service: Service, name: string, opts: { subject: string; queue?: string }, fn: Handler, observe?: Observe): QueuedIterator<ServiceMsg> {
+  let stats: EndpointStats | undefined;
+  const qi = service.addEndpoint(name, { ...opts, handler: handle(fn, observe, (e) => stats?.countError(e)) });
+  stats = endpointStats(service, qi);
+  return qi;
 }
 
 /** Request metrics of one process: latency by operation, errors by operation and code. */

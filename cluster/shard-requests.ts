@@ -119,3 +119,25 @@ export function readShardReply(body: unknown): ShardHits {
   }
   return { hits, seq, searchMs };
 }
+
+/** What a read on a replica (get, count, scroll) must see first: `minSeq`, waited for up to `waitMs`. */
+export interface ShardWait {
+  minSeq?: number;
+  waitMs: number;
+}
+
+/** The shard side of `minSeq`/`waitMs` in an internal get, count or scroll request. */
+export function checkShardWait(body: unknown, op: string): ShardWait {
+  if (!isPlainObject(body)) throw new VdbError(ErrorCode.BAD_REQUEST, `internal ${op} request: body: expected a map`);
+  const { minSeq, waitMs } = body;
+  const out: ShardWait = { waitMs: DEFAULT_WAIT_MS };
+  if (minSeq != null) {
+    if (!isCount(minSeq, Number.MAX_SAFE_INTEGER)) throw new VdbError(ErrorCode.BAD_REQUEST, `internal ${op} request: minSeq: expected a non-negative integer`);
+    out.minSeq = minSeq;
+  }
+  if (waitMs != null) {
+    if (!isCount(waitMs, MAX_WAIT_MS)) throw new VdbError(ErrorCode.BAD_REQUEST, `internal ${op} request: waitMs: expected 0 to ${MAX_WAIT_MS}`);
+    out.waitMs = waitMs;
+  }
+  return out;
+}

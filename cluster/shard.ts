@@ -22,6 +22,7 @@ import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
+import { trackConnection, connectionDetail } from './nats-status.js';
 
 export interface ShardOptions extends ShardLimits {
   nats: string;
@@ -45,6 +46,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
   const nc = await connectNats(opts.nats, opts.name);
+  const connection = trackConnection(nc);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
   const served = new Map<string, ServedShard>();
@@ -89,7 +91,8 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     port: opts.metricsPort,
     health: () => {
       const failed = Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed]));
-      return { ok: !nc.isClosed() && Object.keys(failed).length === 0, detail: { name: opts.name, shards: [...served.keys()], failed } };
+      const conn = connection.state();
+      return { ok: conn.connected && Object.keys(failed).length === 0, detail: { name: opts.name, shards: [...served.keys()], failed, nats: connectionDetail(nc, conn) } };
     },
   });
 

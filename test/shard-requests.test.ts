@@ -10,7 +10,7 @@ import { ErrorCode, VdbError } from '../ts/errors.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import { validateSearch } from '../ts/wire/messages.js';
 import type { Hit } from '../ts/collection.js';
-import { checkShardRequest, readShardReply, shardReplyBody, shardSearchBody, DEFAULT_WAIT_MS, MAX_WAIT_MS } from '../cluster/shard-requests.js';
+import { checkShardRequest, checkShardWait, readShardReply, shardReplyBody, shardSearchBody, DEFAULT_WAIT_MS, MAX_WAIT_MS } from '../cluster/shard-requests.js';
 import { expectVdbError } from './helpers.js';
 
 const runs = (numRuns: number) => ({ seed: 20250301, numRuns });
@@ -104,5 +104,33 @@ describe('shard reply', () => {
     ]) {
       expectVdbError(() => readShardReply(body), ErrorCode.INTERNAL);
     }
+  });
+});
+
+describe('internal get, count and scroll: minSeq and waitMs', () => {
+  it('absent: no sequence, the default wait; present: as sent', () => {
+    expect(checkShardWait(wire({ ids: [1] }), 'get')).toEqual({ waitMs: DEFAULT_WAIT_MS });
+    expect(checkShardWait(wire({ minSeq: 12, waitMs: 0 }), 'count')).toEqual({ minSeq: 12, waitMs: 0 });
+    expect(checkShardWait(wire({ minSeq: null, waitMs: MAX_WAIT_MS }), 'scroll')).toEqual({ waitMs: MAX_WAIT_MS });
+  });
+
+  it('anything else is BAD_REQUEST naming the operation and field', () => {
+    fc.assert(fc.property(fc.anything(), fc.constantFrom('minSeq', 'waitMs'), (v, field) => {
+      let out;
+      try {
+        out = checkShardWait({ [field]: v }, 'count');
+      } catch (e) {
+        expect(e).toBeInstanceOf(VdbError);
+        expect((e as VdbError).code).toBe(ErrorCode.BAD_REQUEST);
+        expect((e as VdbError).message).toContain(`internal count request: ${field}`);
+        return;
+      }
+      const max = field === 'waitMs' ? MAX_WAIT_MS : Number.MAX_SAFE_INTEGER;
+      if (v != null) {
+        expect(Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= max).toBe(true);
+        expect(out[field]).toBe(v);
+      }
+    }), runs(500));
+    expectVdbError(() => checkShardWait([], 'get'), ErrorCode.BAD_REQUEST);
   });
 });

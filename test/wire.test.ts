@@ -19,6 +19,7 @@ import {
   parseVector,
   readCountReply,
   readGetReply,
+  readScrollReply,
   readSearchReply,
   readWriteReply,
   REQUEST_VALIDATORS,
@@ -30,6 +31,7 @@ import {
   validateDropCollection,
   validateGet,
   validateListCollections,
+  validateScroll,
   validateSearch,
   validateStatus,
   validateUpsert,
@@ -327,6 +329,8 @@ const good = {
   upsert: () => ({ points: [{ id: 1, vector: VEC, payload: { a: 1 } }, { id: 'b', vector: new Float32Array(VEC) }] }),
   delete: () => ({ ids: [1, 'b'] }),
   get: () => ({ ids: [1, 'b'], withVector: false }),
+  count: () => ({ consistency: 'strong' }),
+  scroll: () => ({ after: 'b', limit: 50, filter: { a: { $gt: 0 } }, withVector: true, withPayload: false, consistency: 'eventual', afterSeqs: { 0: 4, 3: 17 } }),
   search: () => ({ vector: VEC, k: 10, ef: 64, filter: { a: { $gt: 0 } }, exact: true, consistency: 'strong', withPayload: true, nprobe: 2 }),
   create: () => ({ name: 'products', dim: 4, metric: 'cosine', partitioner: { kind: 'hash', shards: 4 }, replicas: 2, hnsw: { m: 32, efConstruction: 100 } }),
 };
@@ -345,10 +349,14 @@ describe('validators accept valid requests and normalise them', () => {
   });
 
   it('delete, get, count, list, status', () => {
-    expect(validateDelete(good.delete())).toEqual({ ids: [1, 'b'] });
-    expect(validateGet(good.get())).toEqual({ ids: [1, 'b'], withVector: false });
-    expect(validateGet({ ids: [] })).toEqual({ ids: [], withVector: true });
-    for (const v of [validateCount, validateListCollections, validateStatus]) {
+    expect(validateDelete(good.delete())).toEqual({ ids: [1, 'b'], wait: false });
+    expect(validateDelete({ ids: [], wait: true })).toEqual({ ids: [], wait: true });
+    expect(validateUpsert({ points: [], wait: true }).wait).toBe(true);
+    expect(validateGet(good.get())).toEqual({ ids: [1, 'b'], withVector: false, consistency: 'session' });
+    expect(validateGet({ ids: [], consistency: 'eventual', afterSeqs: { 2: 9 } })).toEqual({ ids: [], withVector: true, consistency: 'eventual', afterSeqs: { 2: 9 } });
+    expect(validateCount({})).toEqual({ consistency: 'session' });
+    expect(validateCount({ afterSeqs: { 0: 1 }, future: 1 })).toEqual({ consistency: 'session', afterSeqs: { 0: 1 } });
+    for (const v of [validateListCollections, validateStatus]) {
       expect(v({})).toEqual({});
       expect(v({ future: 1 })).toEqual({});
     }
@@ -360,6 +368,15 @@ describe('validators accept valid requests and normalise them', () => {
     const min = validateSearch({ vector: VEC, k: 1, ef: null, filter: null, consistency: null });
     expect(min).toEqual({ vector: new Float32Array(VEC), k: 1, exact: false, consistency: 'session', withPayload: false });
     expect(validateSearch({ vector: VEC, k: LIMITS.k }).k).toBe(LIMITS.k);
+    // `after` is the older name of `afterSeqs`; `afterSeqs` wins when both are sent.
+    expect(validateSearch({ vector: VEC, k: 1, after: { 1: 5 } }).afterSeqs).toEqual({ 1: 5 });
+    expect(validateSearch({ vector: VEC, k: 1, after: { 1: 5 }, afterSeqs: { 0: 2 } }).afterSeqs).toEqual({ 0: 2 });
+  });
+
+  it('scroll, with defaults', () => {
+    expect(validateScroll(good.scroll())).toEqual({ ...good.scroll(), afterSeqs: { 0: 4, 3: 17 } });
+    expect(validateScroll({})).toEqual({ limit: 100, withVector: false, withPayload: true, consistency: 'session' });
+    expect(validateScroll({ after: 7, limit: LIMITS.scroll }).after).toBe(7);
   });
 
   it('collections.create, drop, describe', () => {
@@ -437,6 +454,25 @@ const BAD: Case[] = [
   ['ids with a bad id', () => validateDelete({ ids: [1, 2.5] }), V.INVALID_ID, 'ids[1]:'],
   ['get ids with a bad id', () => validateGet({ ids: ['a', ''] }), V.INVALID_ID, 'ids[1]:'],
   ['withVector a string', () => validateGet({ ids: [], withVector: 'yes' }), V.INVALID_ARGUMENT, 'withVector: expected true or false'],
+  ['withVector a number', () => validateGet({ ids: [], withVector: 3 }), V.INVALID_ARGUMENT, 'withVector: expected true or false'],
+  ['get consistency unknown', () => validateGet({ ids: [], consistency: 'all' }), V.INVALID_ARGUMENT, 'consistency:'],
+  ['get afterSeqs a list', () => validateGet({ ids: [], afterSeqs: [1, 2] }), V.INVALID_ARGUMENT, 'afterSeqs: expected a map'],
+  ['wait a string', () => validateDelete({ ids: [], wait: 'yes' }), V.INVALID_ARGUMENT, 'wait: expected true or false'],
+  ['upsert wait a number', () => validateUpsert({ points: [], wait: 1 }), V.INVALID_ARGUMENT, 'wait:'],
+  // count
+  ['count consistency a number', () => validateCount({ consistency: 1 }), V.INVALID_ARGUMENT, 'consistency:'],
+  ['count afterSeqs with a shard name', () => validateCount({ afterSeqs: { a: 1 } }), V.INVALID_ARGUMENT, 'afterSeqs: keys are shard numbers'],
+  ['count afterSeqs with a negative sequence', () => validateCount({ afterSeqs: { 0: -1 } }), V.INVALID_ARGUMENT, 'afterSeqs.0:'],
+  ['count afterSeqs with a string sequence', () => validateCount({ afterSeqs: { 0: '5' } }), V.INVALID_ARGUMENT, 'afterSeqs.0:'],
+  // scroll
+  ['scroll body a list', () => validateScroll([]), V.BAD_REQUEST],
+  ['scroll limit zero', () => validateScroll({ limit: 0 }), V.INVALID_ARGUMENT, 'limit: expected an integer from 1 to 10000'],
+  ['scroll limit too large', () => validateScroll({ limit: LIMITS.scroll + 1 }), V.INVALID_ARGUMENT, 'limit:'],
+  ['scroll limit a string', () => validateScroll({ limit: '10' }), V.INVALID_ARGUMENT, 'limit:'],
+  ['scroll after not an id', () => validateScroll({ after: { 0: 1 } }), V.INVALID_ID, 'after:'],
+  ['scroll after fractional', () => validateScroll({ after: 1.5 }), V.INVALID_ID, 'after:'],
+  ['scroll filter malformed', () => validateScroll({ filter: { a: { $near: 1 } } }), V.INVALID_FILTER, 'filter.a'],
+  ['scroll withPayload a number', () => validateScroll({ withPayload: 0 }), V.INVALID_ARGUMENT, 'withPayload:'],
   // search
   ['query missing', search({ vector: undefined }), V.INVALID_VECTOR, 'vector:'],
   ['query dimension', search({ vector: [1, 2] }, 4), V.DIMENSION_MISMATCH, 'vector: expected 4 numbers, got 2'],
@@ -456,6 +492,10 @@ const BAD: Case[] = [
   ['withPayload a string', search({ withPayload: 'true' }), V.INVALID_ARGUMENT, 'withPayload:'],
   ['consistency unknown', search({ consistency: 'linearizable' }), V.INVALID_ARGUMENT, 'consistency: expected one of "eventual", "session", "strong"'],
   ['nprobe zero', search({ nprobe: 0 }), V.INVALID_ARGUMENT, 'nprobe:'],
+  ['nprobe a string', search({ nprobe: '2' }), V.INVALID_ARGUMENT, 'nprobe:'],
+  ['ef a letter', search({ ef: 'a' }), V.INVALID_EF, 'ef:'],
+  ['after a string', search({ after: 'x' }), V.INVALID_ARGUMENT, 'after: expected a map'],
+  ['afterSeqs with a fractional sequence', search({ afterSeqs: { 1: 2.5 } }), V.INVALID_ARGUMENT, 'afterSeqs.1:'],
   // create / drop / describe
   ['name missing', create({ name: undefined }), V.INVALID_ARGUMENT, 'name:'],
   ['name with a dot', create({ name: 'a.b' }), V.INVALID_ARGUMENT],
@@ -493,7 +533,7 @@ describe('validators reject each bad field with its code and path', () => {
   }
 
   it('arbitrary values and mutated fields only ever give VdbErrors', () => {
-    const bodies = [good.upsert(), good.delete(), good.get(), good.search(), good.create()];
+    const bodies = [good.upsert(), good.delete(), good.get(), good.search(), good.create(), good.count(), good.scroll()];
     fc.assert(
       fc.property(fc.anything({ withNullPrototype: true, withTypedArray: true, withBigInt: true, withDate: true, withMap: true, withSet: true }), fc.nat(), (junk, pick) => {
         for (const validate of Object.values(REQUEST_VALIDATORS)) onlyVdbErrors(() => validate(junk, SCHEMA));
@@ -507,6 +547,56 @@ describe('validators reject each bad field with its code and path', () => {
   });
 });
 
+/** Whether `v` is an `afterSeqs` map: shard numbers → sequences. */
+const isSessionSeqs = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && [Object.prototype, null].includes(Object.getPrototypeOf(v))
+  && Object.entries(v).every(([s, q]) => /^(0|[1-9][0-9]*)$/.test(s) && Number(s) < 65_536 && Number.isSafeInteger(q) && (q as number) >= 0);
+const isInt = (lo: number, hi: number) => (v: unknown) => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
+const isBool = (v: unknown) => typeof v === 'boolean';
+const isId = (v: unknown) => Number.isSafeInteger(v) || (typeof v === 'string' && Buffer.byteLength(v) >= 1 && Buffer.byteLength(v) <= LIMITS.idBytes);
+const isConsistency = (v: unknown) => v === 'eventual' || v === 'session' || v === 'strong';
+
+/** Every named optional field of every request: its validator, a valid body, and which values it takes. */
+const OPTIONAL: [string, (b: unknown) => unknown, Record<string, unknown>, string, (v: unknown) => boolean][] = [
+  ['upsert', (b) => validateUpsert(b, DIM), good.upsert(), 'wait', isBool],
+  ['delete', validateDelete, good.delete(), 'wait', isBool],
+  ['get', validateGet, good.get(), 'withVector', isBool],
+  ['get', validateGet, good.get(), 'consistency', isConsistency],
+  ['get', validateGet, good.get(), 'afterSeqs', isSessionSeqs],
+  ['count', validateCount, good.count(), 'consistency', isConsistency],
+  ['count', validateCount, good.count(), 'afterSeqs', isSessionSeqs],
+  ['scroll', validateScroll, good.scroll(), 'after', isId],
+  ['scroll', validateScroll, good.scroll(), 'limit', isInt(1, LIMITS.scroll)],
+  ['scroll', validateScroll, good.scroll(), 'withVector', isBool],
+  ['scroll', validateScroll, good.scroll(), 'withPayload', isBool],
+  ['scroll', validateScroll, good.scroll(), 'consistency', isConsistency],
+  ['scroll', validateScroll, good.scroll(), 'afterSeqs', isSessionSeqs],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'ef', isInt(10, 2 ** 20)],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'exact', isBool],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'withPayload', isBool],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'consistency', isConsistency],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'nprobe', isInt(1, 65_536)],
+  ['search', (b) => validateSearch(b, DIM), good.search(), 'afterSeqs', isSessionSeqs],
+  ['search', (b) => validateSearch(b, DIM), { ...good.search(), afterSeqs: undefined }, 'after', isSessionSeqs],
+];
+
+describe('every named optional field is type-checked', () => {
+  const values = fc.oneof(
+    fc.anything(),
+    fc.constantFrom('session', 'x', '', 0, -1, 1, 10, 2.5, 10_001, true, false, [], {}, { 0: 1 }, { 1: '2' }, { x: 1 }, Number.MAX_SAFE_INTEGER),
+    fc.dictionary(fc.constantFrom('0', '1', '65535', '65536', '01', '-1'), fc.oneof(fc.nat(), fc.constant(-1), fc.constant(0.5))),
+  );
+  for (const [ep, validate, body, field, ok] of OPTIONAL) {
+    it(`${ep}.${field}: absent or null, or a value of its type; anything else is a coded error`, () => {
+      fc.assert(fc.property(values, (v) => {
+        const e = onlyVdbErrors(() => validate({ ...body, [field]: v }));
+        const accepted = v === null || v === undefined || ok(v);
+        expect(e === undefined, `${JSON.stringify(v)}: ${e?.message}`).toBe(accepted);
+        if (e) expect(e.message.startsWith(field) || e.message.includes(`${field}.`) || e.message.includes(`${field}[`)).toBe(true);
+      }), runs(300));
+    });
+  }
+});
+
 // ------------------------------------------------------- replies and errors
 
 describe('replies', () => {
@@ -514,6 +604,9 @@ describe('replies', () => {
     for (const json of [false, true]) {
       const rt = (v: unknown) => decode(encode(v, json), json);
       expect(readWriteReply(rt({ count: 3, seq: 9 }))).toEqual({ count: 3, seq: 9 });
+      expect(readWriteReply(rt({ count: 3, seq: 9, applied: false, unconfirmed: [2] }))).toEqual({ count: 3, seq: 9, applied: false, unconfirmed: [2] });
+      expect(readScrollReply(rt({ points: [{ id: 1 }, { id: 'a', payload: { x: 1 } }], next: 'a' }))).toEqual({ points: [{ id: 1 }, { id: 'a', payload: { x: 1 } }], next: 'a' });
+      expect(readScrollReply(rt({ points: [] }))).toEqual({ points: [] });
       expect(readCountReply(rt({ count: 0 }))).toEqual({ count: 0 });
       const hits = [{ id: 'a', score: 0.5, payload: { x: 1 } }, { id: 2, score: 1.25 }];
       expect(readSearchReply(rt({ hits, partial: true, missing: [1, 3], tookMs: 2.5 }))).toEqual({ hits, partial: true, missing: [1, 3], tookMs: 2.5 });
@@ -581,6 +674,7 @@ describe('docs/protocol.md examples', () => {
     get: readGetReply,
     count: readCountReply,
     search: readSearchReply,
+    scroll: readScrollReply,
   };
 
   it('has a request example for every endpoint', () => {

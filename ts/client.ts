@@ -4,9 +4,9 @@
 
 import { VdbError, ErrorCode } from './errors.js';
 import { decode, encode } from './wire/codec.js';
-import { errorFromBody, readCountReply, readGetReply, readSearchReply } from './wire/messages.js';
-import type { CreateCollectionRequest, SearchReply, GetReply, Consistency } from './wire/messages.js';
-import type { Point, PointId } from './collection.js';
+import { errorFromBody, readCountReply, readGetReply, readScrollReply, readSearchReply } from './wire/messages.js';
+import type { CreateCollectionRequest, SearchReply, GetReply, ScrollReply, Consistency } from './wire/messages.js';
+import type { Point, PointId, StoredPoint } from './collection.js';
 import type { Filter } from './filter.js';
 import type { VectorLike } from './core/wasm-index.js';
 
@@ -29,6 +29,28 @@ export interface ClusterSearchOptions {
   nprobe?: number;
 }
 
+/** Reads: which replicas may answer (default 'session': ones that applied this client's writes). */
+export interface ReadOptions {
+  consistency?: Consistency;
+}
+
+export interface ScrollOptions extends ReadOptions {
+  /** The `next` of the previous page; absent for the first. */
+  after?: PointId;
+  /** 1..10,000, default 100. */
+  limit?: number;
+  filter?: Filter;
+  /** Default false. */
+  withVector?: boolean;
+  /** Default true. */
+  withPayload?: boolean;
+}
+
+export interface WriteOptions {
+  /** Reply once every live replica of the written shards has applied the write (or the wait ran out: see `applied`). */
+  wait?: boolean;
+}
+
 export interface WriteResult {
   count: number;
   seq: number;
@@ -36,6 +58,10 @@ export interface WriteResult {
   seqs: Record<string, number>;
   /** Shards of this write with no live replica at the time: stored in their logs, applied when one is back. */
   pending?: number[];
+  /** With `wait`: every live replica confirmed the write in time. */
+  applied?: boolean;
+  /** With `wait`, when not `applied`: the shards that did not confirm. */
+  unconfirmed?: number[];
 }
 
 export class VdbClient {
@@ -102,32 +128,49 @@ export class VdbClient {
     this.written.set(collection, mine);
   }
 
-  async upsert(collection: string, points: Point[]): Promise<WriteResult> {
-    const body = { points: points.map((p) => ({ ...p, vector: p.vector instanceof Float32Array ? p.vector : Float32Array.from(p.vector) })) };
+  async upsert(collection: string, points: Point[], opts: WriteOptions = {}): Promise<WriteResult> {
+    const body = { points: points.map((p) => ({ ...p, vector: p.vector instanceof Float32Array ? p.vector : Float32Array.from(p.vector) })), wait: opts.wait };
     const r = (await this.call(this.api(collection, 'upsert'), body)) as unknown as WriteResult;
     this.remember(collection, r.seqs ?? {});
     return r;
   }
 
-  async delete(collection: string, ids: PointId[]): Promise<WriteResult> {
-    const r = (await this.call(this.api(collection, 'delete'), { ids })) as unknown as WriteResult;
+  async delete(collection: string, ids: PointId[], opts: WriteOptions = {}): Promise<WriteResult> {
+    const r = (await this.call(this.api(collection, 'delete'), { ids, wait: opts.wait })) as unknown as WriteResult;
     this.remember(collection, r.seqs ?? {});
     return r;
   }
 
-  async get(collection: string, ids: PointId[], opts: { withVector?: boolean } = {}): Promise<GetReply> {
-    return readGetReply(await this.call(this.api(collection, 'get'), { ids, withVector: opts.withVector ?? true }));
+  async get(collection: string, ids: PointId[], opts: { withVector?: boolean } & ReadOptions = {}): Promise<GetReply> {
+    const body = { ids, withVector: opts.withVector ?? true, consistency: opts.consistency, afterSeqs: this.written.get(collection) };
+    return readGetReply(await this.call(this.api(collection, 'get'), body));
   }
 
-  async count(collection: string): Promise<number> {
-    return readCountReply(await this.call(this.api(collection, 'count'), {})).count;
+  async count(collection: string, opts: ReadOptions = {}): Promise<number> {
+    return readCountReply(await this.call(this.api(collection, 'count'), { consistency: opts.consistency, afterSeqs: this.written.get(collection) })).count;
+  }
+
+  /** One page of points in id order; pass its `next` as `after` for the following page. */
+  async scroll(collection: string, opts: ScrollOptions = {}): Promise<ScrollReply> {
+    const body = { ...opts, afterSeqs: this.written.get(collection) };
+    return readScrollReply(await this.call(this.api(collection, 'scroll'), body));
+  }
+
+  /** Every point (matching `filter`), page by page. */
+  async *scrollAll(collection: string, opts: Omit<ScrollOptions, 'after'> = {}): AsyncGenerator<StoredPoint> {
+    let after: PointId | undefined;
+    do {
+      const page = await this.scroll(collection, { ...opts, after });
+      yield* page.points;
+      after = page.next;
+    } while (after !== undefined);
   }
 
   async search(collection: string, vector: VectorLike, opts: ClusterSearchOptions = {}): Promise<SearchReply> {
     const body = {
       vector: vector instanceof Float32Array ? vector : Float32Array.from(vector),
       k: opts.k ?? 10, ef: opts.ef, filter: opts.filter, exact: opts.exact, withPayload: opts.withPayload,
-      consistency: opts.consistency, nprobe: opts.nprobe, after: this.written.get(collection),
+      consistency: opts.consistency, nprobe: opts.nprobe, afterSeqs: this.written.get(collection),
     };
     return readSearchReply(await this.call(this.api(collection, 'search'), body));
   }

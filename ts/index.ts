@@ -6,5 +6,6 @@ export type { Point, StoredPoint, Hit, OpenOptions, SearchOptions as CollectionS
 export { compileFilter } from './filter.js';
 export type { Filter } from './filter.js';
 export { VdbClient } from './client.js';
-export type { Transport, ClientOptions, ClusterSearchOptions, WriteResult } from './client.js';
+export type { Transport, ClientOptions, ClusterSearchOptions, WriteResult, WriteOptions, ReadOptions, ScrollOptions as ClusterScrollOptions } from './client.js';
+export type { Consistency, ScrollReply, GetReply, SearchReply } from './wire/messages.js';
 export type { CoreExports } from './core/abi.js';

@@ -35,7 +35,7 @@ export const CONSISTENCIES = ['eventual', 'session', 'strong'] as const;
 export type Consistency = (typeof CONSISTENCIES)[number];
 
 /** `vdb.v1.<collection>.<endpoint>` */
-export const COLLECTION_ENDPOINTS = ['upsert', 'delete', 'get', 'search', 'count'] as const;
+export const COLLECTION_ENDPOINTS = ['upsert', 'delete', 'get', 'search', 'count', 'scroll'] as const;
 export type CollectionEndpoint = (typeof COLLECTION_ENDPOINTS)[number];
 /** `vdb.v1._admin.<endpoint>` */
 export const ADMIN_ENDPOINTS = ['collections.create', 'collections.drop', 'collections.list', 'describe', 'status'] as const;
@@ -72,8 +72,19 @@ export interface NameRequest {
   name: string;
 }
 
-/** `count`, `collections.list`, `status`: no fields. */
+/** `collections.list`, `status`: no fields. */
 export type EmptyRequest = Record<string, never>;
+
+/** Per shard (its number as a string), the log sequence a read must see: the `seqs` of the client's write replies. */
+export type SessionSeqs = Record<string, number>;
+
+/** Which replicas may answer a read, and what it must see (DESIGN §7). */
+export interface ReadConsistency {
+  /** Default 'session'. */
+  consistency: Consistency;
+  /** `session`: the sequences to have applied first. */
+  afterSeqs?: SessionSeqs;
+}
 
 export interface WirePoint {
   id: PointId;
@@ -83,19 +94,38 @@ export interface WirePoint {
 
 export interface UpsertRequest {
   points: WirePoint[];
+  /** Reply once every live replica of the written shards has applied the write. Default false. */
+  wait: boolean;
 }
 
 export interface DeleteRequest {
   ids: PointId[];
+  /** As for upsert. */
+  wait: boolean;
 }
 
-export interface GetRequest {
+export interface GetRequest extends ReadConsistency {
   ids: PointId[];
   /** Default true, as `Collection.get`. */
   withVector: boolean;
 }
 
-export interface SearchRequest {
+export type CountRequest = ReadConsistency;
+
+/** `scroll`: a page of points in id order (integers, then strings by UTF-8 bytes), after the cursor. */
+export interface ScrollRequest extends ReadConsistency {
+  /** The cursor: the `next` of the previous page; absent for the first page. */
+  after?: PointId;
+  /** 1..LIMITS.scroll, default 100. */
+  limit: number;
+  filter?: Filter;
+  /** Default false. */
+  withVector: boolean;
+  /** Default true. */
+  withPayload: boolean;
+}
+
+export interface SearchRequest extends ReadConsistency {
   vector: Float32Array;
   k: number;
   ef?: number;
@@ -103,8 +133,6 @@ export interface SearchRequest {
   filter?: Filter;
   /** Default false. */
   exact: boolean;
-  /** Default 'session'. */
-  consistency: Consistency;
   /** Default false. */
   withPayload: boolean;
   /** Spatial collections: search only the nprobe nearest leaves. */
@@ -115,6 +143,10 @@ export interface SearchRequest {
 export interface WriteReply {
   count: number;
   seq: number;
+  /** With `wait`: whether every live replica of every written shard confirmed it applied the write in time. */
+  applied?: boolean;
+  /** With `wait`, when `applied` is false: the shards not confirmed. */
+  unconfirmed?: number[];
 }
 
 /** `get`: the stored points among the ids, in the order asked; missing ids are left out. */
@@ -127,6 +159,12 @@ export interface GetReply {
 
 export interface CountReply {
   count: number;
+}
+
+export interface ScrollReply {
+  points: StoredPoint[];
+  /** The cursor of the next page; absent after the last page. */
+  next?: PointId;
 }
 
 export interface SearchReply {
@@ -251,9 +289,50 @@ export function validateStatus(body: unknown): EmptyRequest {
   return {};
 }
 
-export function validateCount(body: unknown): EmptyRequest {
-  requestBody(body, 'count');
-  return {};
+/** `afterSeqs`: a map of shard number → log sequence. */
+function sessionSeqs(x: unknown, path: string): SessionSeqs {
+  const m = map(x, path, ErrorCode.INVALID_ARGUMENT);
+  const out: SessionSeqs = {};
+  for (const [shard, seq] of Object.entries(m)) {
+    if (!/^(0|[1-9][0-9]{0,5})$/.test(shard) || Number(shard) >= WIRE_LIMITS.shards) fail(ErrorCode.INVALID_ARGUMENT, `${path}`, `keys are shard numbers, got ${JSON.stringify(shard.slice(0, 32))}`);
+    out[shard] = integer(seq, `${path}.${shard}`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INVALID_ARGUMENT);
+  }
+  return out;
+}
+
+/** `consistency` and `afterSeqs` of a read; `aliasAfter`: search's older name of `afterSeqs`, `after`. */
+function readConsistency(o: Record<string, unknown>, aliasAfter = false): ReadConsistency {
+  const out: ReadConsistency = { consistency: 'session' };
+  const consistency = get(o, 'consistency');
+  if (consistency !== undefined) out.consistency = oneOf(consistency, 'consistency', CONSISTENCIES, ErrorCode.INVALID_ARGUMENT);
+  let key = 'afterSeqs';
+  if (aliasAfter && get(o, key) === undefined) key = 'after';
+  const seqs = get(o, key);
+  if (seqs !== undefined) out.afterSeqs = sessionSeqs(seqs, key);
+  return out;
+}
+
+export function validateCount(body: unknown): CountRequest {
+  return readConsistency(requestBody(body, 'count'));
+}
+
+export function validateScroll(body: unknown): ScrollRequest {
+  const o = requestBody(body, 'scroll');
+  const limit = get(o, 'limit');
+  const req: ScrollRequest = {
+    ...readConsistency(o),
+    limit: limit === undefined ? 100 : integer(limit, 'limit', 1, LIMITS.scroll, ErrorCode.INVALID_ARGUMENT),
+    withVector: optionalBoolean(o, 'withVector', false),
+    withPayload: optionalBoolean(o, 'withPayload', true),
+  };
+  const after = get(o, 'after');
+  if (after !== undefined) req.after = checkId(after, 'after');
+  const filter = get(o, 'filter');
+  if (filter !== undefined) {
+    compileFilter(filter); // INVALID_FILTER, with the path from `filter`
+    req.filter = filter as Filter;
+  }
+  return req;
 }
 
 /** `upsert`; give the collection's schema to check every point as the collection
@@ -270,7 +349,7 @@ export function validateUpsert(body: unknown, schema?: PointSchema): UpsertReque
     const { id, vector, payload } = checkPoint(list[i], at, schema ?? { dim: vectorLength(list[i]), metric: 'l2' });
     points[i] = payload === undefined ? { id, vector } : { id, vector, payload };
   }
-  return { points };
+  return { points, wait: optionalBoolean(o, 'wait', false) };
 }
 
 /** The length a point's vector claims, so a schema-less check takes any dimension. */
@@ -281,12 +360,13 @@ function vectorLength(p: unknown): number {
 }
 
 export function validateDelete(body: unknown): DeleteRequest {
-  return { ids: idList(get(requestBody(body, 'delete'), 'ids'), 'ids') };
+  const o = requestBody(body, 'delete');
+  return { ids: idList(get(o, 'ids'), 'ids'), wait: optionalBoolean(o, 'wait', false) };
 }
 
 export function validateGet(body: unknown): GetRequest {
   const o = requestBody(body, 'get');
-  return { ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
+  return { ...readConsistency(o), ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
 }
 
 /** `search`; give the collection's schema to check the query as the collection will. */
@@ -295,10 +375,10 @@ export function validateSearch(body: unknown, schema?: PointSchema): SearchReque
   const vector = schema ? checkVector(get(o, 'vector'), 'vector', schema) : parseVector(get(o, 'vector'), 'vector');
   const k = integer(get(o, 'k'), 'k', 1, LIMITS.k, ErrorCode.INVALID_K);
   const req: SearchRequest = {
+    ...readConsistency(o, true),
     vector,
     k,
     exact: optionalBoolean(o, 'exact', false),
-    consistency: 'session',
     withPayload: optionalBoolean(o, 'withPayload', false),
   };
   const ef = get(o, 'ef');
@@ -308,8 +388,6 @@ export function validateSearch(body: unknown, schema?: PointSchema): SearchReque
     compileFilter(filter); // INVALID_FILTER, with the path from `filter`
     req.filter = filter as Filter;
   }
-  const consistency = get(o, 'consistency');
-  if (consistency !== undefined) req.consistency = oneOf(consistency, 'consistency', CONSISTENCIES, ErrorCode.INVALID_ARGUMENT);
   const nprobe = get(o, 'nprobe');
   if (nprobe !== undefined) req.nprobe = integer(nprobe, 'nprobe', 1, WIRE_LIMITS.nprobe, ErrorCode.INVALID_ARGUMENT);
   return req;
@@ -322,6 +400,7 @@ export const REQUEST_VALIDATORS = {
   get: validateGet,
   search: validateSearch,
   count: validateCount,
+  scroll: validateScroll,
   'collections.create': validateCreateCollection,
   'collections.drop': validateDropCollection,
   'collections.list': validateListCollections,
@@ -351,28 +430,49 @@ function count(o: Record<string, unknown>, key: string): number {
 }
 
 export function readWriteReply(body: unknown): WriteReply {
-  return readReply(body, (o) => ({ count: count(o, 'count'), seq: count(o, 'seq') }));
+  return readReply(body, (o) => {
+    const reply: WriteReply = { count: count(o, 'count'), seq: count(o, 'seq') };
+    const applied = get(o, 'applied');
+    if (applied !== undefined) {
+      if (typeof applied !== 'boolean') fail(ErrorCode.INTERNAL, 'applied', `expected true or false, got ${describe(applied)}`);
+      reply.applied = applied;
+    }
+    const unconfirmed = shardList(o, 'unconfirmed');
+    if (unconfirmed) reply.unconfirmed = unconfirmed;
+    return reply;
+  });
+}
+
+export function readScrollReply(body: unknown): ScrollReply {
+  return readReply(body, (o) => {
+    const reply: ScrollReply = { points: readPoints(o) };
+    const next = get(o, 'next');
+    if (next !== undefined) reply.next = checkId(next, 'next');
+    return reply;
+  });
 }
 
 export function readCountReply(body: unknown): CountReply {
   return readReply(body, (o) => ({ count: count(o, 'count') }));
 }
 
+function readPoints(o: Record<string, unknown>): StoredPoint[] {
+  const list = get(o, 'points');
+  if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, 'points', `expected an array, got ${describe(list)}`);
+  return list.map((x, i) => {
+    const p = map(x, `points[${i}]`, ErrorCode.INTERNAL);
+    const point: StoredPoint = { id: checkId(get(p, 'id'), `points[${i}].id`) };
+    const vector = get(p, 'vector');
+    if (vector !== undefined) point.vector = parseVector(vector, `points[${i}].vector`);
+    const payload = checkPayload(get(p, 'payload'), `points[${i}].payload`);
+    if (payload !== undefined) point.payload = payload;
+    return point;
+  });
+}
+
 export function readGetReply(body: unknown): GetReply {
   return readReply(body, (o) => {
-    const list = get(o, 'points');
-    if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, 'points', `expected an array, got ${describe(list)}`);
-    const reply: GetReply = {
-      points: list.map((x, i) => {
-        const p = map(x, `points[${i}]`, ErrorCode.INTERNAL);
-        const point: StoredPoint = { id: checkId(get(p, 'id'), `points[${i}].id`) };
-        const vector = get(p, 'vector');
-        if (vector !== undefined) point.vector = parseVector(vector, `points[${i}].vector`);
-        const payload = checkPayload(get(p, 'payload'), `points[${i}].payload`);
-        if (payload !== undefined) point.payload = payload;
-        return point;
-      }),
-    };
+    const reply: GetReply = { points: readPoints(o) };
     const partial = get(o, 'partial');
     if (partial !== undefined) {
       if (typeof partial !== 'boolean') fail(ErrorCode.INTERNAL, 'partial', `expected true or false, got ${describe(partial)}`);
@@ -414,13 +514,15 @@ export function readSearchReply(body: unknown): SearchReply {
   });
 }
 
-/** The shard numbers of a reply's `missing`, if it has one. */
-function readMissing(o: Record<string, unknown>): number[] | undefined {
-  const missing = get(o, 'missing');
-  if (missing === undefined) return undefined;
-  if (!Array.isArray(missing)) fail(ErrorCode.INTERNAL, 'missing', `expected an array, got ${describe(missing)}`);
-  return missing.map((s, i) => integer(s, `missing[${i}]`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL));
+/** The shard numbers of a reply's `key`, if it has one. */
+function shardList(o: Record<string, unknown>, key: string): number[] | undefined {
+  const list = get(o, key);
+  if (list === undefined) return undefined;
+  if (!Array.isArray(list)) fail(ErrorCode.INTERNAL, key, `expected an array, got ${describe(list)}`);
+  return list.map((s, i) => integer(s, `${key}[${i}]`, 0, Number.MAX_SAFE_INTEGER, ErrorCode.INTERNAL));
 }
+
+const readMissing = (o: Record<string, unknown>) => shardList(o, 'missing');
 
 // ------------------------------------------------------------------- errors
 
