@@ -37,6 +37,8 @@ export const ErrorCode = {
   SHARD_UNAVAILABLE: 'SHARD_UNAVAILABLE',
   /** This replica has not applied the write the request must see within its wait; another replica may have. */
   LAGGING: 'LAGGING',
+  /** Metadata changed between reading and writing it (a compare-and-set lost); retry. */
+  CONFLICT: 'CONFLICT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -117,6 +117,10 @@ export class Store {
       zeroRowSeqs: p('UPDATE points SET seq = 0 WHERE collection = ?'),
       dropAllTombstones: p('DELETE FROM tombstones WHERE collection = ?'),
       dropSnapshot: p('DELETE FROM snapshots WHERE collection = ?'),
+      names: p('SELECT name FROM collections ORDER BY name'),
+      dropPoints: p('DELETE FROM points WHERE collection = ?'),
+      dropAllParts: p('DELETE FROM snapshot_parts WHERE collection = ?'),
+      dropCollection: p('DELETE FROM collections WHERE name = ?'),
     };
   }
 
@@ -197,6 +201,22 @@ export class Store {
 
   collection(name: string): CollectionRow | undefined {
     return this.st.getCollection.get(name) as CollectionRow | undefined;
+  }
+
+  /** The names of the collections stored here. */
+  names(): string[] {
+    return (this.st.names.all() as { name: string }[]).map((r) => r.name);
+  }
+
+  /** Removes a collection with its points, tombstones and snapshots, in one transaction. */
+  dropCollection(name: string): void {
+    this.db.transaction(() => {
+      this.st.dropPoints.run(name);
+      this.st.dropAllTombstones.run(name);
+      this.st.dropSnapshot.run(name);
+      this.st.dropAllParts.run(name);
+      this.st.dropCollection.run(name);
+    })();
   }
 
   createCollection(name: string, dim: number, metric: string, params: string): void {
