@@ -4,7 +4,7 @@
 // commit, and answers searches, gets, counts, copies and samples on the
 // shard's subject (any replica) and its own (`…<shard>.<member>.<op>`).
 
-import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
+import type { NatsConnection, JetStreamClient, Service, ConsumerMessages } from 'nats';
 import { DeliverPolicy } from 'nats';
 import type { Collection, LogEntry as AppliedEntry } from '../ts/collection.js';
 import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
@@ -52,6 +52,12 @@ export function placedElsewhere(store: Collection, p: Partitioner, shard: number
   return out;
 }
 
+/** What answers each shard endpoint of a service, by endpoint name. nats.js cannot
+ * remove one endpoint (the end of its subscription closes the whole service), so a
+ * name is added once and answers through the shard that holds it now; a stopped
+ * shard unbinds, and until another binds the endpoint says SHARD_UNAVAILABLE. */
+const routes = new WeakMap<Service, Map<string, ((body: unknown) => unknown) | undefined>>();
+
 /** Most vectors a `sample` request returns. */
 const SAMPLE_MAX = 10_000;
 
@@ -64,7 +70,7 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 export class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
   private consuming?: ConsumerMessages;
-  private endpoints: QueuedIterator<ServiceMsg>[] = [];
+  private bound: { table: Map<string, ((body: unknown) => unknown) | undefined>; name: string; fn: (body: unknown) => unknown }[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
   private stopped = false;
@@ -226,10 +232,24 @@ export class ServedShard {
     // Each operation on the shard's subject (any replica, a queue group) and on
     // this replica's own subject, which coordinators use to pick the replica.
     const group = `${n.prefix}-shard-${c}-${s}`;
+    let table = routes.get(service);
+    if (!table) routes.set(service, (table = new Map()));
+    const routed = table;
+    const bind = (op: string, name: string, subject: string, fn: (body: unknown) => unknown, queue?: string) => {
+      if (!routed.has(name)) {
+        const handler = handle((body) => {
+          const now = routed.get(name);
+          if (!now) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `${member} does not serve ${c}/${s}`);
+          return now(body);
+        }, observe(op));
+        service.addEndpoint(name, queue ? { subject, queue, handler } : { subject, handler });
+      }
+      routed.set(name, fn);
+      this.bound.push({ table: routed, name, fn });
+    };
     const add = (op: string, fn: (body: unknown) => unknown, shared = true) => {
-      const handler = handle(fn, observe(op));
-      if (shared) this.endpoints.push(service.addEndpoint(`${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group, handler }));
-      this.endpoints.push(service.addEndpoint(`${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op), handler }));
+      if (shared) bind(op, `${c}-${s}-${op}`, n.shard(c, s, op), fn, group);
+      bind(op, `${c}-${s}-${member}-${op}`, n.replica(c, s, member, op), fn);
     };
     add('search', (body) => {
       const r = checkShardRequest(body);
@@ -265,7 +285,8 @@ export class ServedShard {
 
   stop(): void {
     this.stopFollowing();
-    for (const e of this.endpoints) e.stop();
+    for (const b of this.bound) if (b.table.get(b.name) === b.fn) b.table.set(b.name, undefined);
+    this.bound = [];
     this.store.close();
   }
 }
