@@ -275,7 +275,8 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const min = Math.min(...(applied as number[]));
       const stream = n.stream(name, s);
       const { state } = await jsm.streams.info(stream);
-      if (min - (state.first_seq - 1) < opts.compactAfter) continue;
+      // A sequence past the log's end was applied from another log (a heartbeat of a dropped incarnation).
+      if (min > state.last_seq || min - (state.first_seq - 1) < opts.compactAfter) continue;
       await jsm.streams.purge(stream, { seq: min + 1 });
       act(`${name}/${s}: log compacted below ${min + 1} (every replica has applied ${min})`);
     }

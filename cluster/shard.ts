@@ -195,7 +195,12 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       // A store of another incarnation (the collection was dropped, maybe created again) stops here.
       const current = (sh: ServedShard) => map !== undefined && sh.store.name === storeName(collection, uid, sh.shard);
       for (const [k, sh] of served) {
-        if (sh.collection === collection && (!mine.has(sh.shard) || !current(sh))) { sh.stop(); served.delete(k); log(`${opts.name}: no longer serving ${k}`); }
+        if (sh.collection === collection && (!mine.has(sh.shard) || !current(sh))) {
+          sh.stop();
+          served.delete(k);
+          log(`${opts.name}: no longer serving ${k}`);
+          void beat(); // its applied sequence must not be read as one of a new log of the same name
+        }
       }
       const split = map?.split?.replicas.includes(opts.name) ? map.split : undefined;
       for (const [k, sh] of building) {
