@@ -163,8 +163,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** Asks the shard's replicas until one answers within the deadline. The next
    * replica is asked at once when one has no responders (it is gone, or not
-   * serving yet) or answers LAGGING (it cannot reach `minSeq` in time) or
-   * SHARD_UNAVAILABLE (it no longer serves the shard), and
+   * serving yet) or answers LAGGING (it cannot reach `minSeq` in time), and
    * also, hedging, each time a quarter of the deadline passes without an
    * answer (it is frozen or slow); the first answer wins. When every replica
    * has failed that way and one of them holds a live lease (it may be
@@ -208,7 +207,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           const reply = decode(m.data, false) as Record<string, unknown>;
           const err = errorFromBody(reply);
           if (!err) finish(() => resolve({ shard: s, body: reply }));
-          else if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT || err.code === ErrorCode.SHARD_UNAVAILABLE) launch();
+          else if (err.code === ErrorCode.LAGGING || err.code === ErrorCode.TIMEOUT) launch();
           else finish(() => reject(err));
         }, () => {
           inFlight--;
