@@ -166,6 +166,12 @@ describe('collection lifecycle', () => {
     for (const m of up) {
       await waitFor(`${m} removing its stores of d`, async () => (cl!.proc(m).lines.some((l) => l.includes(`removed d__${oldUid}__`)) ? true : undefined), 30_000, 200, () => cl!.logs());
     }
+    // They stopped serving it: their own subjects for d say so (no answer from a closed store).
+    for (const [s, members] of placed.entries()) {
+      for (const m of members.filter((x) => x !== down)) {
+        await expect(direct('d', s, m, 'count', {}), `${m} d/${s}`).rejects.toThrow(/SHARD_UNAVAILABLE/);
+      }
+    }
 
     const again = await cl.client.createCollection({ name: 'd', dim: 8, metric: 'l2', partitioner: { kind: 'hash', shards: 2 }, replicas: 2 });
     const newUid = again.uid as string;
