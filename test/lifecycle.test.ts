@@ -155,16 +155,24 @@ describe('collection lifecycle', () => {
     await cl.client.upsert('d', points(0, 300));
     await waitTotal('d', 300);
     const placed = (created.shardMap as MapView).replicas;
+    // Every replica has opened its store and applied every write.
+    const jsm = await cl.nc.jetstreamManager();
+    for (const [s, members] of placed.entries()) {
+      const last = (await jsm.streams.info(n.stream('d', s))).state.last_seq;
+      await waitFor(`every replica of d/${s} at sequence ${last}`, async () => {
+        const v = await Promise.all(members.map((m) => direct('d', s, m, 'count', {})));
+        return v.every((x) => x.seq === last) ? true : undefined;
+      }, 60_000, 200, () => cl!.logs());
+    }
     // A replica holding both shards goes down before the drop.
     const down = placed[0].find((r) => placed[1].includes(r))!;
     await cl.kill(down, 'SIGKILL');
     expect(await cl.client.dropCollection('d')).toEqual({ dropped: 'd' });
-    const jsm = await cl.nc.jetstreamManager();
     expect(await logStreams(jsm, n, 'd')).toEqual([]);
-    expect(await cl.client.listCollections()).not.toContain('d');
+    await waitFor('d gone from the list', async () => ((await cl!.client.listCollections()).includes('d') ? undefined : true), 10_000);
     const up = ['shard-0', 'shard-1', 'shard-2'].filter((m) => m !== down);
     for (const m of up) {
-      await waitFor(`${m} removing its stores of d`, async () => (cl!.proc(m).lines.some((l) => l.includes(`removed d__${oldUid}__`)) ? true : undefined), 30_000, 200, () => cl!.logs());
+      await waitFor(`${m} removing its stores of d`, async () => (cl!.proc(m).lines.some((l) => l.includes(`removed d__${oldUid}__`)) ? true : undefined), 60_000, 200, () => cl!.logs());
     }
     // They stopped serving it: their own subjects for d say so (no answer from a closed store).
     for (const [s, members] of placed.entries()) {
@@ -188,7 +196,7 @@ describe('collection lifecycle', () => {
     // The replica that was down comes back: it removes its stores of the dropped incarnation on start.
     cl.startShard(down);
     await cl.waitMembers([down]);
-    await waitFor(`${down} removing its stores of d`, async () => (cl!.proc(down).lines.some((l) => l.includes(`removed d__${oldUid}__`)) ? true : undefined), 30_000, 200, () => cl!.logs());
+    await waitFor(`${down} removing its stores of d`, async () => (cl!.proc(down).lines.some((l) => l.includes(`removed d__${oldUid}__`)) ? true : undefined), 60_000, 200, () => cl!.logs());
     expect(await cl.client.count('d')).toBe(100);
 
     // Every data directory, read once its process has stopped: of d, only stores of the new incarnation.
@@ -240,7 +248,7 @@ describe('collection lifecycle', () => {
       await cl.client.upsert('h', points(0, 200));
       await waitTotal('h', 200);
       expect((await cl.client.search('h', row(queries, DIM, 1), { k: 5 })).hits).toHaveLength(5);
-      expect(await cl.client.listCollections()).toContain('h');
+      await waitFor('h in the list', async () => ((await cl!.client.listCollections()).includes('h') ? true : undefined), 10_000);
     } finally {
       meta.close();
     }
