@@ -105,6 +105,14 @@ export function parseStoreName(name: string): { collection: string; uid?: string
   return old ? { collection: old[1], shard: Number(old[2]) } : undefined;
 }
 
+/** A shard map with `patch` applied: the fields it names replaced (removed when
+ * `undefined`), every other field kept, the epoch one more. */
+export function nextShardMap(map: ShardMap, patch: Partial<ShardMap>): ShardMap {
+  const next: ShardMap = { ...map, ...patch, epoch: map.epoch + 1 };
+  for (const k of Object.keys(next) as (keyof ShardMap)[]) if (next[k] === undefined) delete next[k];
+  return next;
+}
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
@@ -182,8 +190,7 @@ export class Meta {
     const e = await this.shardmaps.get(name);
     const map = dec<ShardMap>(e);
     if (!e || !map || e.revision !== revision) throw new VdbError(ErrorCode.CONFLICT, `the shard map of ${name} changed since revision ${revision}`);
-    const next: ShardMap = { ...map, ...change(structuredClone(map)), epoch: map.epoch + 1 };
-    for (const k of Object.keys(next) as (keyof ShardMap)[]) if (next[k] === undefined) delete next[k];
+    const next = nextShardMap(map, change(structuredClone(map)));
     try {
       await this.shardmaps.update(name, enc(next), revision);
     } catch (err) {

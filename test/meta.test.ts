@@ -13,7 +13,7 @@ import { connect } from 'nats';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { startNatsServer } from '../cluster/nats-server.js';
 import type { RunningNats } from '../cluster/nats-server.js';
-import { Meta, addLogStream, newUid, parseStoreName, storeName } from '../cluster/meta.js';
+import { Meta, addLogStream, newUid, nextShardMap, parseStoreName, storeName } from '../cluster/meta.js';
 import type { ShardMap } from '../cluster/meta.js';
 import { createCollection, dropCollection, logStreams, planCollection } from '../cluster/collections-admin.js';
 import { names } from '../cluster/subjects.js';
@@ -57,6 +57,39 @@ const split: ShardMap = {
   retain: [0],
   settle: { 1: 40 },
 };
+
+describe('nextShardMap', () => {
+  const members = fc.array(fc.array(fc.constantFrom('s0', 's1', 's2', 's3'), { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 });
+  const map = fc.record({
+    epoch: fc.integer({ min: 1, max: 1e6 }),
+    uid: fc.option(fc.constant('0123456789ab'), { nil: undefined }),
+    replicas: members,
+    partitioner: fc.option(fc.constant({ kind: 'hash', shards: 2 } as unknown as ShardMap['partitioner']), { nil: undefined }),
+    retain: fc.option(fc.array(fc.nat(8), { maxLength: 2 }), { nil: undefined }),
+    settle: fc.option(fc.dictionary(fc.constantFrom('0', '1'), fc.nat(100)), { nil: undefined }),
+  }, { requiredKeys: ['epoch', 'replicas'] }) as fc.Arbitrary<ShardMap>;
+  const patch = fc.record({
+    replicas: members,
+    retain: fc.constant(undefined),
+    settle: fc.option(fc.dictionary(fc.constantFrom('0', '1'), fc.nat(100)), { nil: undefined }),
+    epoch: fc.integer(),
+  }, { requiredKeys: [] }) as fc.Arbitrary<Partial<ShardMap>>;
+
+  it('keeps every field the patch does not name, takes those it does (removing undefined ones), and bumps the epoch', () => {
+    fc.assert(fc.property(map, patch, (m, p) => {
+      const before = structuredClone(m);
+      const next = nextShardMap(m, p);
+      expect(m).toEqual(before);
+      expect(next.epoch).toBe(m.epoch + 1);
+      for (const k of Object.keys({ ...m, ...p }) as (keyof ShardMap)[]) {
+        if (k === 'epoch') continue;
+        const want = k in p ? p[k] : m[k];
+        if (want === undefined) expect(k in next, `${k} removed`).toBe(false);
+        else expect(next[k]).toEqual(want);
+      }
+    }));
+  });
+});
 
 describe('updateShardMap', () => {
   it('keeps every field the change does not name, bumps the epoch, removes a field set to undefined, and refuses a stale revision', async () => {
