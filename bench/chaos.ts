@@ -48,6 +48,7 @@ import { connect } from 'nats';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
 import { names } from '../cluster/subjects.js';
+import { storeName } from '../cluster/meta.js';
 import type { ClusterFile, RunningCluster } from '../cluster/launcher.js';
 import { Collection, VdbClient } from '../ts/index.js';
 import { HashPartitioner, shardsForId } from '../ts/partition/index.js';
@@ -354,7 +355,7 @@ async function checkThroughCluster(client: VdbClient): Promise<Verdict> {
   return verdict(all, found);
 }
 
-function checkReplicasOnDisk(placement: string[][]): { copies: number; v: Verdict } {
+function checkReplicasOnDisk(placement: string[][], uid: string | undefined): { copies: number; v: Verdict } {
   const p = new HashPartitioner(SHARDS);
   const byShard = placement.map(() => [] as number[]);
   for (let id = 0; id < IDS; id++) for (const s of shardsForId(p, id)) byShard[s].push(id);
@@ -362,7 +363,7 @@ function checkReplicasOnDisk(placement: string[][]): { copies: number; v: Verdic
   let copies = 0;
   placement.forEach((members, s) => {
     for (const m of members) {
-      const c = Collection.open(join(dir, m), { name: `${COLL}__${s}` });
+      const c = Collection.open(join(dir, m), { name: storeName(COLL, uid, s) });
       try {
         const found = new Map(c.get(byShard[s], { withVector: true }).map((x) => [x.id as number, x.vector as Float32Array | undefined]));
         const v = verdict(byShard[s], found);
@@ -396,6 +397,7 @@ async function main(): Promise<number> {
   });
   let nc: NatsConnection | undefined;
   let placement: string[][] = [];
+  let uid: string | undefined;
   let caughtUp = false;
   let api: Verdict | undefined;
   let disk: { copies: number; v: Verdict } | undefined;
@@ -404,7 +406,9 @@ async function main(): Promise<number> {
     nc = await connect({ servers: cluster.url, name: 'vdb-chaos' });
     const client = new VdbClient(nc, { timeoutMs: 10_000 });
     await client.createCollection({ name: COLL, dim: DIM, metric: 'l2', replicas: REPLICAS, partitioner: { kind: 'hash', shards: SHARDS } });
-    placement = ((await client.describe(COLL)).shardMap as { replicas: string[][] }).replicas;
+    const described = await client.describe(COLL);
+    placement = (described.shardMap as { replicas: string[][] }).replicas;
+    uid = described.uid as string | undefined;
     event(`placement: ${placement.map((m, s) => `shard ${s} on ${m.join(' + ')}`).join('; ')}`);
     // Half the id space exists, and every replica has it, before the chaos starts.
     for (let i = 0; i < IDS / 2; i += 250) {
@@ -451,7 +455,7 @@ async function main(): Promise<number> {
   }
   const pids = readCluster().processes;
   cluster = undefined;
-  if (caughtUp) disk = checkReplicasOnDisk(placement);
+  if (caughtUp) disk = checkReplicasOnDisk(placement, uid);
 
   const failed = !caughtUp || !api || !disk || api.lost + api.resurrected + api.phantom > 0 || disk.v.lost + disk.v.resurrected + disk.v.phantom > 0;
   const avail = stats.reads ? stats.readsComplete / stats.reads : NaN;

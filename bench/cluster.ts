@@ -86,6 +86,7 @@ import { connect } from 'nats';
 import type { NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
 import { Requester } from '../cluster/requester.js';
+import { storeName } from '../cluster/meta.js';
 import type { RunningCluster } from '../cluster/launcher.js';
 import { Collection, VdbClient } from '../ts/index.js';
 import type { Hit, Point } from '../ts/index.js';
@@ -434,6 +435,7 @@ async function runConfig(cfg: Config): Promise<ConfigResult> {
   let ackS = 0;
   let loadS = 0;
   let placement: string[][] = [];
+  let uid: string | undefined;
   let slow: number | undefined;
   const cluster = await up({ shards: cfg.shards, data: dir, log: (line) => process.stderr.write(`${tag} ${line}\n`) });
   current = cluster;
@@ -460,7 +462,9 @@ async function runConfig(cfg: Config): Promise<ConfigResult> {
     slow = await slowConsumers(dir);
     if (slow) process.stderr.write(`${tag} WARNING: nats-server reports ${slow} slow-consumer event(s) during the load\n`);
     loadS = (now() - t0) / 1000;
-    placement = ((await client.describe(COLL)).shardMap as { replicas: string[][] }).replicas;
+    const described = await client.describe(COLL);
+    placement = (described.shardMap as { replicas: string[][] }).replicas;
+    uid = described.uid as string | undefined;
     if (new Set(placement.map((r) => r[0])).size !== cfg.shards) {
       process.stderr.write(`${tag} WARNING: ${cfg.shards} shards were placed on fewer processes: ${JSON.stringify(placement)}\n`);
     }
@@ -494,7 +498,7 @@ async function runConfig(cfg: Config): Promise<ConfigResult> {
   // collection with a snapshot on SIGTERM, so these open from it).
   const shardColls: Collection[] = [];
   try {
-    for (let s = 0; s < cfg.shards; s++) shardColls.push(Collection.open(join(dir, placement[s][0]), { name: `${COLL}__${s}` }));
+    for (let s = 0; s < cfg.shards; s++) shardColls.push(Collection.open(join(dir, placement[s][0]), { name: storeName(COLL, uid, s) }));
     const counts = shardColls.map((c) => c.count());
     // The same partitioner, built here: its placement must match what the shards hold.
     const local = cfg.kind === 'hash' ? new HashPartitioner(cfg.shards)

@@ -161,7 +161,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       }
       return next;
     });
-    if (changed) await meta.shardmaps.update(name, enc({ epoch: map.epoch + 1, replicas } satisfies ShardMap), e.revision);
+    if (changed) await meta.updateShardMap(name, e.revision, () => ({ replicas }));
   }
 
   /** One step of splitting a shard of `name`, or none; true while a split is under way. */
@@ -170,15 +170,14 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     const map = dec<ShardMap>(e);
     if (!e || !map) return false;
     const p = partitionerFromJSON(map.partitioner ?? cm.partitioner);
-    const cas = (next: ShardMap) => meta.shardmaps.update(name, enc(next), e.revision);
+    const cas = (patch: Partial<ShardMap>) => meta.updateShardMap(name, e.revision, () => patch);
     if (map.retain?.length) {
       const settle: Record<number, number> = {};
       for (const s of map.retain) {
         settle[s] = (await js.publish(n.log(name, s), encode({ op: 'retain', partitioner: p.toJSON() as PartitionerJSON, shard: s }, false))).seq;
         act(`${name}/${s}: retain appended at ${settle[s]} (drops what a split moved away)`);
       }
-      const { retain: _, ...rest } = map;
-      await cas({ ...rest, epoch: map.epoch + 1, settle });
+      await cas({ retain: undefined, settle });
       return true;
     }
     // Shard sizes count only once every replica has applied the retain.
@@ -186,8 +185,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const waiting = Object.entries(map.settle).filter(([s, seq]) =>
         map.replicas[Number(s)].some((r) => (live.get(r)?.shards?.[shardKey(name, Number(s))] ?? 0) < seq));
       if (waiting.length === 0) {
-        const { settle: _, ...rest } = map;
-        await cas({ ...rest, epoch: map.epoch + 1 });
+        await cas({ settle: undefined });
       } else {
         work.push(`${name}: waiting for the replicas of shard ${waiting.map(([s]) => s).join(', ')} to apply their retain`);
       }
@@ -205,6 +203,11 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         return false;
       }
       const into = p.shards;
+      // The partitioner and the map must agree on the shards, or `into` could name a live shard and delete its log.
+      if (into !== map.replicas.length) {
+        work.push(`${name}: the partitioner has ${into} shards, the shard map ${map.replicas.length}; no split`);
+        return false;
+      }
       // Hash splits by one more id bit; spatial cuts the leaf where a sample of
       // its vectors spreads widest; semantic moves labels (or shares its one label).
       let next: Partitioner;
@@ -235,15 +238,14 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       }
       await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
       await addLogStream(jsm, n, name, into, meta.replicas);
-      await cas({ ...map, epoch: map.epoch + 1, split: { shard: s, into, replicas: builders, fenced: false, partitioner: next.toJSON() } });
+      await cas({ split: { shard: s, into, replicas: builders, fenced: false, partitioner: next.toJSON() } });
       act(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
       return true;
     }
     const key = shardKey(name, sp.into);
     const gone = sp.replicas.filter((r) => !live.has(r));
     if (gone.some((r) => Date.now() - goneSince.get(r)! >= opts.graceMs)) {
-      const { split: _, ...rest } = map;
-      await cas({ ...rest, epoch: map.epoch + 1 });
+      await cas({ split: undefined });
       await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
       act(`${name}/${sp.shard}: split abandoned, ${gone.join(', ')} gone`);
       return true;
@@ -253,7 +255,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     if (!sp.fenced) {
       const behind = Math.max(...states.map((st) => (st ? state.last_seq - st.applied : Infinity)));
       if (behind <= FENCE_WHEN_BEHIND) {
-        await cas({ ...map, epoch: map.epoch + 1, split: { ...sp, fenced: true } });
+        await cas({ split: { ...sp, fenced: true } });
         act(`${name}/${sp.shard}: builders of ${key} ${behind} entries behind; writes to ${name}/${sp.shard} held`);
       } else {
         work.push(`${name}/${sp.shard} → ${sp.into}: building, ${behind === Infinity ? 'copying' : `${behind} entries behind`}`);
@@ -266,14 +268,13 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         work.push(`${name}/${sp.shard} → ${sp.into}: waiting for ${stale.join(', ')} to hold writes`);
         return true;
       }
-      await cas({ ...map, epoch: map.epoch + 1, split: { ...sp, sealedAt: state.last_seq } });
+      await cas({ split: { ...sp, sealedAt: state.last_seq } });
       act(`${name}/${sp.shard}: sealed at sequence ${state.last_seq}`);
       return true;
     }
     if (state.last_seq !== sp.sealedAt) {
       // A write reached the log after the seal (a coordinator that missed the fence): start over.
-      const { split: _, ...rest } = map;
-      await cas({ ...rest, epoch: map.epoch + 1 });
+      await cas({ split: undefined });
       await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
       act(`${name}/${sp.shard}: split abandoned, the log moved past its seal (${state.last_seq} > ${sp.sealedAt})`);
       return true;
@@ -282,8 +283,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       work.push(`${name}/${sp.shard} → ${sp.into}: builders finishing at sequence ${sp.sealedAt}`);
       return true;
     }
-    const { split: _, ...rest } = map;
-    await cas({ ...rest, epoch: map.epoch + 1, replicas: [...map.replicas, sp.replicas], partitioner: sp.partitioner, retain: [sp.shard] });
+    await cas({ split: undefined, replicas: [...map.replicas, sp.replicas], partitioner: sp.partitioner, retain: [sp.shard] });
     act(`${name}/${sp.shard}: split done; ${key} served by ${sp.replicas.join(', ')}`);
     return true;
   }
@@ -297,7 +297,8 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const min = Math.min(...(applied as number[]));
       const stream = n.stream(name, s);
       const { state } = await jsm.streams.info(stream);
-      if (min - (state.first_seq - 1) < opts.compactAfter) continue;
+      // A sequence past the log's end was applied from another log (a heartbeat of a dropped incarnation).
+      if (min > state.last_seq || min - (state.first_seq - 1) < opts.compactAfter) continue;
       await jsm.streams.purge(stream, { seq: min + 1 });
       act(`${name}/${s}: log compacted below ${min + 1} (every replica has applied ${min})`);
     }

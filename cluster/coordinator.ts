@@ -9,18 +9,18 @@ import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
 import {
-  validateCreateCollection, validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
+  validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
   validateDescribe, validateDropCollection, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
 } from '../ts/wire/messages.js';
 import type { ReadConsistency } from '../ts/wire/messages.js';
 import { checkCollectionName } from '../ts/validate.js';
 import type { PointId } from '../ts/validate.js';
-import { HashPartitioner, SemanticPartitioner, SpatialPartitioner, partitionerFromJSON, shardOfPoint, shardsForId, shardsForSearch } from '../ts/partition/index.js';
-import type { Partitioner, PartitionerJSON } from '../ts/partition/index.js';
+import { HashPartitioner, SpatialPartitioner, partitionerFromJSON, shardOfPoint, shardsForId, shardsForSearch } from '../ts/partition/index.js';
+import type { Partitioner } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
-import { Meta, HEARTBEAT_MS, shardKey, addLogStream } from './meta.js';
+import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
 import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
@@ -29,6 +29,7 @@ import { Requester } from './requester.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
+import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
 import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
@@ -104,7 +105,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     if (hit) return hit;
     const gen = changes.get(name) ?? 0;
     const [m, map] = await Promise.all([meta.collection(name), meta.shardMap(name)]);
-    if (!m || !map) throw new VdbError(ErrorCode.COLLECTION_NOT_FOUND, `no collection ${name}`);
+    // Both entries, of one incarnation: anything else is a create or drop cut short.
+    if (!m || !map || m.uid !== map.uid) throw new VdbError(ErrorCode.COLLECTION_NOT_FOUND, `no collection ${name}`);
     const k = { meta: m, map, p: partitionerFromJSON(map.partitioner ?? m.partitioner) };
     // A change seen while reading may be newer than what was read: do not keep it.
     if ((changes.get(name) ?? 0) === gen) cache.set(name, k);
@@ -445,31 +447,9 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   };
 
   async function createCollection(body: unknown) {
-    const req = validateCreateCollection(body);
-    const shards = req.partitioner.shards;
-    let partitioner: PartitionerJSON;
-    if (req.partitioner.kind === 'hash') partitioner = new HashPartitioner(shards).toJSON();
-    else if (req.partitioner.kind === 'semantic') partitioner = new SemanticPartitioner({ shards, field: req.partitioner.field!, map: (body as { partitioner: { map?: Record<string, number[]> } }).partitioner.map }).toJSON();
-    else {
-      const sample = (body as { partitioner: { sample?: unknown } }).partitioner.sample;
-      if (!Array.isArray(sample) || sample.length < shards) {
-        throw new VdbError(ErrorCode.INVALID_PARTITIONER, `partitioner.sample: a spatial collection needs a sample of at least ${shards} vectors to place its splits`);
-      }
-      const flat = new Float32Array(sample.length * req.dim);
-      sample.forEach((v, i) => flat.set(parseVector(v, `partitioner.sample[${i}]`, req.dim), i * req.dim));
-      partitioner = SpatialPartitioner.build(flat, req.dim, shards, req.metric).toJSON();
-    }
-    const members = (await meta.live('shard')).map((m) => m.name);
-    if (members.length === 0) throw new VdbError(ErrorCode.UNAVAILABLE, 'no shard process is alive to place the shards on');
-    if (members.length < req.replicas) throw new VdbError(ErrorCode.UNAVAILABLE, `${req.replicas} replicas need ${req.replicas} shard processes, ${members.length} are alive`);
-    const replicas = Array.from({ length: shards }, (_, s) => Array.from({ length: req.replicas }, (_, r) => members[(s + r) % members.length]));
-    if (await meta.collection(req.name)) throw new VdbError(ErrorCode.COLLECTION_EXISTS, `collection ${req.name} already exists`);
-    for (let s = 0; s < shards; s++) {
-      await addLogStream(jsm, n, req.name, s, meta.replicas);
-    }
-    const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, createdAt: Date.now() };
-    await meta.create(cm, { epoch: 1, replicas });
-    return describe(cm, { epoch: 1, replicas });
+    const { cm, map } = planCollection(body, meta.live('shard').map((m) => m.name));
+    await createAdmin({ meta, jsm, n }, cm, map);
+    return describe(cm, map);
   }
 
   function describe(m: CollectionMeta, map: ShardMap) {
@@ -480,11 +460,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const admin = {
     'collections.create': createCollection,
     async 'collections.drop'(body: unknown) {
-      const { name } = validateDropCollection(body);
-      const k = await known(name);
-      await meta.drop(name);
-      for (let s = 0; s < k.map.replicas.length; s++) await jsm.streams.delete(n.stream(name, s)).catch(() => undefined);
-      return { dropped: name };
+      return dropAdmin({ meta, jsm, n }, validateDropCollection(body).name);
     },
     async 'collections.list'() {
       return { collections: await meta.list() };

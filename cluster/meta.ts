@@ -3,6 +3,7 @@
 // members with their heartbeats. Changes use compare-and-set on the revision;
 // nothing else is a source of truth for topology.
 
+import { randomBytes } from 'node:crypto';
 import { StorageType } from 'nats';
 import type { JetStreamClient, JetStreamManager, KV, KvEntry, NatsConnection } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
@@ -18,12 +19,17 @@ export interface CollectionMeta {
   replicas: number;
   hnsw: { m: number; efConstruction: number };
   partitioner: PartitionerJSON;
-  /** The payload field a semantic partitioner reads, if any. */
+  /** This incarnation of the name, random at create: replicas name their local
+   * stores with it, so a store left from a dropped collection of the same name
+   * is never reopened. Absent for collections created before it existed. */
+  uid?: string;
   createdAt: number;
 }
 
 export interface ShardMap {
   epoch: number;
+  /** The incarnation of the collection this map belongs to (CollectionMeta.uid). */
+  uid?: string;
   /** Shard i is served by the members named in `replicas[i]`. */
   replicas: string[][];
   /** The partitioner once shards have been split (it then replaces the collection's). */
@@ -93,6 +99,32 @@ export async function addLogStream(jsm: JetStreamManager, n: Names, collection: 
   await jsm.streams.add({ name: n.stream(collection, shard), subjects: [n.log(collection, shard)], storage: StorageType.File, max_msg_size: -1, num_replicas: replicas });
 }
 
+/** A new incarnation id: 12 hex digits. */
+export const newUid = () => randomBytes(6).toString('hex');
+
+/** The name of a replica's local store of a shard (in its SQLite file). */
+export function storeName(collection: string, uid: string | undefined, shard: number): string {
+  return uid ? `${collection}__${uid}__${shard}` : `${collection}__${shard}`;
+}
+
+/** The collection, incarnation and shard a local store name stands for, if it is
+ * one: `collection__uid__shard`, or the older `collection__shard` (a collection
+ * created before incarnations, or whose name ends in `__` and 12 hex digits, is read wrongly). */
+export function parseStoreName(name: string): { collection: string; uid?: string; shard: number } | undefined {
+  const m = /^(.+)__([0-9a-f]{12})__(\d+)$/.exec(name);
+  if (m) return { collection: m[1], uid: m[2], shard: Number(m[3]) };
+  const old = /^(.+)__(\d+)$/.exec(name);
+  return old ? { collection: old[1], shard: Number(old[2]) } : undefined;
+}
+
+/** A shard map with `patch` applied: the fields it names replaced (removed when
+ * `undefined`), every other field kept, the epoch one more. */
+export function nextShardMap(map: ShardMap, patch: Partial<ShardMap>): ShardMap {
+  const next: ShardMap = { ...map, ...patch, epoch: map.epoch + 1 };
+  for (const k of Object.keys(next) as (keyof ShardMap)[]) if (next[k] === undefined) delete next[k];
+  return next;
+}
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
@@ -140,14 +172,43 @@ export class Meta {
     for (const w of this.watches) w.stop();
   }
 
-  /** Creates a collection and its shard map; COLLECTION_EXISTS if the name is taken. */
+  /** Writes the shard map of a new incarnation over whatever a dropped or
+   * half-created one left (one compare-and-set on that entry's revision), then
+   * the collection entry, which commits the create: COLLECTION_EXISTS if the
+   * name is taken. The write logs must exist before (collections-admin.ts). */
   async create(meta: CollectionMeta, map: ShardMap): Promise<void> {
+    const left = await this.shardmaps.get(meta.name);
+    try {
+      if (left) await this.shardmaps.update(meta.name, enc(map), left.revision);
+      else await this.shardmaps.create(meta.name, enc(map));
+    } catch (e) {
+      throw new VdbError(ErrorCode.CONFLICT, `collection ${meta.name} is being created or dropped at the same time: ${(e as Error).message}`);
+    }
     try {
       await this.collections.create(meta.name, enc(meta));
     } catch {
       throw new VdbError(ErrorCode.COLLECTION_EXISTS, `collection ${meta.name} already exists`);
     }
-    await this.shardmaps.put(meta.name, enc(map));
+  }
+
+  /**
+   * Changes a shard map with one compare-and-set: `change` gets the whole
+   * current map and returns only the fields it changes (`undefined` removes
+   * one); every other field is kept and the epoch goes up by one. Refused with
+   * CONFLICT when the map is no longer at `revision` (someone changed it since
+   * it was read) or is gone.
+   */
+  async updateShardMap(name: string, revision: number, change: (map: ShardMap) => Partial<ShardMap>): Promise<ShardMap> {
+    const e = await this.shardmaps.get(name);
+    const map = dec<ShardMap>(e);
+    if (!e || !map || e.revision !== revision) throw new VdbError(ErrorCode.CONFLICT, `the shard map of ${name} changed since revision ${revision}`);
+    const next = nextShardMap(map, change(structuredClone(map)));
+    try {
+      await this.shardmaps.update(name, enc(next), revision);
+    } catch (err) {
+      throw new VdbError(ErrorCode.CONFLICT, `the shard map of ${name} changed since revision ${revision}: ${(err as Error).message}`);
+    }
+    return next;
   }
 
   async collection(name: string): Promise<CollectionMeta | undefined> {
@@ -163,9 +224,11 @@ export class Meta {
     return [...this.names].sort();
   }
 
+  /** Deletes the collection entry (the name is free from then on), then the shard map
+   * (its replicas stop serving and remove their stores); either may be absent. */
   async drop(name: string): Promise<void> {
-    await this.shardmaps.delete(name);
     await this.collections.delete(name);
+    await this.shardmaps.delete(name);
   }
 
   async heartbeat(m: Omit<Member, 'heartbeat'>): Promise<void> {

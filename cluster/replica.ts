@@ -4,7 +4,7 @@
 // commit, and answers searches, gets, counts, copies and samples on the
 // shard's subject (any replica) and its own (`…<shard>.<member>.<op>`).
 
-import type { NatsConnection, JetStreamClient, Service, ConsumerMessages, QueuedIterator, ServiceMsg } from 'nats';
+import type { NatsConnection, JetStreamClient, Service, ConsumerMessages } from 'nats';
 import { DeliverPolicy } from 'nats';
 import type { Collection, LogEntry as AppliedEntry } from '../ts/collection.js';
 import { HashPartitioner, partitionerFromJSON, shardOfPoint } from '../ts/partition/index.js';
@@ -55,6 +55,12 @@ export function placedElsewhere(store: Collection, p: Partitioner, shard: number
   return out;
 }
 
+/** What answers each shard endpoint of a service, by endpoint name. nats.js cannot
+ * remove one endpoint (the end of its subscription closes the whole service), so a
+ * name is added once and answers through the shard that holds it now; a stopped
+ * shard unbinds, and until another binds the endpoint says SHARD_UNAVAILABLE. */
+const routes = new WeakMap<Service, Map<string, ((body: unknown) => unknown) | undefined>>();
+
 /** Most vectors a `sample` request returns. */
 const SAMPLE_MAX = 10_000;
 
@@ -67,7 +73,7 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 export class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
   private consuming?: ConsumerMessages;
-  private endpoints: QueuedIterator<ServiceMsg>[] = [];
+  private bound: { table: Map<string, ((body: unknown) => unknown) | undefined>; name: string; fn: (body: unknown) => unknown }[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
   private stopped = false;
@@ -247,9 +253,23 @@ export class ServedShard {
     // Each operation on the shard's subject (any replica, a queue group) and on
     // this replica's own subject, which coordinators use to pick the replica.
     const group = `${n.prefix}-shard-${c}-${s}`;
+    let table = routes.get(service);
+    if (!table) routes.set(service, (table = new Map()));
+    const routed = table;
+    const bind = (op: string, name: string, subject: string, fn: (body: unknown) => unknown, queue?: string) => {
+      if (!routed.has(name)) {
+        addEndpoint(service, name, queue ? { subject, queue } : { subject }, (body) => {
+          const now = routed.get(name);
+          if (!now) throw new VdbError(ErrorCode.SHARD_UNAVAILABLE, `${member} does not serve ${c}/${s}`);
+          return now(body);
+        }, observe(op));
+      }
+      routed.set(name, fn);
+      this.bound.push({ table: routed, name, fn });
+    };
     const add = (op: string, fn: (body: unknown) => unknown, shared = true) => {
-      if (shared) this.endpoints.push(addEndpoint(service, `${c}-${s}-${op}`, { subject: n.shard(c, s, op), queue: group }, fn, observe(op)));
-      this.endpoints.push(addEndpoint(service, `${c}-${s}-${member}-${op}`, { subject: n.replica(c, s, member, op) }, fn, observe(op)));
+      if (shared) bind(op, `${c}-${s}-${op}`, n.shard(c, s, op), fn, group);
+      bind(op, `${c}-${s}-${member}-${op}`, n.replica(c, s, member, op), fn);
     };
     add('search', (body) => {
       this.serving();
@@ -301,7 +321,8 @@ export class ServedShard {
 
   stop(): void {
     this.stopFollowing();
-    for (const e of this.endpoints) e.stop();
+    for (const b of this.bound) if (b.table.get(b.name) === b.fn) b.table.set(b.name, undefined);
+    this.bound = [];
     try {
       this.store.close();
     } catch {

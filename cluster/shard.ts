@@ -5,14 +5,14 @@
 // from a copy of its source that follows the source's log until the balancer
 // seals it. It heartbeats what it serves and serves /metrics and /healthz.
 
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Collection } from '../ts/collection.js';
 import type { OpenOptions } from '../ts/collection.js';
 import { checkCollectionName } from '../ts/validate.js';
 import { partitionerFromJSON } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
+import { Meta, HEARTBEAT_MS, shardKey, storeName, parseStoreName } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import { requestMetrics } from './service.js';
@@ -122,7 +122,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   // A replica far behind also copies, when a peer is far ahead: copying costs
   // the shard's size, replaying costs an index insertion per point written.
   // A shard being built for a split always copies its source (`force`).
-  async function prepare(collection: string, s: number, replicas: string[], name = `${collection}__${s}`, force = false): Promise<void> {
+  async function prepare(collection: string, s: number, replicas: string[], name: string, force = false): Promise<void> {
     const { state } = await jsm.streams.info(n.stream(collection, s));
     const applied = Collection.storedSeq(opts.data, name);
     const gap = applied < state.first_seq - 1;
@@ -132,7 +132,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     const far = ahead - applied > COPY_WHEN_BEHIND;
     if (!force && !gap && !far && !(applied === 0 && state.last_seq > 0)) return;
     const local = served.get(shardKey(collection, s));
-    if (local && name !== `${collection}__${s}`) {
+    if (local && name !== local.store.name) {
       // This process serves the source itself: copy it through a file here.
       const file = join(opts.data, `copy-${name}-${process.pid}.sqlite`);
       rmSync(file, { force: true });
@@ -168,7 +168,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     const key = shardKey(collection, split.into);
     if (building.has(key)) sealers.get(key)?.();
     if (building.has(key) || built.has(key) || served.has(key)) return;
-    const name = `${collection}__${split.into}`;
+    const name = storeName(collection, cm.uid, split.into);
     await prepare(collection, split.shard, map.replicas[split.shard], name, true);
     const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
     const seal = () => {
@@ -193,33 +193,60 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     seal();
   }
 
+  // Removes the local stores of incarnations that no longer exist, with any copy
+  // files left of them: `current(c)` is collection c's map now (undefined: it has
+  // none), or false for a collection not being looked at. Stores must be closed.
+  function removeStale(current: (collection: string) => ShardMap | undefined | false): void {
+    for (const name of Collection.storedNames(opts.data)) {
+      const r = parseStoreName(name);
+      const map = r && current(r.collection);
+      if (!r || map === false || map?.uid === r.uid) continue;
+      Collection.drop(opts.data, name);
+      for (const f of readdirSync(opts.data)) if (f.startsWith(`copy-${name}-`)) rmSync(join(opts.data, f), { force: true });
+      log(`${opts.name}: removed ${name}: ${map ? 'a dropped incarnation of' : 'dropped'} ${r.collection}`);
+    }
+  }
+
   // Serializes topology changes: shard maps are applied one at a time.
   let chain = Promise.resolve();
   const retries = new Map<string, NodeJS.Timeout>();
   const latest = new Map<string, ShardMap | undefined>();
+  const incarnation = new Map<string, string | undefined>();
   const assign = (collection: string, map: ShardMap | undefined) => {
     latest.set(collection, map);
     clearTimeout(retries.get(collection));
     chain = chain.then(async () => {
       if (latest.get(collection) !== map) return; // a newer map is queued
+      const uid = map?.uid;
       const mine = new Set<number>();
       map?.replicas.forEach((members, s) => { if (members.includes(opts.name)) mine.add(s); });
+      // A store of another incarnation (the collection was dropped, maybe created again) stops here.
+      const current = (sh: ServedShard) => map !== undefined && sh.store.name === storeName(collection, uid, sh.shard);
       for (const [k, sh] of served) {
-        if (sh.collection === collection && !mine.has(sh.shard)) { sh.stop(); served.delete(k); log(`${opts.name}: no longer serving ${k}`); }
+        if (sh.collection === collection && (!mine.has(sh.shard) || !current(sh))) {
+          sh.stop();
+          served.delete(k);
+          log(`${opts.name}: no longer serving ${k}`);
+          void beat(); // its applied sequence must not be read as one of a new log of the same name
+        }
       }
       const split = map?.split?.replicas.includes(opts.name) ? map.split : undefined;
       for (const [k, sh] of building) {
-        if (sh.collection === collection && (!split || k !== shardKey(collection, split.into))) {
+        if (sh.collection === collection && (!split || k !== shardKey(collection, split.into) || !current(sh))) {
           sh.stop();
           building.delete(k);
           sealers.delete(k);
           log(`${opts.name}: stopped building ${k}`);
         }
       }
-      for (const k of built) if (k.startsWith(`${collection}/`) && !served.has(k) && !split && !mine.has(Number(k.slice(collection.length + 1)))) built.delete(k);
+      const renewed = !map || incarnation.get(collection) !== uid;
+      incarnation.set(collection, uid);
+      for (const k of built) if (k.startsWith(`${collection}/`) && (renewed || (!served.has(k) && !split && !mine.has(Number(k.slice(collection.length + 1)))))) built.delete(k);
+      removeStale((c) => c === collection && map);
       if ((mine.size === 0 && !split) || !map) return;
       const cm: CollectionMeta | undefined = await meta.collection(collection);
-      if (!cm) return;
+      // Not created yet (the map comes first), or an entry of another incarnation: the collections watch comes back.
+      if (!cm || cm.uid !== uid) return;
       if (split) {
         await build(collection, cm, map, split).catch((e: Error) => {
           log(`${opts.name}: building ${shardKey(collection, split.into)}: ${e.message}; retrying in ${RETRY_MS} ms`);
@@ -230,8 +257,9 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
         if (served.has(shardKey(collection, s))) continue;
         let sh: ServedShard | undefined;
         try {
-          await prepare(collection, s, map.replicas[s]);
-          const options: OpenOptions = { name: `${collection}__${s}`, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
+          const name = storeName(collection, uid, s);
+          await prepare(collection, s, map.replicas[s], name);
+          const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 } };
           sh = new ServedShard(collection, s, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
           await sh.start(nc, n, opts.name, service, copies, log, observe);
         } catch (e) {
@@ -248,17 +276,33 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     }).catch((e) => log(`${opts.name}: ${collection}: ${(e as Error).message}`));
   };
 
+  // Before serving anything: the stores of collections dropped while this process was away go.
+  chain = chain.then(async () => {
+    const maps = new Map<string, ShardMap>();
+    for await (const k of await meta.shardmaps.keys()) {
+      const m = await meta.shardMap(k);
+      if (m) maps.set(k, m);
+    }
+    removeStale((c) => maps.get(c));
+  }).catch((e) => log(`${opts.name}: removing the stores of dropped collections: ${(e as Error).message}`));
+
   const watch = await meta.shardmaps.watch();
   void (async () => {
     for await (const e of watch) {
       assign(e.key, e.operation === 'PUT' ? (JSON.parse(new TextDecoder().decode(e.value)) as ShardMap) : undefined);
     }
   })();
+  // The map comes before the collection entry that commits a create: serve once the entry is there.
+  const created = await meta.collections.watch();
+  void (async () => {
+    for await (const e of created) if (e.operation === 'PUT' && latest.get(e.key)) assign(e.key, latest.get(e.key));
+  })();
 
   return {
     async stop() {
       clearInterval(timer);
       watch.stop();
+      created.stop();
       await chain;
       for (const t of retries.values()) clearTimeout(t);
       for (const sh of [...served.values(), ...building.values()]) sh.stop();

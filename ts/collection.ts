@@ -530,6 +530,29 @@ export class Collection {
     }
   }
 
+  /** The names of the collections stored in a data directory. */
+  static storedNames(dir: string): string[] {
+    const store = Store.acquire(dir);
+    try {
+      return store.names();
+    } finally {
+      store.release();
+    }
+  }
+
+  /** Removes a collection from a data directory: its points, snapshots and schema
+   * (nothing if it does not exist); it must not be open. */
+  static drop(dir: string, name: string): void {
+    checkCollectionName(name);
+    const store = Store.acquire(dir);
+    try {
+      if (store.openNames.has(name)) throw new VdbError(ErrorCode.LOCKED, `collection ${name} is open in this process`);
+      store.dropCollection(name);
+    } finally {
+      store.release();
+    }
+  }
+
   /** The stored points among `ids` (missing ones are left out), in the order asked. */
   get(ids: PointId[], opts: { withVector?: boolean } = {}): StoredPoint[] {
     this.open_();

@@ -40,6 +40,8 @@ export const ErrorCode = {
   RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
   /** This replica has not applied the write the request must see within its wait; another replica may have. */
   LAGGING: 'LAGGING',
+  /** Metadata changed between reading and writing it (a compare-and-set lost); retry. */
+  CONFLICT: 'CONFLICT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

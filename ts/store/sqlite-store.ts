@@ -123,6 +123,10 @@ export class Store {
       skipped: p('SELECT seq, reason FROM skipped WHERE collection = ? ORDER BY seq DESC LIMIT ?'),
       skippedCount: p('SELECT count(*) AS n FROM skipped WHERE collection = ?'),
       dropSkipped: p('DELETE FROM skipped WHERE collection = ?'),
+      names: p('SELECT name FROM collections ORDER BY name'),
+      dropPoints: p('DELETE FROM points WHERE collection = ?'),
+      dropAllParts: p('DELETE FROM snapshot_parts WHERE collection = ?'),
+      dropCollection: p('DELETE FROM collections WHERE name = ?'),
     };
   }
 
@@ -207,6 +211,23 @@ export class Store {
 
   collection(name: string): CollectionRow | undefined {
     return this.st.getCollection.get(name) as CollectionRow | undefined;
+  }
+
+  /** The names of the collections stored here. */
+  names(): string[] {
+    return (this.st.names.all() as { name: string }[]).map((r) => r.name);
+  }
+
+  /** Removes a collection with its points, tombstones, snapshots and skipped-entry records, in one transaction. */
+  dropCollection(name: string): void {
+    this.db.transaction(() => {
+      this.st.dropSkipped.run(name);
+      this.st.dropPoints.run(name);
+      this.st.dropAllTombstones.run(name);
+      this.st.dropSnapshot.run(name);
+      this.st.dropAllParts.run(name);
+      this.st.dropCollection.run(name);
+    })();
   }
 
   createCollection(name: string, dim: number, metric: string, params: string): void {
