@@ -28,8 +28,15 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
-/** One entry of a write log, applied by `applyLog` at its sequence. */
-export type LogEntry = { seq: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] });
+/** One entry of a write log, applied by `applyLog` at its sequence; `version`
+ * as for `upsert` and `delete`. */
+export type LogEntry = { seq: number; version?: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] });
+
+/** Options of a write: `seq` from a write log (see `upsert`), `version` (see `upsert`). */
+export interface WriteOptions {
+  seq?: number;
+  version?: number;
+}
 
 export interface Hit {
   id: PointId;
@@ -83,6 +90,13 @@ function deepFreeze<T>(v: T): T {
     for (const x of Object.values(v)) deepFreeze(x);
   }
   return v;
+}
+
+/** A write's version: absent or 0 means unversioned. */
+function checkVersion(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `version must be a non-negative integer, got ${String(v)}`);
+  return v as number;
 }
 
 function parsePayload(json: string | null): Payload | undefined {
@@ -369,8 +383,13 @@ export class Collection {
   }
 
   /** Inserts or replaces points by id; all or nothing. Returns once durable.
-   * `seq` (from a write log) makes the call idempotent: at or below the applied sequence it does nothing. */
-  upsert(points: Point[], opts: { seq?: number } = {}): { count: number; seq: number } {
+   * `seq` (from a write log) makes the call idempotent: at or below the applied sequence it does nothing.
+   * `version` (a positive integer, one per write request, from a cluster-wide
+   * order) makes the write apply only to the ids whose last applied write has a
+   * lower version (a point's, or a versioned delete's tombstone): writes then
+   * end the same in any order. Without it the write applies as it comes.
+   * `count` is the points written. */
+  upsert(points: Point[], opts: WriteOptions = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
     const rows = points.map((p, i) => {
@@ -382,27 +401,60 @@ export class Collection {
         throw e;
       }
     });
+    const version = checkVersion(opts.version);
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
+    const newer = version === 0 ? rows : this.newerThanStored(rows, (r) => r.id, version);
+    if (newer.length === 0) return this.skip(seq);
     // Room in the index first, so the only failure left after the commit is none.
-    this.index.reserve(this.index.slots + rows.length);
-    this.store.upsert(this.name, rows, seq);
+    this.index.reserve(this.index.slots + newer.length);
+    this.store.upsert(this.name, newer, seq, version);
     this.seq = seq;
-    for (const r of rows) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
-    this.noteChanges(rows.length);
-    return { count: rows.length, seq };
+    for (const r of newer) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
+    this.noteChanges(newer.length);
+    return { count: newer.length, seq };
   }
 
-  /** Deletes points by id; returns how many existed. Returns once durable. `seq` as for upsert. */
-  delete(ids: PointId[], opts: { seq?: number } = {}): { count: number; seq: number } {
+  /** The items whose id's last applied write is older than `version` (judged
+   * before the batch, so a batch's repeated id keeps its last copy). */
+  private newerThanStored<T>(items: T[], idOf: (x: T) => PointId, version: number): T[] {
+    const wins = new Map<PointId, boolean>();
+    return items.filter((x) => {
+      const id = idOf(x);
+      if (!wins.has(id)) wins.set(id, this.store.version(this.name, id) < version);
+      return wins.get(id)!;
+    });
+  }
+
+  // A log entry that changes nothing is still applied: its sequence is recorded.
+  private skip(seq: number): { count: number; seq: number } {
+    this.store.setSeq(this.name, seq);
+    this.seq = seq;
+    return { count: 0, seq };
+  }
+
+  /** Version tombstones held: ids deleted or moved away by versioned writes (docs/cluster.md). */
+  get versionTombstones(): number {
+    this.open_();
+    return this.store.versionTombstones(this.name);
+  }
+
+  /** Deletes points by id; returns how many existed. Returns once durable. `seq`
+   * as for upsert; with `version`, only ids whose last applied write is older are
+   * deleted, and each of them keeps a tombstone of the version (held or not), so
+   * an older upsert arriving later does not bring it back. */
+  delete(ids: PointId[], opts: WriteOptions = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'delete takes an array of ids');
     const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
+    const version = checkVersion(opts.version);
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || checked.length === 0) return { count: 0, seq: this.seq };
-    const count = this.store.remove(this.name, checked, seq);
+    const newer = version === 0 ? checked : this.newerThanStored(checked, (id) => id, version);
+    if (newer.length === 0) return this.skip(seq);
+    const count = this.store.remove(this.name, newer, seq, version);
     this.seq = seq;
-    for (const id of checked) this.unindex(id);
+    for (const id of newer) this.unindex(id);
     this.noteChanges(count);
     return { count, seq };
   }
@@ -416,8 +468,8 @@ export class Collection {
     try {
       this.store.transaction(() => {
         for (const e of entries) {
-          if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq });
-          else this.delete(e.ids, { seq: e.seq });
+          if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq, version: e.version });
+          else this.delete(e.ids, { seq: e.seq, version: e.version });
         }
       });
     } catch (e) {

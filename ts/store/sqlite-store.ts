@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS collections(
   name TEXT PRIMARY KEY, dim INTEGER NOT NULL, metric TEXT NOT NULL,
   params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS points(
-  collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL);
+  collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL,
+  version INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS points_id ON points(collection, id);
 CREATE INDEX IF NOT EXISTS points_seq ON points(collection, seq);
 CREATE TABLE IF NOT EXISTS tombstones(collection TEXT NOT NULL, id NOT NULL, seq INTEGER NOT NULL);
@@ -49,7 +50,15 @@ CREATE TABLE IF NOT EXISTS snapshot_parts(
 CREATE TABLE IF NOT EXISTS snapshots(
   collection TEXT PRIMARY KEY, seq INTEGER NOT NULL, parts INTEGER NOT NULL, slot_ids TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS version_tombstones(
+  collection TEXT NOT NULL, id NOT NULL, version INTEGER NOT NULL, PRIMARY KEY(collection, id));
 `;
+
+/** Databases written before write versions lack the points' version column (the table is added by SCHEMA). */
+function migrate(db: Db, schema = 'main'): void {
+  const cols = db.prepare(`PRAGMA ${schema}.table_info(points)`).all() as { name: string }[];
+  if (!cols.some((c) => c.name === 'version')) db.exec(`ALTER TABLE ${schema}.points ADD COLUMN version INTEGER NOT NULL DEFAULT 0`);
+}
 
 function toVector(b: Buffer): Float32Array {
   // Copy: the Buffer may share a pool and need not be 4-byte aligned.
@@ -90,14 +99,20 @@ export class Store {
       throw new VdbError(ErrorCode.STORAGE, `cannot open ${path}: ${(e as Error).message}`);
     }
     db.exec(SCHEMA);
+    migrate(db);
     this.db = db;
     const p = (sql: string) => db.prepare(sql);
     this.st = {
       getCollection: p('SELECT name, dim, metric, params, seq FROM collections WHERE name = ?'),
       addCollection: p('INSERT INTO collections(name, dim, metric, params) VALUES (?, ?, ?, ?)'),
       setSeq: p('UPDATE collections SET seq = ? WHERE name = ?'),
-      upsert: p(`INSERT INTO points(collection, id, vector, payload, seq) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT(collection, id) DO UPDATE SET vector = excluded.vector, payload = excluded.payload, seq = excluded.seq`),
+      upsert: p(`INSERT INTO points(collection, id, vector, payload, seq, version) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(collection, id) DO UPDATE SET vector = excluded.vector, payload = excluded.payload, seq = excluded.seq, version = excluded.version`),
+      pointVersion: p('SELECT version FROM points WHERE collection = ? AND id = ?'),
+      tombVersion: p('SELECT version FROM version_tombstones WHERE collection = ? AND id = ?'),
+      setTomb: p('INSERT OR REPLACE INTO version_tombstones(collection, id, version) VALUES (?, ?, ?)'),
+      dropTomb: p('DELETE FROM version_tombstones WHERE collection = ? AND id = ?'),
+      tombCount: p('SELECT count(*) AS n FROM version_tombstones WHERE collection = ?'),
       remove: p('DELETE FROM points WHERE collection = ? AND id = ?'),
       tombstone: p('INSERT INTO tombstones(collection, id, seq) VALUES (?, ?, ?)'),
       get: p('SELECT id, vector, payload FROM points WHERE collection = ? AND id = ?'),
@@ -130,7 +145,8 @@ export class Store {
       this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
       this.db.transaction(() => {
         this.db.prepare('INSERT INTO x.collections SELECT * FROM main.collections WHERE name = ?').run(name);
-        this.db.prepare('INSERT INTO x.points SELECT * FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.points(collection, id, vector, payload, seq, version) SELECT collection, id, vector, payload, seq, version FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.version_tombstones SELECT collection, id, version FROM main.version_tombstones WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)').run(name, snap.seq, snap.parts.length, snap.slotIds);
         const part = this.db.prepare('INSERT INTO x.snapshot_parts(collection, seq, part, bytes) VALUES (?, ?, ?, ?)');
         snap.parts.forEach((b, i) => part.run(name, snap.seq, i, Buffer.from(b.buffer, b.byteOffset, b.byteLength)));
@@ -144,13 +160,17 @@ export class Store {
   importCollection(name: string, file: string, from = name): void {
     this.db.prepare('ATTACH ? AS x').run(file);
     try {
+      // A copy from a replica of an older release has no versions: its points get version 0.
+      this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
+      migrate(this.db, 'x');
       this.db.transaction(() => {
         const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(from) as { n: number };
         if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${from}`);
-        for (const t of ['points', 'tombstones', 'snapshots', 'snapshot_parts']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
+        for (const t of ['points', 'tombstones', 'version_tombstones', 'snapshots', 'snapshot_parts']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
         this.db.prepare('DELETE FROM main.collections WHERE name = ?').run(name);
         this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq) SELECT ?, dim, metric, params, seq FROM x.collections WHERE name = ?').run(name, from);
-        this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq) SELECT ?, id, vector, payload, seq FROM x.points WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq, version) SELECT ?, id, vector, payload, seq, version FROM x.points WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.version_tombstones(collection, id, version) SELECT ?, id, version FROM x.version_tombstones WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshots(collection, seq, parts, slot_ids) SELECT ?, seq, parts, slot_ids FROM x.snapshots WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshot_parts(collection, seq, part, bytes) SELECT ?, seq, part, bytes FROM x.snapshot_parts WHERE collection = ?').run(name, from);
       })();
@@ -203,16 +223,40 @@ export class Store {
     this.st.addCollection.run(name, dim, metric, params);
   }
 
-  /** Inserts or replaces points and records `seq`, in one transaction. */
-  upsert(collection: string, points: { id: PointId; vector: Float32Array; payload: string | null }[], seq: number): void {
+  /** Inserts or replaces points and records `seq`, in one transaction. A
+   * versioned write (`version` > 0) also drops the ids' version tombstones,
+   * which it supersedes. */
+  upsert(collection: string, points: { id: PointId; vector: Float32Array; payload: string | null }[], seq: number, version = 0): void {
     this.db.transaction(() => {
-      for (const p of points) this.st.upsert.run(collection, p.id, toBlob(p.vector), p.payload, seq);
+      for (const p of points) {
+        this.st.upsert.run(collection, p.id, toBlob(p.vector), p.payload, seq, version);
+        if (version > 0) this.st.dropTomb.run(collection, p.id);
+      }
       this.st.setSeq.run(seq, collection);
     })();
   }
 
-  /** Deletes points, leaving tombstones for replay past a snapshot; returns how many existed. */
-  remove(collection: string, ids: PointId[], seq: number): number {
+  /** Records `seq` as applied without changing any point (a write whose versions lost). */
+  setSeq(collection: string, seq: number): void {
+    this.st.setSeq.run(seq, collection);
+  }
+
+  /** The version of the last write applied to `id`: its point's, or its version tombstone's; 0 if none. */
+  version(collection: string, id: PointId): number {
+    const p = this.st.pointVersion.get(collection, id) as { version: number } | undefined;
+    const t = this.st.tombVersion.get(collection, id) as { version: number } | undefined;
+    return Math.max(p?.version ?? 0, t?.version ?? 0);
+  }
+
+  /** Version tombstones held for the collection (ids deleted or moved away by a versioned write). */
+  versionTombstones(collection: string): number {
+    return (this.st.tombCount.get(collection) as { n: number }).n;
+  }
+
+  /** Deletes points, leaving tombstones for replay past a snapshot; returns how
+   * many existed. A versioned delete (`version` > 0) also leaves a version
+   * tombstone for each id, held or not, so an older write arriving later loses. */
+  remove(collection: string, ids: PointId[], seq: number, version = 0): number {
     return this.db.transaction(() => {
       let n = 0;
       for (const id of ids) {
@@ -220,6 +264,7 @@ export class Store {
           this.st.tombstone.run(collection, id, seq);
           n++;
         }
+        if (version > 0) this.st.setTomb.run(collection, id, version);
       }
       this.st.setSeq.run(seq, collection);
       return n;
