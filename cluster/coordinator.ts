@@ -30,6 +30,7 @@ import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { connectNats } from './nats-connect.js';
+import { addVersionStream, deleteVersionStream, needsVersions, nextVersion } from './versions.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -270,6 +271,11 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return out;
   }
 
+  /** The version a write request's entries carry, taken before any is appended; none with hash placement. */
+  async function versionFor(c: string): Promise<{ version?: number }> {
+    return needsVersions((await known(c)).p) ? { version: await nextVersion(js, jsm, n, c, meta.replicas) } : {};
+  }
+
   /** A write's reply; `pending` lists shards that had no live replica to apply it yet. */
   const written = (count: number, seqs: Record<number, number>, pending: number[]) => {
     const reply: Record<string, unknown> = { count, seq: Math.max(0, ...Object.values(seqs)), seqs };
@@ -283,6 +289,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
+      const stamp = await versionFor(c);
       const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, typeof points>();
         const placed = points.map((p) => shardOfPoint(k.p, p));
@@ -294,13 +301,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         const entries = new Map<number, LogEntry[]>();
         for (const [s, pts] of byShard) {
           entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
-            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })) })));
+            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })), ...stamp })));
         }
         // Placement by vector or label can move a point: remove it from the other shards.
         if (k.p.kind !== 'hash') {
           for (let s = 0; s < k.p.shards; s++) {
             const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
-            if (ids.length) entries.set(s, [{ op: 'delete', ids }, ...(entries.get(s) ?? [])]);
+            if (ids.length) entries.set(s, [{ op: 'delete', ids, ...stamp }, ...(entries.get(s) ?? [])]);
           }
         }
         return entries;
@@ -311,6 +318,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     async delete(c: string, body: unknown) {
       await known(c);
       const req = validateDelete(body);
+      const stamp = await versionFor(c);
       const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, PointId[]>();
         for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
@@ -318,7 +326,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           byShard.get(s)!.push(id);
         }
         const entries = new Map<number, LogEntry[]>();
-        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
+        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part, ...stamp })));
         return entries;
       });
       return written(req.ids.length, seqs, pending);
@@ -415,6 +423,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     for (let s = 0; s < shards; s++) {
       await addLogStream(jsm, n, req.name, s, meta.replicas);
     }
+    if (req.partitioner.kind !== 'hash') await addVersionStream(jsm, n, req.name, meta.replicas);
     const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, createdAt: Date.now() };
     await meta.create(cm, { epoch: 1, replicas });
     return describe(cm, { epoch: 1, replicas });
@@ -432,6 +441,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const k = await known(name);
       await meta.drop(name);
       for (let s = 0; s < k.map.replicas.length; s++) await jsm.streams.delete(n.stream(name, s)).catch(() => undefined);
+      await deleteVersionStream(jsm, n, name);
       return { dropped: name };
     },
     async 'collections.list'() {

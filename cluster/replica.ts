@@ -19,10 +19,10 @@ import type { Observe } from './service.js';
 import { checkShardRequest, shardReplyBody } from './shard-requests.js';
 import type { CopySource } from './snapshot-copy.js';
 
-/** A write-log entry, as the coordinator publishes it. */
+/** A write-log entry, as the coordinator publishes it; `version` for collections not placed by id (cluster/versions.ts). */
 export type LogEntry =
-  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] }
-  | { op: 'delete'; ids: (string | number)[] }
+  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[]; version?: number }
+  | { op: 'delete'; ids: (string | number)[]; version?: number }
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
