@@ -186,6 +186,33 @@ async function run(name: string, p: Partitioner, seed: number): Promise<void> {
   expect(failures.length, failures.join('\n')).toBeLessThan(WRITERS * OPS);
 }
 
+describe('the version stream', () => {
+  it('is made with a spatial or semantic collection, made on the first write if missing, and dropped with it', async () => {
+    const jsm = await cl.nc.jetstreamManager();
+    const exists = (name: string) => jsm.streams.info(`VDB_VER_${name}`).then(() => true, () => false);
+    await cl.client.createCollection({ name: 'ver_hash', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 2 } });
+    expect(await exists('ver_hash'), 'hash placement takes no versions').toBe(false);
+    const name = 'ver_old';
+    await cl.client.createCollection({ name, dim: DIM, metric: 'l2', partitioner: { kind: 'semantic', shards: 2, field: 'label' } });
+    expect(await exists(name)).toBe(true);
+    // As for a collection created before versions: no stream, points at version 0.
+    await jsm.streams.delete(`VDB_VER_${name}`);
+    await cl.client.upsert(name, [{ id: 1, vector: [1, 1], payload: { label: 'a' } }]);
+    expect(await exists(name)).toBe(true);
+    expect((await jsm.streams.info(`VDB_VER_${name}`)).state.last_seq).toBe(1);
+    await cl.client.upsert(name, [{ id: 1, vector: [2, 2], payload: { label: 'b' } }]);
+    expect((await jsm.streams.info(`VDB_VER_${name}`)).state.last_seq).toBe(2);
+    // get reads any replica: wait for them to apply the second write.
+    await waitFor('the second write applied', async () => {
+      const got = await cl.client.get(name, [1]);
+      return got.points.length === 1 && (got.points[0].payload as { label: string }).label === 'b' ? true : undefined;
+    }, 30_000);
+    expect(await cl.client.count(name)).toBe(1);
+    await cl.client.dropCollection(name);
+    expect(await exists(name)).toBe(false);
+  });
+});
+
 describe('concurrent writes that move points between shards', () => {
   it('spatial: each id ends on one shard with its last acknowledged write, or on none', async () => {
     const name = 'moves_spatial';

@@ -127,8 +127,10 @@ describe('versioned writes across shards', () => {
           else for (const e of log) cols[s].applyLog([e]);
         });
         checkFinal(cols, writes, IDS);
-        // Replaying entries, at their own sequences or again at later ones
-        // (a write appended twice), changes nothing.
+        // Reopened (recovered from storage), then replaying entries, at their
+        // own sequences or again at later ones (a write appended twice), changes nothing.
+        cols.forEach((c, s) => { c.close(); cols[s] = Collection.open(dir, { name: `s${s}` }); });
+        checkFinal(cols, writes, IDS);
         shardLogs.forEach((log, s) => cols[s].applyLog(log));
         for (const r of replay) {
           const s = r % SHARDS;
