@@ -103,15 +103,22 @@ function openShards(dir: string): Collection[] {
   return Array.from({ length: SHARDS }, (_, s) => Collection.open(dir, { name: `s${s}`, dim: 2 }));
 }
 
-/** Each shard's log: its entries in an arbitrary order of its own, numbered from 1. */
-function logs(writes: Write[], order: number[]): LogEntry[][] {
+/** Each shard's log: its entries in an arbitrary order of its own, numbered
+ * from 1. With `horizon`, each log also gets a horizon entry somewhere after
+ * every entry below it, as the cluster's fence guarantees. */
+function logs(writes: Write[], order: number[], horizon?: number): LogEntry[][] {
   const perShard: Omit<LogEntry, 'seq'>[][] = Array.from({ length: SHARDS }, () => []);
   for (const w of writes) route(w, SHARDS).forEach((list, s) => perShard[s].push(...list));
   let k = 0;
-  return perShard.map((list) => list
-    .map((e) => ({ e, key: order[k++ % order.length] }))
-    .sort((a, b) => a.key - b.key)
-    .map(({ e }, i) => ({ ...e, seq: i + 1 }) as LogEntry));
+  return perShard.map((list) => {
+    const sorted = list.map((e) => ({ e, key: order[k++ % order.length] })).sort((a, b) => a.key - b.key).map(({ e }) => e);
+    if (horizon !== undefined) {
+      const after = sorted.reduce((last, e, i) => (e.version! < horizon ? i + 1 : last), 0);
+      const at = after + Math.floor(order[k++ % order.length] * (sorted.length - after + 1));
+      sorted.splice(at, 0, { op: 'horizon', version: horizon });
+    }
+    return sorted.map((e, i) => ({ ...e, seq: i + 1 }) as LogEntry);
+  });
 }
 
 describe('versioned writes across shards', () => {
@@ -143,6 +150,42 @@ describe('versioned writes across shards', () => {
         for (const c of cols) c.close();
       }
     }), { numRuns: 150 });
+  });
+
+  it('a horizon appended after every entry below it changes no outcome, drops the tombstones below it, and settles older upserts', () => {
+    fc.assert(fc.property(scenario, fc.double({ min: 0, max: 1, noNaN: true }), ({ writes, order }, cut) => {
+      const dir = tmp();
+      const cols = openShards(dir);
+      try {
+        const versions = writes.map((w) => w.version).sort((a, b) => a - b);
+        const horizon = versions[Math.floor(cut * versions.length)] ?? versions[versions.length - 1] + 1;
+        const shardLogs = logs(writes, order, horizon);
+        shardLogs.forEach((log, s) => cols[s].applyLog(log));
+        checkFinal(cols, writes, IDS);
+        // A horizon above every version: no tombstone is left, and no stale upsert comes back.
+        const top = versions[versions.length - 1] + 1;
+        for (const c of cols) c.applyLog([{ op: 'horizon', version: top, seq: c.appliedSeq + 1 }]);
+        expect(cols.map((c) => c.versionTombstones)).toEqual(cols.map(() => 0));
+        shardLogs.forEach((log, s) => {
+          for (const e of log) if (e.op === 'upsert') cols[s].applyLog([{ ...e, seq: cols[s].appliedSeq + 1 }]);
+        });
+        checkFinal(cols, writes, IDS);
+        // The horizon outlives a reopen and a copy.
+        cols.forEach((c, s) => { c.close(); cols[s] = Collection.open(dir, { name: `s${s}` }); });
+        const to = tmp();
+        cols[0].exportTo(join(to, 'copy.sqlite'));
+        Collection.importFrom(to, 'copy', join(to, 'copy.sqlite'), 's0');
+        const copy = Collection.open(to, { name: 'copy' });
+        for (const c of [cols[0], copy]) {
+          const before = c.get(IDS).length;
+          c.upsert(IDS.map((id) => ({ id, vector: [0, 0], payload: { v: 0 } })), { version: top - 1 });
+          expect(c.get(IDS).length).toBe(before);
+        }
+        copy.close();
+      } finally {
+        for (const c of cols) c.close();
+      }
+    }), { numRuns: 60 });
   });
 
   it('an export and import keeps versions and tombstones: older entries still lose on the copy', () => {

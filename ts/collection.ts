@@ -29,8 +29,8 @@ export interface StoredPoint {
 }
 
 /** One entry of a write log, applied by `applyLog` at its sequence; `version`
- * as for `upsert` and `delete`. */
-export type LogEntry = { seq: number; version?: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] });
+ * as for `upsert` and `delete`, and for `horizon` the one of `raiseHorizon`. */
+export type LogEntry = { seq: number; version?: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] } | { op: 'horizon'; version: number });
 
 /** Options of a write: `seq` from a write log (see `upsert`), `version` (see `upsert`). */
 export interface WriteOptions {
@@ -204,6 +204,8 @@ export class Collection {
   private payloads: (Payload | undefined)[] = [];
   private readonly fieldIndexes = new Map<string, FieldIndex>();
   private seq: number;
+  /** Versioned writes below it are settled (see raiseHorizon). */
+  private horizon = 0;
   private changes = 0;
   private lastSnapshot = Date.now();
   private snapshotting = false;
@@ -236,7 +238,9 @@ export class Collection {
     }
     try {
       const schema = Collection.schemaFor(store, opts);
-      const c = new Collection(store, opts.name, schema, store.collection(opts.name)!.seq, opts);
+      const row = store.collection(opts.name)!;
+      const c = new Collection(store, opts.name, schema, row.seq, opts);
+      c.horizon = row.horizon;
       c.recover();
       store.openNames.add(opts.name);
       return c;
@@ -404,6 +408,8 @@ export class Collection {
     const version = checkVersion(opts.version);
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
+    // Below the horizon the tombstones it would lose to may be gone: it is settled, and skipped.
+    if (version > 0 && version < this.horizon) return this.skip(seq);
     const newer = version === 0 ? rows : this.newerThanStored(rows, (r) => r.id, version);
     if (newer.length === 0) return this.skip(seq);
     // Room in the index first, so the only failure left after the commit is none.
@@ -433,6 +439,21 @@ export class Collection {
     return { count: 0, seq };
   }
 
+  /** Settles the versioned writes below `horizon`: drops their tombstones, and
+   * from then on skips a versioned upsert below it and lets a versioned delete
+   * below it leave no tombstone. Only correct once no write below it can still
+   * be acknowledged (the cluster's fence, docs/cluster.md). It never goes down.
+   * `seq` as for upsert. */
+  raiseHorizon(horizon: number, opts: { seq?: number } = {}): void {
+    this.open_();
+    const h = Math.max(checkVersion(horizon), this.horizon);
+    const seq = this.nextSeq(opts.seq);
+    if (seq === undefined) return;
+    this.store.raiseHorizon(this.name, h, seq);
+    this.horizon = h;
+    this.seq = seq;
+  }
+
   /** Version tombstones held: ids deleted or moved away by versioned writes (docs/cluster.md). */
   get versionTombstones(): number {
     this.open_();
@@ -452,7 +473,8 @@ export class Collection {
     if (seq === undefined || checked.length === 0) return { count: 0, seq: this.seq };
     const newer = version === 0 ? checked : this.newerThanStored(checked, (id) => id, version);
     if (newer.length === 0) return this.skip(seq);
-    const count = this.store.remove(this.name, newer, seq, version);
+    // Below the horizon no upsert it could hide is still applied: no tombstone.
+    const count = this.store.remove(this.name, newer, seq, version >= this.horizon ? version : 0);
     this.seq = seq;
     for (const id of newer) this.unindex(id);
     this.noteChanges(count);
@@ -469,7 +491,8 @@ export class Collection {
       this.store.transaction(() => {
         for (const e of entries) {
           if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq, version: e.version });
-          else this.delete(e.ids, { seq: e.seq, version: e.version });
+          else if (e.op === 'delete') this.delete(e.ids, { seq: e.seq, version: e.version });
+          else this.raiseHorizon(e.version, { seq: e.seq });
         }
       });
     } catch (e) {

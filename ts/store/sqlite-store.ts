@@ -19,6 +19,8 @@ export interface CollectionRow {
   metric: string;
   params: string;
   seq: number;
+  /** Versioned writes below it are settled: their tombstones are gone (ts/collection.ts). */
+  horizon: number;
 }
 
 export interface StoredPoint {
@@ -36,7 +38,7 @@ export interface SnapshotInfo {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS collections(
   name TEXT PRIMARY KEY, dim INTEGER NOT NULL, metric TEXT NOT NULL,
-  params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
+  params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0, horizon INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS points(
   collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL,
   version INTEGER NOT NULL DEFAULT 0);
@@ -54,10 +56,12 @@ CREATE TABLE IF NOT EXISTS version_tombstones(
   collection TEXT NOT NULL, id NOT NULL, version INTEGER NOT NULL, PRIMARY KEY(collection, id));
 `;
 
-/** Databases written before write versions lack the points' version column (the table is added by SCHEMA). */
+/** Databases written before write versions lack the points' version and the
+ * collections' horizon columns (the tombstone table is added by SCHEMA). */
 function migrate(db: Db, schema = 'main'): void {
-  const cols = db.prepare(`PRAGMA ${schema}.table_info(points)`).all() as { name: string }[];
-  if (!cols.some((c) => c.name === 'version')) db.exec(`ALTER TABLE ${schema}.points ADD COLUMN version INTEGER NOT NULL DEFAULT 0`);
+  const has = (table: string, col: string) => (db.prepare(`PRAGMA ${schema}.table_info(${table})`).all() as { name: string }[]).some((c) => c.name === col);
+  if (!has('points', 'version')) db.exec(`ALTER TABLE ${schema}.points ADD COLUMN version INTEGER NOT NULL DEFAULT 0`);
+  if (!has('collections', 'horizon')) db.exec(`ALTER TABLE ${schema}.collections ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0`);
 }
 
 function toVector(b: Buffer): Float32Array {
@@ -103,7 +107,9 @@ export class Store {
     this.db = db;
     const p = (sql: string) => db.prepare(sql);
     this.st = {
-      getCollection: p('SELECT name, dim, metric, params, seq FROM collections WHERE name = ?'),
+      getCollection: p('SELECT name, dim, metric, params, seq, horizon FROM collections WHERE name = ?'),
+      setHorizon: p('UPDATE collections SET horizon = ? WHERE name = ?'),
+      dropTombsBelow: p('DELETE FROM version_tombstones WHERE collection = ? AND version < ?'),
       addCollection: p('INSERT INTO collections(name, dim, metric, params) VALUES (?, ?, ?, ?)'),
       setSeq: p('UPDATE collections SET seq = ? WHERE name = ?'),
       upsert: p(`INSERT INTO points(collection, id, vector, payload, seq, version) VALUES (?, ?, ?, ?, ?, ?)
@@ -144,7 +150,7 @@ export class Store {
       this.db.exec('PRAGMA x.journal_mode = OFF; PRAGMA x.synchronous = OFF;');
       this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
       this.db.transaction(() => {
-        this.db.prepare('INSERT INTO x.collections SELECT * FROM main.collections WHERE name = ?').run(name);
+        this.db.prepare('INSERT INTO x.collections(name, dim, metric, params, seq, horizon) SELECT name, dim, metric, params, seq, horizon FROM main.collections WHERE name = ?').run(name);
         this.db.prepare('INSERT INTO x.points(collection, id, vector, payload, seq, version) SELECT collection, id, vector, payload, seq, version FROM main.points WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.version_tombstones SELECT collection, id, version FROM main.version_tombstones WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)').run(name, snap.seq, snap.parts.length, snap.slotIds);
@@ -168,7 +174,7 @@ export class Store {
         if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${from}`);
         for (const t of ['points', 'tombstones', 'version_tombstones', 'snapshots', 'snapshot_parts']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
         this.db.prepare('DELETE FROM main.collections WHERE name = ?').run(name);
-        this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq) SELECT ?, dim, metric, params, seq FROM x.collections WHERE name = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq, horizon) SELECT ?, dim, metric, params, seq, horizon FROM x.collections WHERE name = ?').run(name, from);
         this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq, version) SELECT ?, id, vector, payload, seq, version FROM x.points WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.version_tombstones(collection, id, version) SELECT ?, id, version FROM x.version_tombstones WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshots(collection, seq, parts, slot_ids) SELECT ?, seq, parts, slot_ids FROM x.snapshots WHERE collection = ?').run(name, from);
@@ -246,6 +252,15 @@ export class Store {
     const p = this.st.pointVersion.get(collection, id) as { version: number } | undefined;
     const t = this.st.tombVersion.get(collection, id) as { version: number } | undefined;
     return Math.max(p?.version ?? 0, t?.version ?? 0);
+  }
+
+  /** Raises the horizon and drops the version tombstones below it, and records `seq`, in one transaction. */
+  raiseHorizon(collection: string, horizon: number, seq: number): void {
+    this.db.transaction(() => {
+      this.st.setHorizon.run(horizon, collection);
+      this.st.dropTombsBelow.run(collection, horizon);
+      this.st.setSeq.run(seq, collection);
+    })();
   }
 
   /** Version tombstones held for the collection (ids deleted or moved away by a versioned write). */
