@@ -30,7 +30,7 @@ import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { connectNats } from './nats-connect.js';
-import { addVersionStream, deleteVersionStream, needsVersions, nextVersion } from './versions.js';
+import { addVersionStream, checkInTime, deleteVersionStream, needsVersions, nextVersion, stamp } from './versions.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -272,8 +272,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   }
 
   /** The version a write request's entries carry, taken before any is appended; none with hash placement. */
-  async function versionFor(c: string): Promise<{ version?: number }> {
-    return needsVersions((await known(c)).p) ? { version: await nextVersion(js, jsm, n, c, meta.replicas) } : {};
+  async function versionFor(c: string) {
+    return stamp(needsVersions((await known(c)).p), () => nextVersion(js, jsm, n, c, meta.replicas));
   }
 
   /** A write's reply; `pending` lists shards that had no live replica to apply it yet. */
@@ -289,7 +289,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
-      const stamp = await versionFor(c);
+      const v = await versionFor(c);
       const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, typeof points>();
         const placed = points.map((p) => shardOfPoint(k.p, p));
@@ -301,24 +301,25 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         const entries = new Map<number, LogEntry[]>();
         for (const [s, pts] of byShard) {
           entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
-            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })), ...stamp })));
+            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })), ...v.entry })));
         }
         // Placement by vector or label can move a point: remove it from the other shards.
         if (k.p.kind !== 'hash') {
           for (let s = 0; s < k.p.shards; s++) {
             const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
-            if (ids.length) entries.set(s, [{ op: 'delete', ids, ...stamp }, ...(entries.get(s) ?? [])]);
+            if (ids.length) entries.set(s, [{ op: 'delete', ids, ...v.entry }, ...(entries.get(s) ?? [])]);
           }
         }
         return entries;
       });
+      checkInTime(v);
       return written(req.points.length, seqs, pending);
     },
 
     async delete(c: string, body: unknown) {
       await known(c);
       const req = validateDelete(body);
-      const stamp = await versionFor(c);
+      const v = await versionFor(c);
       const { seqs, pending } = await write(c, (k) => {
         const byShard = new Map<number, PointId[]>();
         for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
@@ -326,9 +327,10 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           byShard.get(s)!.push(id);
         }
         const entries = new Map<number, LogEntry[]>();
-        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part, ...stamp })));
+        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part, ...v.entry })));
         return entries;
       });
+      checkInTime(v);
       return written(req.ids.length, seqs, pending);
     },
 

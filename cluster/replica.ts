@@ -23,6 +23,8 @@ import type { CopySource } from './snapshot-copy.js';
 export type LogEntry =
   | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[]; version?: number }
   | { op: 'delete'; ids: (string | number)[]; version?: number }
+  /** Versioned writes below `version` are settled (cluster/versions.ts). */
+  | { op: 'horizon'; version: number }
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
@@ -35,7 +37,7 @@ function readEntry(data: Uint8Array, seq: number): LogEntry {
     throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} cannot be decoded: ${(e as Error).message}`);
   }
   const op = (entry as { op?: unknown } | null)?.op;
-  if (op !== 'upsert' && op !== 'delete' && op !== 'retain') throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} is not an upsert, delete or retain`);
+  if (op !== 'upsert' && op !== 'delete' && op !== 'retain' && op !== 'horizon') throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq} is not an upsert, delete, retain or horizon`);
   return entry as LogEntry;
 }
 
@@ -246,7 +248,7 @@ export class ServedShard {
       if (!Array.isArray(b?.ids)) throw new VdbError(ErrorCode.BAD_REQUEST, 'ids: expected an array');
       return { points: this.store.get(b.ids, { withVector: b.withVector !== false }), seq: this.applied };
     });
-    add('count', () => ({ count: this.store.count(), seq: this.applied }));
+    add('count', () => ({ count: this.store.count(), seq: this.applied, versionTombstones: this.store.versionTombstones }));
     add('snapshot', (body) => copies.handle(this.store, body), false);
     // Vectors of random points (seeded by the request), for placing a split.
     add('sample', (body) => {

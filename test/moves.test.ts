@@ -20,6 +20,7 @@ import { parseVector } from '../ts/validate.js';
 import { mulberry32 } from '../ts/random.js';
 import type { Point } from '../ts/collection.js';
 import { TestCluster, waitFor } from './cluster-helpers.js';
+import { HORIZON_AGE_MS } from '../cluster/versions.js';
 
 const DIM = 2;
 const SHARDS = 3;
@@ -61,6 +62,23 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+/** Each replica's version tombstones, by `shard/member` (from its count reply). */
+async function tombstones(name: string): Promise<Record<string, number>> {
+  const map = (await cl.client.describe(name)).shardMap as { replicas: string[][] };
+  const out: Record<string, number> = {};
+  for (const [s, members] of map.replicas.entries()) {
+    for (const member of members) {
+      const m = await cl.nc.request(`vdb.shard.${name}.${s}.${member}.count`, encode({}, false), { timeout: 10_000 });
+      out[`${s}/${member}`] = (decode(m.data, false) as { versionTombstones: number }).versionTombstones;
+    }
+  }
+  return out;
+}
+
+type Contents = Awaited<ReturnType<typeof replicaContents>>;
+/** Per collection: every id written and what the replicas held after the last round. */
+const finals = new Map<string, { ids: string[]; contents: Contents }>();
+
 /** Each replica's points (by id) of every shard, once each replica has applied its shard's whole log. */
 async function replicaContents(name: string, ids: string[]): Promise<{ shard: number; member: string; points: Map<string, { vector: number[]; payload: Value }> }[]> {
   const jsm = await cl.nc.jetstreamManager();
@@ -85,8 +103,8 @@ async function replicaContents(name: string, ids: string[]): Promise<{ shard: nu
   return out;
 }
 
-/** One round of concurrent writers on fresh ids (named after `seed`), then the checks. */
-async function run(name: string, p: Partitioner, seed: number): Promise<void> {
+/** One round of concurrent writers on fresh ids (named after `seed`), then the checks; returns the ids. */
+async function run(name: string, p: Partitioner, seed: number): Promise<string[]> {
   const owned = (w: number) => Array.from({ length: OWN }, (_, j) => `o${seed}-${w}-${j}`);
   const shared = SHARED.map((id) => `${id}-${seed}`);
   const fillers = (w: number) => Array.from({ length: FILL }, (_, k) => `f${seed}-${w}-${k}`);
@@ -184,6 +202,15 @@ async function run(name: string, p: Partitioner, seed: number): Promise<void> {
   // Failures are allowed (in doubt, accounted for above) but should be rare: report them.
   if (failures.length) console.warn(`${failures.length} writes failed:\n${failures.join('\n')}`);
   expect(failures.length, failures.join('\n')).toBeLessThan(WRITERS * OPS);
+  // The last writes' tombstones are there: a horizon drops only versions taken a minute before.
+  expect(Object.values(await tombstones(name)).reduce((a, b) => a + b, 0), `${name}: version tombstones after the writes`).toBeGreaterThan(0);
+  return ids;
+}
+
+async function rounds(name: string, p: Partitioner, seeds: number[]): Promise<void> {
+  const all: string[] = [];
+  for (const seed of seeds) all.push(...(await run(name, p, seed)));
+  finals.set(name, { ids: all, contents: await replicaContents(name, all) });
 }
 
 describe('the version stream', () => {
@@ -218,13 +245,25 @@ describe('concurrent writes that move points between shards', () => {
     const name = 'moves_spatial';
     await cl.client.createCollection({ name, dim: DIM, metric: 'l2', replicas: 2, partitioner: { kind: 'spatial', shards: SHARDS, sample: SAMPLE } });
     const p = SpatialPartitioner.build(Float32Array.from(SAMPLE.flat()), DIM, SHARDS, 'l2');
-    for (let round = 0; round < 2; round++) await run(name, p, round + 1);
+    await rounds(name, p, [1, 2]);
   });
 
   it('semantic: each id ends on one shard with its last acknowledged write, or on none', async () => {
     const name = 'moves_semantic';
     await cl.client.createCollection({ name, dim: DIM, metric: 'l2', replicas: 2, partitioner: { kind: 'semantic', shards: SHARDS, field: 'label' } });
     const p = new SemanticPartitioner({ shards: SHARDS, field: 'label' });
-    for (let round = 0; round < 2; round++) await run(name, p, round + 11);
+    await rounds(name, p, [11, 12]);
   });
+
+  it('the balancer\'s horizon drops every version tombstone once the writes are settled, and no replica changes', async () => {
+    expect([...finals.keys()].sort(), 'the tests above ran').toEqual(['moves_semantic', 'moves_spatial']);
+    for (const [name, { ids, contents }] of finals) {
+      await waitFor(`${name}: no version tombstones`, async () => {
+        const t = await tombstones(name);
+        return Object.values(t).every((n) => n === 0) ? t : undefined;
+      }, 3 * HORIZON_AGE_MS + 60_000, 2000, () => cl.logs());
+      const now = await replicaContents(name, ids);
+      expect(now.map((c) => [c.shard, c.member, [...c.points].sort()])).toEqual(contents.map((c) => [c.shard, c.member, [...c.points].sort()]));
+    }
+  }, 4 * HORIZON_AGE_MS + 120_000);
 });
