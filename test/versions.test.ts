@@ -30,9 +30,12 @@ type Write = { version: number } & ({ op: 'upsert'; points: { id: number; shard:
 
 const vectorOf = (id: number, version: number) => [id, version];
 
+/** A log entry before the log gives it a sequence. */
+type Unnumbered = LogEntry extends infer E ? (E extends LogEntry ? Omit<E, 'seq'> : never) : never;
+
 /** The entries each shard's log receives for one write, as the coordinator plans them. */
-function route(w: Write, shards: number): Omit<LogEntry, 'seq'>[][] {
-  const out: Omit<LogEntry, 'seq'>[][] = Array.from({ length: shards }, () => []);
+function route(w: Write, shards: number): Unnumbered[][] {
+  const out: Unnumbered[][] = Array.from({ length: shards }, () => []);
   if (w.op === 'delete') {
     for (let s = 0; s < shards; s++) out[s].push({ op: 'delete', ids: w.ids, version: w.version });
     return out;
@@ -107,7 +110,7 @@ function openShards(dir: string): Collection[] {
  * from 1. With `horizon`, each log also gets a horizon entry somewhere after
  * every entry below it, as the cluster's fence guarantees. */
 function logs(writes: Write[], order: number[], horizon?: number): LogEntry[][] {
-  const perShard: Omit<LogEntry, 'seq'>[][] = Array.from({ length: SHARDS }, () => []);
+  const perShard: Unnumbered[][] = Array.from({ length: SHARDS }, () => []);
   for (const w of writes) route(w, SHARDS).forEach((list, s) => perShard[s].push(...list));
   let k = 0;
   return perShard.map((list) => {
