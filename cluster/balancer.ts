@@ -31,6 +31,7 @@ import { encode } from '../ts/wire/codec.js';
 import { LEASE_MS, shardKey, addLogStream } from './meta.js';
 import type { Meta, ShardMap, Member, CollectionMeta } from './meta.js';
 import type { Names } from './subjects.js';
+import { Horizons, needsVersions, nextVersion } from './versions.js';
 
 export interface BalancerOptions {
   /** How long a replica may be gone before it is replaced. */
@@ -87,6 +88,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
   /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
   const failedSince = new Map<string, number>();
   let done: string[] = [];
+  const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas));
 
   const act = (line: string) => {
     log(`balancer ${me}: ${line}`);
@@ -328,8 +330,14 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       if (!cm) continue;
       await replace(name, cm.replicas, live, load, work);
       if (await split(name, cm, live, load, work)) busy = true;
-      else await compact(name, map, live);
+      else {
+        await compact(name, map, live);
+        // Not during a split: its new shard's log is not followed yet.
+        const h = needsVersions(map.partitioner ?? cm.partitioner) && !map.split ? await horizons.step(name, map.replicas.length) : undefined;
+        if (h !== undefined) log(`balancer ${me}: ${name}: versions below ${h} settled (a horizon appended to every shard's log)`);
+      }
     }
+    horizons.keep(new Set(maps.keys()));
     await lease(work);
     return busy;
   }

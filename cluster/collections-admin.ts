@@ -14,6 +14,7 @@ import type { PartitionerJSON } from '../ts/partition/index.js';
 import { parseVector } from '../ts/validate.js';
 import { validateCreateCollection } from '../ts/wire/messages.js';
 import { addLogStream, newUid } from './meta.js';
+import { addVersionStream, deleteVersionStream } from './versions.js';
 import type { CollectionMeta, Meta, ShardMap } from './meta.js';
 import type { Names } from './subjects.js';
 
@@ -61,6 +62,7 @@ export async function createCollection({ meta, jsm, n }: AdminDeps, cm: Collecti
   // With no collection entry, a stream of the name is garbage: its entries must not reach the new replicas.
   for (const s of await logStreams(jsm, n, cm.name)) await jsm.streams.delete(s);
   for (let s = 0; s < map.replicas.length; s++) await addLogStream(jsm, n, cm.name, s, meta.replicas);
+  if (cm.partitioner.kind !== 'hash') await addVersionStream(jsm, n, cm.name, meta.replicas);
   await meta.create(cm, map);
 }
 
@@ -71,5 +73,6 @@ export async function dropCollection({ meta, jsm, n }: AdminDeps, name: string):
   await meta.drop(name);
   // Listed again: a split may have added a log meanwhile (its map update then fails).
   for (const s of await logStreams(jsm, n, name)) await jsm.streams.delete(s);
+  await deleteVersionStream(jsm, n, name);
   return { dropped: name };
 }

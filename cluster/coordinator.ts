@@ -35,6 +35,7 @@ import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 import { waitApplied } from './wait-applied.js';
 import { mergeScroll } from '../ts/scroll-merge.js';
+import { checkInTime, needsVersions, nextVersion, stamp } from './versions.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -298,6 +299,17 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     });
   }
 
+  /** `write` for upserts and deletes: with spatial or semantic placement the
+   * request first takes a version its entries carry (`plan` gets `{version}`,
+   * or nothing with hash placement), and is acknowledged only if its appends
+   * ended in time (cluster/versions.ts). */
+  async function writeVersioned(c: string, plan: (k: Known, version: { version?: number }) => Map<number, LogEntry[]>) {
+    const v = await stamp(needsVersions((await known(c)).p), () => nextVersion(js, jsm, n, c, meta.replicas));
+    const done = await write(c, (k) => plan(k, v.entry));
+    checkInTime(v);
+    return done;
+  }
+
   /** A write's reply; `pending` lists shards that had no live replica to apply it yet. */
   const written = async (c: string, count: number, seqs: Record<number, number>, pending: number[], wait: boolean) => {
     const reply: Record<string, unknown> = { count, seq: Math.max(0, ...Object.values(seqs)), seqs };
@@ -316,7 +328,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       // The last write of an id in a batch wins; keeping only it also keeps an id
       // whose copies would be placed on different shards from landing on both.
       const points = [...new Map(req.points.map((p) => [p.id, p])).values()];
-      const { seqs, pending } = await write(c, (k) => {
+      const { seqs, pending } = await writeVersioned(c, (k, version) => {
         const byShard = new Map<number, typeof points>();
         const placed = points.map((p) => shardOfPoint(k.p, p));
         for (const [i, p] of points.entries()) {
@@ -327,13 +339,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         const entries = new Map<number, LogEntry[]>();
         for (const [s, pts] of byShard) {
           entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
-            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })) })));
+            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })), ...version })));
         }
         // Placement by vector or label can move a point: remove it from the other shards.
         if (k.p.kind !== 'hash') {
           for (let s = 0; s < k.p.shards; s++) {
             const ids = points.filter((_, i) => placed[i] !== s).map((p) => p.id);
-            if (ids.length) entries.set(s, [{ op: 'delete', ids }, ...(entries.get(s) ?? [])]);
+            if (ids.length) entries.set(s, [{ op: 'delete', ids, ...version }, ...(entries.get(s) ?? [])]);
           }
         }
         return entries;
@@ -344,14 +356,14 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     async delete(c: string, body: unknown) {
       await known(c);
       const req = validateDelete(body);
-      const { seqs, pending } = await write(c, (k) => {
+      const { seqs, pending } = await writeVersioned(c, (k, version) => {
         const byShard = new Map<number, PointId[]>();
         for (const id of req.ids) for (const s of shardsForId(k.p, id)) {
           if (!byShard.has(s)) byShard.set(s, []);
           byShard.get(s)!.push(id);
         }
         const entries = new Map<number, LogEntry[]>();
-        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part })));
+        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part, ...version })));
         return entries;
       });
       return written(c, req.ids.length, seqs, pending, req.wait);

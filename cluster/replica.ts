@@ -20,10 +20,12 @@ import type { Observe } from './service.js';
 import { checkShardRequest, checkShardWait, shardReplyBody } from './shard-requests.js';
 import type { CopySource } from './snapshot-copy.js';
 
-/** A write-log entry, as the coordinator publishes it. */
+/** A write-log entry, as the coordinator publishes it; `version` for collections not placed by id (cluster/versions.ts). */
 export type LogEntry =
-  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[] }
-  | { op: 'delete'; ids: (string | number)[] }
+  | { op: 'upsert'; points: { id: string | number; vector: Uint8Array; payload?: Record<string, unknown> }[]; version?: number }
+  | { op: 'delete'; ids: (string | number)[]; version?: number }
+  /** Versioned writes below `version` are settled (cluster/versions.ts). */
+  | { op: 'horizon'; version: number }
   /** After a split: drop every point the partitioner does not place on `shard`. */
   | { op: 'retain'; partitioner: PartitionerJSON; shard: number };
 
@@ -38,7 +40,7 @@ export function readEntry(data: Uint8Array, seq: number): LogEntry | { op: 'skip
     return { op: 'skip', reason: `${ErrorCode.BAD_REQUEST}: log entry ${seq} cannot be decoded: ${(e as Error).message}` };
   }
   const op = (entry as { op?: unknown } | null)?.op;
-  if (op !== 'upsert' && op !== 'delete' && op !== 'retain') return { op: 'skip', reason: `${ErrorCode.BAD_REQUEST}: log entry ${seq} is not an upsert, delete or retain` };
+  if (op !== 'upsert' && op !== 'delete' && op !== 'retain' && op !== 'horizon') return { op: 'skip', reason: `${ErrorCode.BAD_REQUEST}: log entry ${seq} is not an upsert, delete, retain or horizon` };
   return entry as LogEntry;
 }
 
@@ -293,7 +295,7 @@ export class ServedShard {
       if (!Array.isArray(b?.ids)) throw new VdbError(ErrorCode.BAD_REQUEST, 'ids: expected an array');
       return at(body, 'get', () => ({ points: this.store.get(b.ids as PointId[], { withVector: b.withVector !== false }), seq: this.applied }));
     });
-    add('count', (body) => at(body, 'count', () => ({ count: this.store.count(), seq: this.applied })));
+    add('count', (body) => at(body, 'count', () => ({ count: this.store.count(), seq: this.applied, versionTombstones: this.store.versionTombstones })));
     // A page in id order; `next` (the last id read) when the page is full.
     add('scroll', (body) => {
       const b = body as { after?: PointId; limit?: number; filter?: Filter; withVector?: unknown; withPayload?: unknown };

@@ -10,6 +10,9 @@ export interface Names {
   replica(collection: string, shard: number, member: string, op: string): string;
   log(collection: string, shard: number): string;
   stream(collection: string, shard: number): string;
+  /** The stream whose sequence numbers a collection's write versions (cluster/versions.ts), and its subject. */
+  versionStream(collection: string): string;
+  version(collection: string): string;
   bucket(kind: 'collections' | 'shardmap' | 'members' | 'leases'): string;
 }
 
@@ -23,6 +26,8 @@ export function names(prefix = 'vdb'): Names {
     replica: (collection, shard, member, op) => `${prefix}.shard.${collection}.${shard}.${member}.${op}`,
     log: (collection, shard) => `${prefix}.log.${collection}.${shard}`,
     stream: (collection, shard) => `${upper}_LOG_${collection}_${shard}`,
+    versionStream: (collection) => `${upper}_VER_${collection}`,
+    version: (collection) => `${prefix}.ver.${collection}`,
     bucket: (kind) => `${prefix}_${kind}`.replace(/[^A-Za-z0-9_-]/g, '_'),
   };
 }

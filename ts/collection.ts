@@ -28,12 +28,19 @@ export interface StoredPoint {
   payload?: Payload;
 }
 
-/** One entry of a write log, applied by `applyLog` at its sequence; `skip`
- * records an entry the follower could not even read (its sequence still counts). */
-export type LogEntry = { seq: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] } | { op: 'skip'; reason: string });
+/** One entry of a write log, applied by `applyLog` at its sequence; `version`
+ * as for `upsert` and `delete`, and for `horizon` the one of `raiseHorizon`;
+ * `skip` records an entry the follower could not even read (its sequence still counts). */
+export type LogEntry = { seq: number; version?: number } & ({ op: 'upsert'; points: Point[] } | { op: 'delete'; ids: PointId[] } | { op: 'horizon'; version: number } | { op: 'skip'; reason: string });
 
 /** Longest reason kept for a skipped log entry. */
 const SKIP_REASON_MAX = 1000;
+
+/** Options of a write: `seq` from a write log (see `upsert`), `version` (see `upsert`). */
+export interface WriteOptions {
+  seq?: number;
+  version?: number;
+}
 
 export interface Hit {
   id: PointId;
@@ -91,6 +98,13 @@ function deepFreeze<T>(v: T): T {
     for (const x of Object.values(v)) deepFreeze(x);
   }
   return v;
+}
+
+/** A write's version: absent or 0 means unversioned. */
+function checkVersion(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (!Number.isSafeInteger(v) || (v as number) < 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `version must be a non-negative integer, got ${String(v)}`);
+  return v as number;
 }
 
 function parsePayload(json: string | null): Payload | undefined {
@@ -198,6 +212,8 @@ export class Collection {
   private payloads: (Payload | undefined)[] = [];
   private readonly fieldIndexes = new Map<string, FieldIndex>();
   private seq: number;
+  /** Versioned writes below it are settled (see raiseHorizon). */
+  private horizon = 0;
   private changes = 0;
   private lastSnapshot = Date.now();
   private snapshotting = false;
@@ -235,7 +251,9 @@ export class Collection {
     }
     try {
       const schema = Collection.schemaFor(store, opts);
-      const c = new Collection(store, opts.name, schema, store.collection(opts.name)!.seq, opts);
+      const row = store.collection(opts.name)!;
+      const c = new Collection(store, opts.name, schema, row.seq, opts);
+      c.horizon = row.horizon;
       c.recover();
       store.openNames.add(opts.name);
       return c;
@@ -382,8 +400,13 @@ export class Collection {
   }
 
   /** Inserts or replaces points by id; all or nothing. Returns once durable.
-   * `seq` (from a write log) makes the call idempotent: at or below the applied sequence it does nothing. */
-  upsert(points: Point[], opts: { seq?: number } = {}): { count: number; seq: number } {
+   * `seq` (from a write log) makes the call idempotent: at or below the applied sequence it does nothing.
+   * `version` (a positive integer, one per write request, from a cluster-wide
+   * order) makes the write apply only to the ids whose last applied write has a
+   * lower version (a point's, or a versioned delete's tombstone): writes then
+   * end the same in any order. Without it the write applies as it comes.
+   * `count` is the points written. */
+  upsert(points: Point[], opts: WriteOptions = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(points)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'upsert takes an array of points');
     const schema = { dim: this.dim, metric: this.metric };
@@ -391,36 +414,87 @@ export class Collection {
       const { id, vector, payloadJson } = checkPoint(p, `points[${i}]`, schema);
       return { id, vector, payload: payloadJson };
     });
+    const version = checkVersion(opts.version);
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || rows.length === 0) return { count: 0, seq: this.seq };
+    // Below the horizon the tombstones it would lose to may be gone: it is settled, and skipped.
+    if (version > 0 && version < this.horizon) return this.unchanged(seq);
+    const newer = version === 0 ? rows : this.newerThanStored(rows, (r) => r.id, version);
+    if (newer.length === 0) return this.unchanged(seq);
     // Room in the index first, so the only failure left after the commit is none.
     // Each row takes a slot (a replaced point's tombstone is reused only after
     // consolidation): free slots first, then new ones.
     const room = this.index.room(this.maxIndexBytes);
-    if (room < rows.length) {
+    if (room < newer.length) {
       if (this.maxIndexBytes < MEMORY_LIMIT_BYTES) {
-        throw new VdbError(ErrorCode.RESOURCE_EXHAUSTED, `collection ${this.name}: ${rows.length} more points would pass its index memory limit of ${this.maxIndexBytes} bytes (maxIndexBytes; room for ${room}); nothing was written`);
+        throw new VdbError(ErrorCode.RESOURCE_EXHAUSTED, `collection ${this.name}: ${newer.length} more points would pass its index memory limit of ${this.maxIndexBytes} bytes (maxIndexBytes; room for ${room}); nothing was written`);
       }
-      throw new VdbError(ErrorCode.OUT_OF_MEMORY, `collection ${this.name}: ${rows.length} more points would pass the 4 GiB Wasm memory limit of its index (room for ${room}); nothing was written`);
+      throw new VdbError(ErrorCode.OUT_OF_MEMORY, `collection ${this.name}: ${newer.length} more points would pass the 4 GiB Wasm memory limit of its index (room for ${room}); nothing was written`);
     }
-    this.index.reserve(this.index.size + this.index.pending + rows.length);
-    this.store.upsert(this.name, rows, seq);
+    this.index.reserve(this.index.size + this.index.pending + newer.length);
+    this.store.upsert(this.name, newer, seq, version);
     this.seq = seq;
-    for (const r of rows) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
-    this.noteChanges(rows.length);
-    return { count: rows.length, seq };
+    for (const r of newer) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
+    this.noteChanges(newer.length);
+    return { count: newer.length, seq };
   }
 
-  /** Deletes points by id; returns how many existed. Returns once durable. `seq` as for upsert. */
-  delete(ids: PointId[], opts: { seq?: number } = {}): { count: number; seq: number } {
+  /** The items whose id's last applied write is older than `version` (judged
+   * before the batch, so a batch's repeated id keeps its last copy). */
+  private newerThanStored<T>(items: T[], idOf: (x: T) => PointId, version: number): T[] {
+    const wins = new Map<PointId, boolean>();
+    return items.filter((x) => {
+      const id = idOf(x);
+      if (!wins.has(id)) wins.set(id, this.store.version(this.name, id) < version);
+      return wins.get(id)!;
+    });
+  }
+
+  // A log entry that changes nothing is still applied: its sequence is recorded.
+  private unchanged(seq: number): { count: number; seq: number } {
+    this.store.setSeq(this.name, seq);
+    this.seq = seq;
+    return { count: 0, seq };
+  }
+
+  /** Settles the versioned writes below `horizon`: drops their tombstones, and
+   * from then on skips a versioned upsert below it and lets a versioned delete
+   * below it leave no tombstone. Only correct once no write below it can still
+   * be acknowledged (the cluster's fence, docs/cluster.md). It never goes down.
+   * `seq` as for upsert. */
+  raiseHorizon(horizon: number, opts: { seq?: number } = {}): void {
+    this.open_();
+    const h = Math.max(checkVersion(horizon), this.horizon);
+    const seq = this.nextSeq(opts.seq);
+    if (seq === undefined) return;
+    this.store.raiseHorizon(this.name, h, seq);
+    this.horizon = h;
+    this.seq = seq;
+  }
+
+  /** Version tombstones held: ids deleted or moved away by versioned writes (docs/cluster.md). */
+  get versionTombstones(): number {
+    this.open_();
+    return this.store.versionTombstones(this.name);
+  }
+
+  /** Deletes points by id; returns how many existed. Returns once durable. `seq`
+   * as for upsert; with `version`, only ids whose last applied write is older are
+   * deleted, and each of them keeps a tombstone of the version (held or not), so
+   * an older upsert arriving later does not bring it back. */
+  delete(ids: PointId[], opts: WriteOptions = {}): { count: number; seq: number } {
     this.open_();
     if (!Array.isArray(ids)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'delete takes an array of ids');
     const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
+    const version = checkVersion(opts.version);
     const seq = this.nextSeq(opts.seq);
     if (seq === undefined || checked.length === 0) return { count: 0, seq: this.seq };
-    const count = this.store.remove(this.name, checked, seq);
+    const newer = version === 0 ? checked : this.newerThanStored(checked, (id) => id, version);
+    if (newer.length === 0) return this.unchanged(seq);
+    // Below the horizon no upsert it could hide is still applied: no tombstone.
+    const count = this.store.remove(this.name, newer, seq, version >= this.horizon ? version : 0);
     this.seq = seq;
-    for (const id of checked) this.unindex(id);
+    for (const id of newer) this.unindex(id);
     this.noteChanges(count);
     return { count, seq };
   }
@@ -440,10 +514,11 @@ export class Collection {
         for (const e of entries) {
           const { seq } = e;
           try {
-            if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq });
-            else if (e.op === 'delete') this.delete(e.ids, { seq: e.seq });
+            if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq, version: e.version });
+            else if (e.op === 'delete') this.delete(e.ids, { seq: e.seq, version: e.version });
+            else if (e.op === 'horizon') this.raiseHorizon(e.version, { seq: e.seq });
             else if (e.op === 'skip') this.skip(e.seq, e.reason);
-            else throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: not an upsert or a delete`);
+            else throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: not an upsert, a delete or a horizon`);
           } catch (err) {
             if (!(err instanceof VdbError) || !isRequestError(err.code)) throw err;
             this.skip(seq, `${err.code}: ${err.message}`);

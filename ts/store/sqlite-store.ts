@@ -19,6 +19,8 @@ export interface CollectionRow {
   metric: string;
   params: string;
   seq: number;
+  /** Versioned writes below it are settled: their tombstones are gone (ts/collection.ts). */
+  horizon: number;
 }
 
 export interface StoredPoint {
@@ -36,9 +38,10 @@ export interface SnapshotInfo {
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS collections(
   name TEXT PRIMARY KEY, dim INTEGER NOT NULL, metric TEXT NOT NULL,
-  params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0);
+  params TEXT NOT NULL, seq INTEGER NOT NULL DEFAULT 0, horizon INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS points(
-  collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL);
+  collection TEXT NOT NULL, id NOT NULL, vector BLOB NOT NULL, payload TEXT, seq INTEGER NOT NULL,
+  version INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS points_id ON points(collection, id);
 CREATE INDEX IF NOT EXISTS points_seq ON points(collection, seq);
 CREATE TABLE IF NOT EXISTS tombstones(collection TEXT NOT NULL, id NOT NULL, seq INTEGER NOT NULL);
@@ -51,7 +54,17 @@ CREATE TABLE IF NOT EXISTS snapshots(
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
 CREATE TABLE IF NOT EXISTS skipped(
   collection TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY(collection, seq));
+CREATE TABLE IF NOT EXISTS version_tombstones(
+  collection TEXT NOT NULL, id NOT NULL, version INTEGER NOT NULL, PRIMARY KEY(collection, id));
 `;
+
+/** Databases written before write versions lack the points' version and the
+ * collections' horizon columns (the tombstone table is added by SCHEMA). */
+function migrate(db: Db, schema = 'main'): void {
+  const has = (table: string, col: string) => (db.prepare(`PRAGMA ${schema}.table_info(${table})`).all() as { name: string }[]).some((c) => c.name === col);
+  if (!has('points', 'version')) db.exec(`ALTER TABLE ${schema}.points ADD COLUMN version INTEGER NOT NULL DEFAULT 0`);
+  if (!has('collections', 'horizon')) db.exec(`ALTER TABLE ${schema}.collections ADD COLUMN horizon INTEGER NOT NULL DEFAULT 0`);
+}
 
 function toVector(b: Buffer): Float32Array {
   // Copy: the Buffer may share a pool and need not be 4-byte aligned.
@@ -92,14 +105,23 @@ export class Store {
       throw new VdbError(ErrorCode.STORAGE, `cannot open ${path}: ${(e as Error).message}`);
     }
     db.exec(SCHEMA);
+    migrate(db);
     this.db = db;
     const p = (sql: string) => db.prepare(sql);
     this.st = {
-      getCollection: p('SELECT name, dim, metric, params, seq FROM collections WHERE name = ?'),
+      getCollection: p('SELECT name, dim, metric, params, seq, horizon FROM collections WHERE name = ?'),
+      setHorizon: p('UPDATE collections SET horizon = ? WHERE name = ?'),
+      dropTombsBelow: p('DELETE FROM version_tombstones WHERE collection = ? AND version < ?'),
       addCollection: p('INSERT INTO collections(name, dim, metric, params) VALUES (?, ?, ?, ?)'),
       setSeq: p('UPDATE collections SET seq = ? WHERE name = ?'),
-      upsert: p(`INSERT INTO points(collection, id, vector, payload, seq) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT(collection, id) DO UPDATE SET vector = excluded.vector, payload = excluded.payload, seq = excluded.seq`),
+      upsert: p(`INSERT INTO points(collection, id, vector, payload, seq, version) VALUES (?, ?, ?, ?, ?, ?)
+                 ON CONFLICT(collection, id) DO UPDATE SET vector = excluded.vector, payload = excluded.payload, seq = excluded.seq, version = excluded.version`),
+      pointVersion: p('SELECT version FROM points WHERE collection = ? AND id = ?'),
+      tombVersion: p('SELECT version FROM version_tombstones WHERE collection = ? AND id = ?'),
+      setTomb: p('INSERT OR REPLACE INTO version_tombstones(collection, id, version) VALUES (?, ?, ?)'),
+      dropTomb: p('DELETE FROM version_tombstones WHERE collection = ? AND id = ?'),
+      tombCount: p('SELECT count(*) AS n FROM version_tombstones WHERE collection = ?'),
+      dropAllTombs: p('DELETE FROM version_tombstones WHERE collection = ?'),
       remove: p('DELETE FROM points WHERE collection = ? AND id = ?'),
       tombstone: p('INSERT INTO tombstones(collection, id, seq) VALUES (?, ?, ?)'),
       get: p('SELECT id, vector, payload FROM points WHERE collection = ? AND id = ?'),
@@ -139,8 +161,9 @@ export class Store {
       this.db.exec('PRAGMA x.journal_mode = OFF; PRAGMA x.synchronous = OFF;');
       this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
       this.db.transaction(() => {
-        this.db.prepare('INSERT INTO x.collections SELECT * FROM main.collections WHERE name = ?').run(name);
-        this.db.prepare('INSERT INTO x.points SELECT * FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.collections(name, dim, metric, params, seq, horizon) SELECT name, dim, metric, params, seq, horizon FROM main.collections WHERE name = ?').run(name);
+        this.db.prepare('INSERT INTO x.points(collection, id, vector, payload, seq, version) SELECT collection, id, vector, payload, seq, version FROM main.points WHERE collection = ?').run(name);
+        this.db.prepare('INSERT INTO x.version_tombstones SELECT collection, id, version FROM main.version_tombstones WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.skipped SELECT * FROM main.skipped WHERE collection = ?').run(name);
         this.db.prepare('INSERT INTO x.snapshots(collection, seq, parts, slot_ids) VALUES (?, ?, ?, ?)').run(name, snap.seq, snap.parts.length, snap.slotIds);
         const part = this.db.prepare('INSERT INTO x.snapshot_parts(collection, seq, part, bytes) VALUES (?, ?, ?, ?)');
@@ -155,13 +178,17 @@ export class Store {
   importCollection(name: string, file: string, from = name): void {
     this.db.prepare('ATTACH ? AS x').run(file);
     try {
+      // A copy from a replica of an older release has no versions: its points get version 0.
+      this.db.exec(SCHEMA.replace(/EXISTS (\w+)/g, 'EXISTS x.$1'));
+      migrate(this.db, 'x');
       this.db.transaction(() => {
         const found = this.db.prepare('SELECT count(*) AS n FROM x.collections WHERE name = ?').get(from) as { n: number };
         if (found.n !== 1) throw new VdbError(ErrorCode.STORAGE, `${file} holds no collection ${from}`);
-        for (const t of ['points', 'tombstones', 'snapshots', 'snapshot_parts', 'skipped']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
+        for (const t of ['points', 'tombstones', 'version_tombstones', 'snapshots', 'snapshot_parts', 'skipped']) this.db.prepare(`DELETE FROM main.${t} WHERE collection = ?`).run(name);
         this.db.prepare('DELETE FROM main.collections WHERE name = ?').run(name);
-        this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq) SELECT ?, dim, metric, params, seq FROM x.collections WHERE name = ?').run(name, from);
-        this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq) SELECT ?, id, vector, payload, seq FROM x.points WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.collections(name, dim, metric, params, seq, horizon) SELECT ?, dim, metric, params, seq, horizon FROM x.collections WHERE name = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.points(collection, id, vector, payload, seq, version) SELECT ?, id, vector, payload, seq, version FROM x.points WHERE collection = ?').run(name, from);
+        this.db.prepare('INSERT INTO main.version_tombstones(collection, id, version) SELECT ?, id, version FROM x.version_tombstones WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshots(collection, seq, parts, slot_ids) SELECT ?, seq, parts, slot_ids FROM x.snapshots WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.skipped(collection, seq, reason) SELECT ?, seq, reason FROM x.skipped WHERE collection = ?').run(name, from);
         this.db.prepare('INSERT INTO main.snapshot_parts(collection, seq, part, bytes) SELECT ?, seq, part, bytes FROM x.snapshot_parts WHERE collection = ?').run(name, from);
@@ -218,10 +245,11 @@ export class Store {
     return (this.st.names.all() as { name: string }[]).map((r) => r.name);
   }
 
-  /** Removes a collection with its points, tombstones, snapshots and skipped-entry records, in one transaction. */
+  /** Removes a collection with its points, tombstones (of both kinds), snapshots and skipped-entry records, in one transaction. */
   dropCollection(name: string): void {
     this.db.transaction(() => {
       this.st.dropSkipped.run(name);
+      this.st.dropAllTombs.run(name);
       this.st.dropPoints.run(name);
       this.st.dropAllTombstones.run(name);
       this.st.dropSnapshot.run(name);
@@ -234,16 +262,49 @@ export class Store {
     this.st.addCollection.run(name, dim, metric, params);
   }
 
-  /** Inserts or replaces points and records `seq`, in one transaction. */
-  upsert(collection: string, points: { id: PointId; vector: Float32Array; payload: string | null }[], seq: number): void {
+  /** Inserts or replaces points and records `seq`, in one transaction. A
+   * versioned write (`version` > 0) also drops the ids' version tombstones,
+   * which it supersedes. */
+  upsert(collection: string, points: { id: PointId; vector: Float32Array; payload: string | null }[], seq: number, version = 0): void {
     this.db.transaction(() => {
-      for (const p of points) this.st.upsert.run(collection, p.id, toBlob(p.vector), p.payload, seq);
+      for (const p of points) {
+        this.st.upsert.run(collection, p.id, toBlob(p.vector), p.payload, seq, version);
+        if (version > 0) this.st.dropTomb.run(collection, p.id);
+      }
       this.st.setSeq.run(seq, collection);
     })();
   }
 
-  /** Deletes points, leaving tombstones for replay past a snapshot; returns how many existed. */
-  remove(collection: string, ids: PointId[], seq: number): number {
+  /** Records `seq` as applied without changing any point (a write whose versions lost). */
+  setSeq(collection: string, seq: number): void {
+    this.st.setSeq.run(seq, collection);
+  }
+
+  /** The version of the last write applied to `id`: its point's, or its version tombstone's; 0 if none. */
+  version(collection: string, id: PointId): number {
+    const p = this.st.pointVersion.get(collection, id) as { version: number } | undefined;
+    const t = this.st.tombVersion.get(collection, id) as { version: number } | undefined;
+    return Math.max(p?.version ?? 0, t?.version ?? 0);
+  }
+
+  /** Raises the horizon and drops the version tombstones below it, and records `seq`, in one transaction. */
+  raiseHorizon(collection: string, horizon: number, seq: number): void {
+    this.db.transaction(() => {
+      this.st.setHorizon.run(horizon, collection);
+      this.st.dropTombsBelow.run(collection, horizon);
+      this.st.setSeq.run(seq, collection);
+    })();
+  }
+
+  /** Version tombstones held for the collection (ids deleted or moved away by a versioned write). */
+  versionTombstones(collection: string): number {
+    return (this.st.tombCount.get(collection) as { n: number }).n;
+  }
+
+  /** Deletes points, leaving tombstones for replay past a snapshot; returns how
+   * many existed. A versioned delete (`version` > 0) also leaves a version
+   * tombstone for each id, held or not, so an older write arriving later loses. */
+  remove(collection: string, ids: PointId[], seq: number, version = 0): number {
     return this.db.transaction(() => {
       let n = 0;
       for (const id of ids) {
@@ -251,6 +312,7 @@ export class Store {
           this.st.tombstone.run(collection, id, seq);
           n++;
         }
+        if (version > 0) this.st.setTomb.run(collection, id, version);
       }
       this.st.setSeq.run(seq, collection);
       return n;
