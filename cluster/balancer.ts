@@ -31,7 +31,7 @@ import { encode } from '../ts/wire/codec.js';
 import { LEASE_MS, shardKey, addLogStream } from './meta.js';
 import type { Meta, ShardMap, Member, CollectionMeta } from './meta.js';
 import type { Names } from './subjects.js';
-import { Horizons, needsVersions, nextVersion } from './versions.js';
+import { Horizons, WRITE_IN_TIME_MS, horizonAge, needsVersions, nextVersion } from './versions.js';
 
 export interface BalancerOptions {
   /** How long a replica may be gone before it is replaced. */
@@ -41,9 +41,11 @@ export interface BalancerOptions {
   /** Points in a shard that make it split (hash partitioner only); 0 never splits. */
   splitAt: number;
   intervalMs: number;
+  /** The coordinators' write window for versioned writes (cluster/versions.ts); horizons wait twice it. */
+  versionWindowMs: number;
 }
 
-export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000 };
+export const DEFAULT_BALANCER: BalancerOptions = { graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS };
 
 /** A split is fenced when every builder is at most this many entries behind the source log. */
 const FENCE_WHEN_BEHIND = 1000;
@@ -88,7 +90,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
   /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
   const failedSince = new Map<string, number>();
   let done: string[] = [];
-  const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas));
+  const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas), horizonAge(opts.versionWindowMs));
 
   const act = (line: string) => {
     log(`balancer ${me}: ${line}`);

@@ -111,16 +111,19 @@ ${LIMIT_HELP}`,
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]
-  [--grace-ms 30000] [--compact-after 10000] [--split-at 0]
+  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
 --compact-after: log entries every replica has applied before the log is compacted below them;
---split-at: points that make a hash-partitioned shard split in two (0: never).`,
+--split-at: points that make a hash-partitioned shard split in two (0: never);
+--version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
+  within this long of taking its version; version tombstones live about twice it (at least 1000;
+  give every coordinator of a cluster the same value).`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
-        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'),
+        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
       await untilSignal(c.stop);
     },

@@ -35,7 +35,7 @@ import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 import { waitApplied } from './wait-applied.js';
 import { mergeScroll } from '../ts/scroll-merge.js';
-import { checkInTime, needsVersions, nextVersion, stamp } from './versions.js';
+import { WRITE_IN_TIME_MS, WRITE_WINDOW_MIN_MS, checkInTime, needsVersions, nextVersion, stamp } from './versions.js';
 
 export interface CoordinatorOptions {
   nats: string;
@@ -51,6 +51,8 @@ export interface CoordinatorOptions {
   compactAfter?: number;
   /** Balancer: points that make a hash-partitioned shard split (default 0: never). */
   splitAt?: number;
+  /** Versioned writes (spatial, semantic) are acknowledged only if stored within this many ms of taking their version; the same on every coordinator (default 30,000). */
+  versionWindowMs?: number;
 }
 
 /** How long a write to a shard being split waits for the split to finish, and how often it looks. */
@@ -72,6 +74,10 @@ type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: bo
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
   for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
+  }
+  const versionWindowMs = opts.versionWindowMs ?? WRITE_IN_TIME_MS;
+  if (!(Number.isSafeInteger(versionWindowMs) && versionWindowMs >= WRITE_WINDOW_MIN_MS)) {
+    throw new VdbError(ErrorCode.INVALID_ARGUMENT, `versionWindowMs: expected an integer of at least ${WRITE_WINDOW_MIN_MS}, got ${versionWindowMs}`);
   }
   const n: Names = names(opts.prefix);
   const nc: NatsConnection = await connectNats(opts.nats, opts.name);
@@ -306,7 +312,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   async function writeVersioned(c: string, plan: (k: Known, version: { version?: number }) => Map<number, LogEntry[]>) {
     const v = await stamp(needsVersions((await known(c)).p), () => nextVersion(js, jsm, n, c, meta.replicas));
     const done = await write(c, (k) => plan(k, v.entry));
-    checkInTime(v);
+    checkInTime(v, undefined, versionWindowMs);
     return done;
   }
 
@@ -565,6 +571,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
+    versionWindowMs,
   }, (line) => process.stderr.write(`${line}\n`));
 
   return {

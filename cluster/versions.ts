@@ -8,10 +8,11 @@
 // newer than the last one they applied (ts/collection.ts).
 //
 // The tombstones that rule leaves are dropped by a horizon: the balancer takes
-// a version H, waits HORIZON_AGE_MS, and appends `{op: "horizon", version: H}`
-// to every shard log. A coordinator acknowledges a versioned write only if its
-// appends ended within WRITE_IN_TIME_MS of asking for its version, half the
-// horizon's age. A write with a version below H asked for it before H was
+// a version H, waits twice the write window, and appends `{op: "horizon",
+// version: H}` to every shard log. A coordinator acknowledges a versioned
+// write only if its appends ended within the write window (default
+// WRITE_IN_TIME_MS; every coordinator of a cluster must use the same) of
+// asking for its version. A write with a version below H asked for it before H was
 // taken, so it either ended its appends before any horizon entry of H was
 // appended (and every log holds its entries before that entry), or it is not
 // acknowledged: a frozen coordinator cannot make a replica skip an
@@ -23,10 +24,13 @@ import { VdbError, ErrorCode } from '../ts/errors.js';
 import { encode } from '../ts/wire/codec.js';
 import type { Names } from './subjects.js';
 
-/** How long after asking for its version a write's appends may end and still be acknowledged. */
+/** How long after asking for its version a write's appends may end and still be acknowledged, by default. */
 export const WRITE_IN_TIME_MS = 30_000;
-/** How long the balancer holds a version before appending it as a horizon: twice the above, for clock-rate slack. */
-export const HORIZON_AGE_MS = 2 * WRITE_IN_TIME_MS;
+/** The shortest write window a coordinator accepts (`--version-window-ms`). */
+export const WRITE_WINDOW_MIN_MS = 1000;
+/** How long the balancer holds a version before appending it as a horizon: twice the write window, for clock-rate slack. */
+export const horizonAge = (windowMs: number) => 2 * windowMs;
+export const HORIZON_AGE_MS = horizonAge(WRITE_IN_TIME_MS);
 
 /** Whether a collection's writes need versions: with hash placement every write of an id goes to one log, in order. */
 export const needsVersions = (p: { kind: string }) => p.kind !== 'hash';
@@ -80,11 +84,11 @@ export async function stamp(versioned: boolean, take: () => Promise<number>): Pr
 }
 
 /** Throws UNAVAILABLE (in doubt) when a versioned write's appends ended too late to be acknowledged safely. */
-export function checkInTime(s: Stamp, now = { mono: performance.now(), wall: Date.now() }): void {
+export function checkInTime(s: Stamp, now = { mono: performance.now(), wall: Date.now() }, windowMs = WRITE_IN_TIME_MS): void {
   if (s.entry.version === undefined) return;
   const took = Math.max(now.mono - s.asked.mono, now.wall - s.asked.wall);
-  if (took > WRITE_IN_TIME_MS) {
-    throw new VdbError(ErrorCode.UNAVAILABLE, `the write took ${Math.round(took)} ms, more than ${WRITE_IN_TIME_MS} ms: it may be applied on some shards only; retry it`);
+  if (took > windowMs) {
+    throw new VdbError(ErrorCode.UNAVAILABLE, `the write took ${Math.round(took)} ms, more than ${windowMs} ms: it may be applied on some shards only; retry it`);
   }
 }
 
@@ -92,13 +96,18 @@ export function checkInTime(s: Stamp, now = { mono: performance.now(), wall: Dat
 export class Horizons {
   private readonly held = new Map<string, { version: number; at: number }>();
 
-  constructor(private readonly js: JetStreamClient, private readonly n: Names, private readonly take: (collection: string) => Promise<number>) {}
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly n: Names,
+    private readonly take: (collection: string) => Promise<number>,
+    private readonly ageMs = HORIZON_AGE_MS,
+  ) {}
 
   /** Appends the held version as a horizon to each of `shards` logs once it is
    * old enough, then holds a new one; returns the horizon appended, if any. */
   async step(collection: string, shards: number, now = performance.now()): Promise<number | undefined> {
     const h = this.held.get(collection);
-    if (h && now - h.at < HORIZON_AGE_MS) return undefined;
+    if (h && now - h.at < this.ageMs) return undefined;
     if (h) {
       for (let s = 0; s < shards; s++) await this.js.publish(this.n.log(collection, s), encode({ op: 'horizon', version: h.version }, false));
     }

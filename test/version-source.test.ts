@@ -5,7 +5,7 @@
 
 import { describe, it, expect } from 'vitest';
 import type { JetStreamClient } from 'nats';
-import { Horizons, HORIZON_AGE_MS, WRITE_IN_TIME_MS, checkInTime, stamp } from '../cluster/versions.js';
+import { Horizons, HORIZON_AGE_MS, WRITE_IN_TIME_MS, checkInTime, horizonAge, stamp } from '../cluster/versions.js';
 import { names } from '../cluster/subjects.js';
 import { decode } from '../ts/wire/codec.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
@@ -72,5 +72,22 @@ describe('Horizons', () => {
     h.keep(new Set());
     expect(await h.step('c', 1, performance.now() + HORIZON_AGE_MS)).toBeUndefined();
     expect(published).toEqual([]);
+  });
+});
+
+describe('a shorter write window (--version-window-ms)', () => {
+  it('refuses a write past the window it is given, and a horizon waits twice that window', async () => {
+    const asked = { mono: 1000, wall: 5_000_000 };
+    const versioned = { entry: { version: 3 }, asked };
+    expect(() => checkInTime(versioned, { mono: 1000 + 5000, wall: 5_000_000 }, 5000)).not.toThrow();
+    expect(() => checkInTime(versioned, { mono: 1001 + 5000, wall: 5_000_000 }, 5000)).toThrow(/more than 5000 ms/);
+    const published: unknown[] = [];
+    const js = { publish: async (_: string, data: Uint8Array) => { published.push(decode(data, false)); return { seq: published.length }; } } as unknown as JetStreamClient;
+    let version = 0;
+    const h = new Horizons(js, names('vdb'), async () => ++version, horizonAge(5000));
+    const t0 = performance.now();
+    await h.step('c', 1, t0);
+    expect(await h.step('c', 1, t0 + 9_000)).toBeUndefined();
+    expect(await h.step('c', 1, performance.now() + 10_001)).toBe(1);
   });
 });
