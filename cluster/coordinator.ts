@@ -4,7 +4,7 @@
 // a deadline, merges their top-k, and reports the shards that did not answer.
 
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
-import { VdbError, ErrorCode, isRequestError } from '../ts/errors.js';
+import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
@@ -26,6 +26,8 @@ import { names } from './subjects.js';
 import type { Names } from './subjects.js';
 import { addEndpoint, handle, requestMetrics } from './service.js';
 import { Requester } from './requester.js';
+import { askReplicas, replicaOrder } from './replica-choice.js';
+import type { Send } from './replica-choice.js';
 import { Registry, serveMetrics } from './metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
@@ -59,8 +61,6 @@ export interface CoordinatorOptions {
 const FENCE_WAIT_MS = 15_000;
 const FENCE_POLL_MS = 20;
 
-/** Pause before asking a shard's replicas again when none could answer (starting, or failing over). */
-const RETRY_PAUSE_MS = 50;
 
 interface Known {
   meta: CollectionMeta;
@@ -161,84 +161,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   }
 
   let turn = 0;
-  /** The replicas of a shard to ask, in order: live ones not failed (all listed
-   * ones if there are none), those known to have applied `minSeq` first, rotating
-   * among equals to spread the load. */
-  function replicasFor(c: string, k: Known, s: number, minSeq: number | undefined, live: Map<string, Member>): { order: string[]; anyLive: boolean } {
-    const listed = k.map.replicas[s] ?? [];
-    // A replica that stopped applying its log (a storage fault) serves nothing.
-    const up = listed.filter((r) => live.has(r) && !live.get(r)!.failed?.[shardKey(c, s)]);
-    const pool = up.length ? up : listed;
-    const start = turn++ % Math.max(1, pool.length);
-    const order = pool.slice(start).concat(pool.slice(0, start));
-    if (minSeq === undefined) return { order, anyLive: up.length > 0 };
-    const ready = (r: string) => (live.get(r)?.shards?.[shardKey(c, s)] ?? -1) >= minSeq;
-    return { order: order.filter(ready).concat(order.filter((r) => !ready(r))), anyLive: up.length > 0 };
-  }
-
-  /** Asks the shard's replicas until one answers within the deadline. The next
-   * replica is asked at once when one has no responders (it is gone, or not
-   * serving yet) or answers any error but one about the request itself
-   * (`isRequestError`: every replica would say the same), and
-   * also, hedging, each time a quarter of the deadline passes without an
-   * answer (it is frozen or slow); the first answer wins. When every replica
-   * has failed that way and one of them holds a live lease (it may be
-   * starting or failing over), they are tried again after a pause until the
-   * deadline; otherwise, or then, the shard is missing. */
-  function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq: number | undefined, live: Map<string, Member>): Promise<ShardAnswer> {
-    const { order: replicas, anyLive } = replicasFor(c, k, s, minSeq, live);
-    const t0 = performance.now();
-    return new Promise<ShardAnswer>((resolve, reject) => {
-      let next = 0;
-      let inFlight = 0;
-      let done = false;
-      let pause: NodeJS.Timeout | undefined;
-      const finish = (f: () => void) => {
-        if (done) return;
-        done = true;
-        clearInterval(hedge);
-        clearTimeout(pause);
-        f();
-      };
-      const missing = () => finish(() => resolve({ shard: s, missing: true }));
-      const launch = () => {
-        const left = deadline - (performance.now() - t0);
-        if (done) return;
-        if (left < 1 || replicas.length === 0) {
-          if (inFlight === 0) missing();
-          return;
-        }
-        if (next >= replicas.length) {
-          if (inFlight === 0 && !anyLive) missing();
-          else if (inFlight === 0 && !pause) {
-            pause = setTimeout(() => { pause = undefined; next = 0; launch(); }, Math.min(RETRY_PAUSE_MS, left));
-          }
-          return;
-        }
-        const subject = n.replica(c, s, replicas[next++], op);
-        const req = minSeq === undefined ? body : { ...body, minSeq, waitMs: Math.max(0, Math.floor(left) - 50) };
-        inFlight++;
-        requester.request(subject, encode(req, false), Math.ceil(left)).then((m) => {
-          inFlight--;
-          const reply = decode(m.data, false) as Record<string, unknown>;
-          const err = errorFromBody(reply);
-          if (!err) finish(() => resolve({ shard: s, body: reply }));
-          else if (isRequestError(err.code)) finish(() => reject(err));
-          else {
-            // The replica's own trouble (a fault, a restart, a lag): the next one may not share it.
-            if (err.code !== ErrorCode.LAGGING && err.code !== ErrorCode.TIMEOUT) {
-              process.stderr.write(`${new Date().toISOString()} ${opts.name}: ${subject} answered ${err.code}: ${err.message}; asking the next replica\n`);
-            }
-            launch();
-          }
-        }, () => {
-          inFlight--;
-          launch();
-        });
-      };
-      const hedge = setInterval(launch, deadline / 4);
-      launch();
-    });
+  /** One shard's answer to a read: from the replica cluster/replica-choice.ts picks, or missing. */
+  async function askShard(c: string, k: Known, s: number, op: string, body: Record<string, unknown>, minSeq: number | undefined, live: Map<string, Member>): Promise<ShardAnswer> {
+    const { order, anyLive } = replicaOrder(k.map.replicas[s] ?? [], shardKey(c, s), live, minSeq, turn++);
+    const send: Send = async (member, req, timeoutMs) => decode((await requester.request(n.replica(c, s, member, op), encode(req, false), timeoutMs)).data, false) as Record<string, unknown>;
+    const onReplicaError = (member: string, err: VdbError) =>
+      process.stderr.write(`${new Date().toISOString()} ${opts.name}: ${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica\n`);
+    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError })) };
   }
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */
