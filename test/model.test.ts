@@ -14,7 +14,9 @@
 // One cluster serves every run; each run creates its own collection names and
 // drops them at its end. `npm test` runs a few sequences; a long run:
 //   VDB_MODEL_RUNS=200 npx vitest run test/model.test.ts
-// VDB_MODEL_SEED=<seed> replays a run (fast-check prints the seed and path on a failure).
+// VDB_MODEL_SEED=<seed> replays a run (the seed is printed on a failure);
+// VDB_MODEL_MINUTES bounds the time fast-check takes, shrinking included;
+// VDB_MODEL_SHRINK=0 stops at the first failure.
 
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import fc from 'fast-check';
@@ -22,7 +24,7 @@ import { decode, encode } from '../ts/wire/codec.js';
 import { names } from '../cluster/subjects.js';
 import { float32FromBytes } from '../ts/validate.js';
 import type { PointId } from '../ts/validate.js';
-import { TestCluster, waitFor } from './cluster-helpers.js';
+import { TestCluster, sleep, waitFor } from './cluster-helpers.js';
 import {
   Model, applyDelete, applyUpsert, checkGet, checkScroll, checkSearch, upsertFaults, PAYLOAD_LIMIT,
 } from './vdb-model.js';
@@ -43,11 +45,11 @@ const READS_TAKE_CONSISTENCY = false;
  */
 const ZERO_COSINE_REFUSED = false;
 
-const RUNS = Number(process.env.VDB_MODEL_RUNS ?? 10);
-const SEED = process.env.VDB_MODEL_SEED === undefined ? undefined : Number(process.env.VDB_MODEL_SEED);
-const MAX_COMMANDS = 25;
+const RUNS = Number(process.env.VDB_MODEL_RUNS ?? 20);
+const SEED = process.env.VDB_MODEL_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.VDB_MODEL_SEED);
+const MAX_COMMANDS = 40;
 /** fast-check stops after this long (reporting the smallest failing sequence so far, if any). */
-const TIME_LIMIT_MS = Math.max(240_000, RUNS * 45_000);
+const TIME_LIMIT_MS = process.env.VDB_MODEL_MINUTES ? Number(process.env.VDB_MODEL_MINUTES) * 60_000 : Math.max(240_000, RUNS * 45_000);
 const MAX_DIM = 8;
 const PROCESSES = ['shard-0', 'shard-1', 'shard-2'];
 const REPLICAS = 2;
@@ -55,7 +57,7 @@ const n = names();
 
 let cl: TestCluster;
 let runs = 0;
-const stats = { runs: 0, commands: 0, failures: 0, byKind: new Map<string, number>() };
+const stats = { runs: 0, commands: 0, failures: 0, partials: 0, byKind: new Map<string, number>() };
 
 // ---- Talking to the cluster: raw requests, so invalid bodies reach the server as sent.
 
@@ -82,6 +84,22 @@ async function ok(subject: string, body: unknown): Promise<Record<string, unknow
   const r = await call(subject, body);
   if ('error' in r) throw new Failure(`${subject}: unexpected ${r.error.code}: ${r.error.message}`);
   return r.ok;
+}
+
+/**
+ * A read that must be complete. A partial answer (a shard with no replica
+ * serving yet, e.g. just after a create or a restart on a loaded machine) is
+ * honest, not wrong: it is asked again, for up to 30 s, and counted.
+ */
+async function complete(subject: string, body: unknown): Promise<Record<string, unknown>> {
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const reply = await ok(subject, body);
+    if (!reply.partial) return reply;
+    stats.partials++;
+    if (Date.now() > until) throw new Failure(`${subject}: still partial after 30 s, missing ${short(reply.missing)}`);
+    await sleep(200);
+  }
 }
 
 async function refused(subject: string, body: unknown, codes: Set<string>): Promise<void> {
@@ -232,8 +250,7 @@ class Get implements Cmd {
     if (!READS_TAKE_CONSISTENCY) await settle(m, c);
     // Ask for the model's ids too, so a point the cluster lost is noticed.
     const ids = [...this.ids, ...[...c.points.keys()].slice(0, 20)];
-    const reply = await ok(n.api(c.schema.name, 'get'), { ids, withVector: true, consistency: 'strong' });
-    if (reply.partial) throw new Failure(`get ${c.schema.name}: partial, missing ${short(reply.missing)}`);
+    const reply = await complete(n.api(c.schema.name, 'get'), { ids, withVector: true, consistency: 'strong' });
     const why = checkGet(c, ids, vectorsOf(reply.points));
     if (why) throw new Failure(`get ${c.schema.name} ${short(ids)}: ${why}`);
   }
@@ -247,8 +264,8 @@ class Count implements Cmd {
     count('count');
     const c = m.pick(this.slot);
     if (!READS_TAKE_CONSISTENCY) await settle(m, c);
-    const reply = await ok(n.api(c.schema.name, 'count'), { consistency: 'strong' });
-    if (reply.partial || reply.count !== c.points.size) throw new Failure(`count ${c.schema.name}: ${short(reply)}, the model has ${c.points.size}`);
+    const reply = await complete(n.api(c.schema.name, 'count'), { consistency: 'strong' });
+    if (reply.count !== c.points.size) throw new Failure(`count ${c.schema.name}: ${short(reply)}, the model has ${c.points.size}`);
   }
   toString() { return `count(#${this.slot})`; }
 }
@@ -262,8 +279,7 @@ class Search implements Cmd {
     let vector = this.query.slice(0, c.schema.dim);
     // A zero query has no cosine; that refusal is not what this command tests.
     if (c.schema.metric === 'cosine' && Float32Array.from(vector).every((x) => x === 0)) vector = vector.map((_, i) => (i === 0 ? 1 : 0));
-    const reply = await ok(n.api(c.schema.name, 'search'), { vector, k: this.k, exact: true, consistency: 'strong' });
-    if (reply.partial) throw new Failure(`search ${c.schema.name}: partial, missing ${short(reply.missing)}`);
+    const reply = await complete(n.api(c.schema.name, 'search'), { vector, k: this.k, exact: true, consistency: 'strong' });
     const why = checkSearch(c, vector, this.k, reply.hits as { id: PointId; score: number }[]);
     if (why) throw new Failure(`search ${c.schema.name} ${short(vector)} k=${this.k}: ${why}\nhits: ${short(reply.hits)}`);
   }
@@ -401,12 +417,14 @@ const upsertArb = fc.tuple(slot, fc.record({
   at: fc.nat({ max: 7 }),
 })).map(([s, spec]) => new Upsert(s, spec));
 
+// fc.commands picks uniformly among these: writes are listed several times to weigh more.
 const commandArbs: fc.Arbitrary<Cmd>[] = [
   createArb,
-  createArb,
   upsertArb,
   upsertArb,
   upsertArb,
+  upsertArb,
+  fc.tuple(slot, ids).map(([s, i]) => new Delete(s, i)),
   fc.tuple(slot, ids).map(([s, i]) => new Delete(s, i)),
   fc.tuple(slot, ids).map(([s, i]) => new Get(s, i)),
   fc.tuple(slot, vectorArb, fc.integer({ min: 1, max: 12 })).map(([s, q, k]) => new Search(s, q, k)),
@@ -425,19 +443,24 @@ describe('model-based: the cluster against an in-memory model', () => {
 
   afterAll(async () => {
     await cl?.stop();
-    console.log(`model test: ${stats.runs} runs (${stats.failures} failing, shrinking included), ${stats.commands} commands: ${[...stats.byKind].map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    console.log(`model test: ${stats.runs} runs (${stats.failures} failing, shrinking included), ${stats.partials} partial reads asked again, ${stats.commands} commands: ${[...stats.byKind].map(([k, v]) => `${k} ${v}`).join(', ')}`);
   });
 
   it(`${RUNS} random command sequences agree with the model`, async () => {
-    await fc.assert(fc.asyncProperty(fc.commands(commandArbs, { maxCommands: MAX_COMMANDS, size: 'max' }), async (cmds) => {
+    // Every sequence starts with a create, so the commands after it have a collection to work on.
+    await fc.assert(fc.asyncProperty(createArb, fc.commands(commandArbs, { maxCommands: MAX_COMMANDS, size: 'max' }), async (first, rest) => {
+      const cmds = [first, ...rest];
       const real = new Real(runs++);
       const model = new Model();
       stats.runs++;
       try {
         await fc.asyncModelRun(() => ({ model, real }), cmds);
       } catch (e) {
+        // The cluster's own view at the failure: members, shard maps, replica lag.
+        const status = await call(n.admin('status'), {}).catch((err: Error) => ({ error: err.message }));
+        (e as Error).message += `\nstatus: ${JSON.stringify('ok' in status ? { members: status.ok.members, collections: status.ok.collections } : status)}`;
         // Shrinking may outlast the test: the first failure is shown at once.
-        if (stats.failures++ === 0) console.error(`model test: first failure, before shrinking: ${String(cmds)}\n${(e as Error).message}`);
+        if (stats.failures++ === 0) console.error(`model test: first failure (VDB_MODEL_SEED=${SEED}), before shrinking: ${cmds.map(String).join(', ')}\n${(e as Error).message}`);
         throw e;
       } finally {
         await real.cleanup(model);
