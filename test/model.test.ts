@@ -31,9 +31,9 @@ import {
 import type { Kind, Metric, ModelCollection, Schema, SeenPoint, SentPoint } from './vdb-model.js';
 
 /** Flip to true once the `scroll` endpoint is merged (docs/protocol.md#scroll). */
-const SCROLL_ENABLED = false;
+const SCROLL_ENABLED = true;
 /** Flip to true once `count` and `get` honour `consistency: 'strong'`; until then the harness waits for every live replica to apply the log first. */
-const READS_TAKE_CONSISTENCY = false;
+const READS_TAKE_CONSISTENCY = true;
 
 /**
  * Flip to true once the coordinator refuses a vector that is zero as float32 in
@@ -43,7 +43,7 @@ const READS_TAKE_CONSISTENCY = false;
  * never applied (reads see none of them). While false, the harness sends such a
  * vector with its first component set to 1 instead.
  */
-const ZERO_COSINE_REFUSED = false;
+const ZERO_COSINE_REFUSED = true;
 
 /**
  * Flip to true once dropping a collection while a shard process is still
@@ -55,7 +55,7 @@ const ZERO_COSINE_REFUSED = false;
  * false, a create (and a restart) waits until every live replica serves the
  * collection before the next command, so no drop overlaps a start.
  */
-const DROP_WHILE_STARTING_SAFE = false;
+const DROP_WHILE_STARTING_SAFE = true;
 
 const RUNS = Number(process.env.VDB_MODEL_RUNS ?? 20);
 const SEED = process.env.VDB_MODEL_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.VDB_MODEL_SEED);
