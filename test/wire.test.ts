@@ -557,26 +557,28 @@ const isConsistency = (v: unknown) => v === 'eventual' || v === 'session' || v =
 
 /** Every named optional field of every request: its validator, a valid body, and which values it takes. */
 const OPTIONAL: [string, (b: unknown) => unknown, Record<string, unknown>, string, (v: unknown) => boolean][] = [
-  ['upsert', (b) => validateUpsert(b, DIM), good.upsert(), 'wait', isBool],
+  ['upsert', (b) => validateUpsert(b, SCHEMA), good.upsert(), 'wait', isBool],
   ['delete', validateDelete, good.delete(), 'wait', isBool],
   ['get', validateGet, good.get(), 'withVector', isBool],
   ['get', validateGet, good.get(), 'consistency', isConsistency],
   ['get', validateGet, good.get(), 'afterSeqs', isSessionSeqs],
   ['count', validateCount, good.count(), 'consistency', isConsistency],
   ['count', validateCount, good.count(), 'afterSeqs', isSessionSeqs],
+  ['count', validateCount, good.count(), 'after', isSessionSeqs],
+  ['get', validateGet, good.get(), 'after', isSessionSeqs],
   ['scroll', validateScroll, good.scroll(), 'after', isId],
   ['scroll', validateScroll, good.scroll(), 'limit', isInt(1, LIMITS.scroll)],
   ['scroll', validateScroll, good.scroll(), 'withVector', isBool],
   ['scroll', validateScroll, good.scroll(), 'withPayload', isBool],
   ['scroll', validateScroll, good.scroll(), 'consistency', isConsistency],
   ['scroll', validateScroll, good.scroll(), 'afterSeqs', isSessionSeqs],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'ef', isInt(10, 2 ** 20)],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'exact', isBool],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'withPayload', isBool],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'consistency', isConsistency],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'nprobe', isInt(1, 65_536)],
-  ['search', (b) => validateSearch(b, DIM), good.search(), 'afterSeqs', isSessionSeqs],
-  ['search', (b) => validateSearch(b, DIM), { ...good.search(), afterSeqs: undefined }, 'after', isSessionSeqs],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'ef', isInt(10, 2 ** 20)],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'exact', isBool],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'withPayload', isBool],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'consistency', isConsistency],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'nprobe', isInt(1, 65_536)],
+  ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'afterSeqs', isSessionSeqs],
+  ['search', (b) => validateSearch(b, SCHEMA), { ...good.search(), afterSeqs: undefined }, 'after', isSessionSeqs],
 ];
 
 describe('every named optional field is type-checked', () => {
@@ -696,5 +698,17 @@ describe('docs/protocol.md examples', () => {
         }
       }
     }
+  });
+});
+
+describe('the session map under its older name', () => {
+  it('search, get and count take `after` when `afterSeqs` is absent; scroll reads `after` as its cursor', () => {
+    const seqs = { '0': 5, '1': 7 };
+    expect(validateSearch({ vector: [1, 2, 3, 4], k: 1, after: seqs }).afterSeqs).toEqual(seqs);
+    expect(validateGet({ ids: [1], after: seqs }).afterSeqs).toEqual(seqs);
+    expect(validateCount({ after: seqs }).afterSeqs).toEqual(seqs);
+    expect(validateCount({ after: { '0': 1 }, afterSeqs: seqs }).afterSeqs).toEqual(seqs);
+    expect(() => validateCount({ after: 'x' })).toThrow(/after/);
+    expect(validateScroll({ after: 'p9', limit: 3 }).after).toBe('p9');
   });
 });

@@ -300,7 +300,7 @@ function sessionSeqs(x: unknown, path: string): SessionSeqs {
   return out;
 }
 
-/** `consistency` and `afterSeqs` of a read; `aliasAfter`: search's older name of `afterSeqs`, `after`. */
+/** `consistency` and `afterSeqs` of a read; `aliasAfter`: the older name of `afterSeqs`, `after` (search, get, count; in scroll `after` is the cursor). */
 function readConsistency(o: Record<string, unknown>, aliasAfter = false): ReadConsistency {
   const out: ReadConsistency = { consistency: 'session' };
   const consistency = get(o, 'consistency');
@@ -313,7 +313,7 @@ function readConsistency(o: Record<string, unknown>, aliasAfter = false): ReadCo
 }
 
 export function validateCount(body: unknown): CountRequest {
-  return readConsistency(requestBody(body, 'count'));
+  return readConsistency(requestBody(body, 'count'), true);
 }
 
 export function validateScroll(body: unknown): ScrollRequest {
@@ -366,7 +366,7 @@ export function validateDelete(body: unknown): DeleteRequest {
 
 export function validateGet(body: unknown): GetRequest {
   const o = requestBody(body, 'get');
-  return { ...readConsistency(o), ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
+  return { ...readConsistency(o, true), ids: idList(get(o, 'ids'), 'ids'), withVector: optionalBoolean(o, 'withVector', true) };
 }
 
 /** `search`; give the collection's schema to check the query as the collection will. */
