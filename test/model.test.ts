@@ -1,15 +1,16 @@
 // Model-based test of the cluster (issue 9: every acknowledged write is
 // applied). fast-check generates random sequences of commands — create,
 // upsert, delete, get, exact search (with or without a label filter), count,
-// scroll, drop, and SIGKILL / restart of a shard process — runs them through a real cluster (a private
-// nats-server, 3 shard processes, a coordinator) and compares every answer
-// with the in-memory model of test/vdb-model.ts. Collections have 1–3 shards,
-// 2 replicas, any metric and any placement (hash, spatial, semantic). Writes
-// include invalid ones (NaN, ±Infinity, wrong length, zero vector on cosine,
-// oversized or too deep payloads, bad ids) that must be refused with their
-// documented code and change nothing. After every write, every live replica
-// must apply the whole log and hold the model's count. On a failure fast-check
-// shrinks to a minimal sequence and prints it with the processes' last lines.
+// scroll, drop, and SIGKILL / restart of a shard process — runs them through a
+// real cluster (a private nats-server, 3 shard processes, a coordinator) and
+// compares every answer with the in-memory model of test/vdb-model.ts.
+// Collections have 1–3 shards, 2 replicas, any metric and any placement (hash,
+// spatial, semantic). Writes include invalid ones (NaN, ±Infinity, wrong
+// length, zero vector on cosine, oversized or too deep payloads, bad ids) that
+// must be refused with their documented code and change nothing. After every
+// write, every live replica must apply the whole log and hold the model's
+// count. On a failure fast-check shrinks to a minimal sequence and prints it
+// with the processes' last lines. docs/chaos.md describes it.
 //
 // One cluster serves every run; each run creates its own collection names and
 // drops them at its end. `npm test` runs a few sequences; a long run:
