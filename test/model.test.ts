@@ -1,15 +1,16 @@
 // Model-based test of the cluster (issue 9: every acknowledged write is
 // applied). fast-check generates random sequences of commands — create,
-// upsert, delete, get, exact search, count, scroll, drop, and SIGKILL /
-// restart of a shard process — runs them through a real cluster (a private
-// nats-server, 3 shard processes, a coordinator) and compares every answer
-// with the in-memory model of test/vdb-model.ts. Collections have 1–3 shards,
-// 2 replicas, any metric and any placement (hash, spatial, semantic). Writes
-// include invalid ones (NaN, ±Infinity, wrong length, zero vector on cosine,
-// oversized or too deep payloads, bad ids) that must be refused with their
-// documented code and change nothing. After every write, every live replica
-// must apply the whole log and hold the model's count. On a failure fast-check
-// shrinks to a minimal sequence and prints it with the processes' last lines.
+// upsert, delete, get, exact search (with or without a label filter), count,
+// scroll, drop, and SIGKILL / restart of a shard process — runs them through a
+// real cluster (a private nats-server, 3 shard processes, a coordinator) and
+// compares every answer with the in-memory model of test/vdb-model.ts.
+// Collections have 1–3 shards, 2 replicas, any metric and any placement (hash,
+// spatial, semantic). Writes include invalid ones (NaN, ±Infinity, wrong
+// length, zero vector on cosine, oversized or too deep payloads, bad ids) that
+// must be refused with their documented code and change nothing. After every
+// write, every live replica must apply the whole log and hold the model's
+// count. On a failure fast-check shrinks to a minimal sequence and prints it
+// with the processes' last lines. docs/chaos.md describes it.
 //
 // One cluster serves every run; each run creates its own collection names and
 // drops them at its end. `npm test` runs a few sequences; a long run:
@@ -285,20 +286,29 @@ class Count implements Cmd {
   toString() { return `count(#${this.slot})`; }
 }
 
+type Label = 'a' | 'b' | 'c' | 7;
+
 class Search implements Cmd {
-  constructor(readonly slot: number, readonly query: number[], readonly k: number) {}
+  constructor(readonly slot: number, readonly query: number[], readonly k: number, readonly label?: Label) {}
   check(m: Readonly<Model>) { return m.collections.length > 0; }
   async run(m: Model) {
-    count('search');
+    count(this.label === undefined ? 'search' : 'search:filter');
     const c = m.pick(this.slot);
     let vector = this.query.slice(0, c.schema.dim);
     // A zero query has no cosine; that refusal is not what this command tests.
     if (c.schema.metric === 'cosine' && Float32Array.from(vector).every((x) => x === 0)) vector = vector.map((_, i) => (i === 0 ? 1 : 0));
-    const reply = await complete(n.api(c.schema.name, 'search'), { vector, k: this.k, exact: true, consistency: 'strong' });
-    const why = checkSearch(c, vector, this.k, reply.hits as { id: PointId; score: number }[]);
-    if (why) throw new Failure(`search ${c.schema.name} ${short(vector)} k=${this.k}: ${why}\nhits: ${short(reply.hits)}`);
+    const body: Record<string, unknown> = { vector, k: this.k, exact: true, consistency: 'strong' };
+    // An equality filter on the label: a semantic collection asks only the label's shards.
+    let among = c;
+    if (this.label !== undefined) {
+      body.filter = { label: this.label };
+      among = { schema: c.schema, points: new Map([...c.points].filter(([, p]) => p.payload?.label === this.label)) };
+    }
+    const reply = await complete(n.api(c.schema.name, 'search'), body);
+    const why = checkSearch(among, vector, this.k, reply.hits as { id: PointId; score: number }[]);
+    if (why) throw new Failure(`search ${c.schema.name} ${short(body)}: ${why}\nhits: ${short(reply.hits)}`);
   }
-  toString() { return `search(#${this.slot}, ${short(this.query)}, k=${this.k})`; }
+  toString() { return `search(#${this.slot}, ${short(this.query)}, k=${this.k}${this.label === undefined ? '' : `, label=${JSON.stringify(this.label)}`})`; }
 }
 
 class Scroll implements Cmd {
@@ -407,8 +417,8 @@ const vectorArb: fc.Arbitrary<number[]> = fc.oneof(
 
 const payloadArb = fc.option(
   fc.record({
-    label: fc.option(fc.constantFrom('a', 'b', 'c', 7), { nil: undefined }),
-    rest: fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 3 }),
+    label: fc.option(fc.constantFrom<Label>('a', 'b', 'c', 7), { nil: undefined }),
+    rest: fc.dictionary(fc.string({ maxLength: 6 }).filter((k) => k !== 'label'), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 3 }),
   }, { requiredKeys: ['rest'] }).map(({ label, rest }) => (label === undefined ? rest : { ...rest, label })),
   { nil: undefined, freq: 3 },
 );
@@ -443,7 +453,7 @@ const commandArbs: fc.Arbitrary<Cmd>[] = [
   fc.tuple(slot, ids).map(([s, i]) => new Delete(s, i)),
   fc.tuple(slot, ids).map(([s, i]) => new Get(s, i)),
   fc.tuple(slot, vectorArb, fc.integer({ min: 1, max: 12 })).map(([s, q, k]) => new Search(s, q, k)),
-  fc.tuple(slot, vectorArb, fc.integer({ min: 1, max: 12 })).map(([s, q, k]) => new Search(s, q, k)),
+  fc.tuple(slot, vectorArb, fc.integer({ min: 1, max: 12 }), fc.constantFrom<Label>('a', 'b', 'c', 7)).map(([s, q, k, l]) => new Search(s, q, k, l)),
   slot.map((s) => new Count(s)),
   slot.map((s) => new Drop(s)),
   fc.nat({ max: PROCESSES.length - 1 }).map((w) => new Kill(w)),
