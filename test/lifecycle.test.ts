@@ -253,4 +253,24 @@ describe('collection lifecycle', () => {
       meta.close();
     }
   });
+
+  it('collections dropped while their replicas are starting leave every shard process serving what it is given next', async () => {
+    cl = await TestCluster.start({ shards: 3 });
+    // Each drop races the replicas' start of the shards just created.
+    for (let i = 0; i < 15; i++) {
+      await cl.client.createCollection({ name: `q${i}`, dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 3 }, replicas: 2 });
+      await cl.client.dropCollection(`q${i}`);
+    }
+    await cl.client.createCollection({ name: 'final', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 3 }, replicas: 2 });
+    await cl.client.upsert('final', points(0, 300));
+    type Status = { members: { name: string; shards?: Record<string, number> }[]; collections: { name: string; shards: { replicas: { member: string; applied: number | null }[] }[] }[] };
+    const st = await waitFor('every replica of final applying its log', async () => {
+      const x = await cl!.client.status() as Status;
+      const f = x.collections.find((c) => c.name === 'final');
+      return f && f.shards.every((sh) => sh.replicas.every((r) => r.applied !== null && r.applied > 0)) ? x : undefined;
+    }, 60_000, 200, () => cl!.logs());
+    // No process still serves a dropped collection.
+    for (const m of st.members) expect(Object.keys(m.shards ?? {}).filter((k) => !k.startsWith('final/')), m.name).toEqual([]);
+    expect(await cl.client.count('final')).toBe(300);
+  });
 });

@@ -31,33 +31,6 @@ import {
 } from './vdb-model.js';
 import type { Kind, Metric, ModelCollection, Schema, SeenPoint, SentPoint } from './vdb-model.js';
 
-/** Flip to true once the `scroll` endpoint is merged (docs/protocol.md#scroll). */
-const SCROLL_ENABLED = true;
-/** Flip to true once `count` and `get` honour `consistency: 'strong'`; until then the harness waits for every live replica to apply the log first. */
-const READS_TAKE_CONSISTENCY = true;
-
-/**
- * Flip to true once the coordinator refuses a vector that is zero as float32 in
- * a cosine collection. Until then it acknowledges it, every replica of the shard
- * fails to apply it ("a zero vector has no cosine; stopped applying") and stops
- * applying the shard's log, so that write and every later one to the shard are
- * never applied (reads see none of them). While false, the harness sends such a
- * vector with its first component set to 1 instead.
- */
-const ZERO_COSINE_REFUSED = true;
-
-/**
- * Flip to true once dropping a collection while a shard process is still
- * starting to serve it is safe. Until then, that process's shard-map handling
- * can hang for good: it keeps serving (and heartbeating) a shard of the dropped
- * collection and never serves any shard assigned to it later (status shows
- * those replicas `applied: null`). Reproduced by creating and at once dropping
- * a 3-shard, 2-replica collection a few times on 3 shard processes. While
- * false, a create (and a restart) waits until every live replica serves the
- * collection before the next command, so no drop overlaps a start.
- */
-const DROP_WHILE_STARTING_SAFE = true;
-
 const RUNS = Number(process.env.VDB_MODEL_RUNS ?? 20);
 const SEED = process.env.VDB_MODEL_SEED === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(process.env.VDB_MODEL_SEED);
 const MAX_COMMANDS = 40;
@@ -139,7 +112,6 @@ class Real {
     if (m.down.size) await cl.waitMembers([...m.down], 60_000);
     m.down.clear();
     // Best effort: a failed run has already reported its failure.
-    if (!DROP_WHILE_STARTING_SAFE) for (const c of m.collections) await settle(m, c).catch(() => undefined);
     for (const c of this.made) await call(n.admin('collections.drop'), { name: c });
   }
 }
@@ -199,7 +171,6 @@ class Create implements Cmd {
     if (kind === 'semantic') partitioner.field = 'label';
     await ok(n.admin('collections.create'), { name: schema.name, dim, metric, partitioner, replicas: REPLICAS });
     m.create(schema);
-    if (!DROP_WHILE_STARTING_SAFE) await settle(m, m.collections[m.collections.length - 1]);
   }
   toString() { return `create(${short(this.spec)})`; }
 }
@@ -263,7 +234,6 @@ class Get implements Cmd {
   async run(m: Model) {
     count('get');
     const c = m.pick(this.slot);
-    if (!READS_TAKE_CONSISTENCY) await settle(m, c);
     // Ask for the model's ids too, so a point the cluster lost is noticed.
     const ids = [...this.ids, ...[...c.points.keys()].slice(0, 20)];
     const reply = await complete(n.api(c.schema.name, 'get'), { ids, withVector: true, consistency: 'strong' });
@@ -279,7 +249,6 @@ class Count implements Cmd {
   async run(m: Model) {
     count('count');
     const c = m.pick(this.slot);
-    if (!READS_TAKE_CONSISTENCY) await settle(m, c);
     const reply = await complete(n.api(c.schema.name, 'count'), { consistency: 'strong' });
     if (reply.count !== c.points.size) throw new Failure(`count ${c.schema.name}: ${short(reply)}, the model has ${c.points.size}`);
   }
@@ -317,7 +286,6 @@ class Scroll implements Cmd {
   async run(m: Model) {
     count('scroll');
     const c = m.pick(this.slot);
-    if (!READS_TAKE_CONSISTENCY) await settle(m, c);
     const got: SeenPoint[] = [];
     let after: PointId | undefined;
     for (let page = 0; ; page++) {
@@ -376,9 +344,6 @@ function deep(levels: number): Record<string, unknown> {
 /** The batch to send: the points cut to `dim`, with the spec's fault put into point `at`. */
 function withFault(spec: UpsertSpec, dim: number, metric: Metric): SentPoint[] {
   const points = spec.points.map((p) => ({ ...p, vector: p.vector.slice(0, dim) }));
-  if (metric === 'cosine' && !ZERO_COSINE_REFUSED) {
-    for (const q of points) if (Float32Array.from(q.vector).every((x) => x === 0)) q.vector[0] = 1;
-  }
   const p = points[spec.at % points.length];
   switch (spec.fault) {
     case 'none': break;
@@ -387,7 +352,7 @@ function withFault(spec: UpsertSpec, dim: number, metric: Metric): SentPoint[] {
     case 'overflow': p.vector[0] = 1e39; break; // finite as a double, Infinity as float32
     case 'long': p.vector.push(1); break;
     case 'short': p.vector.pop(); break;
-    case 'zero': if (metric !== 'cosine' || ZERO_COSINE_REFUSED) p.vector = p.vector.map(() => 0); break;
+    case 'zero': p.vector = p.vector.map(() => 0); break;
     case 'bigPayload': p.payload = { big: 'x'.repeat(PAYLOAD_LIMIT) }; break;
     case 'deepPayload': p.payload = deep(70); break;
     case 'arrayPayload': p.payload = [1, 2]; break;
@@ -458,7 +423,7 @@ const commandArbs: fc.Arbitrary<Cmd>[] = [
   slot.map((s) => new Drop(s)),
   fc.nat({ max: PROCESSES.length - 1 }).map((w) => new Kill(w)),
   fc.constant(new Restart()),
-  ...(SCROLL_ENABLED ? [fc.tuple(slot, fc.integer({ min: 1, max: 5 })).map(([s, l]) => new Scroll(s, l))] : []),
+  fc.tuple(slot, fc.integer({ min: 1, max: 5 })).map(([s, l]) => new Scroll(s, l)),
 ];
 
 describe('model-based: the cluster against an in-memory model', () => {
