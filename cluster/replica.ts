@@ -188,7 +188,10 @@ export class ServedShard {
   private async follow(js: JetStreamClient, stream: string, log: (line: string) => void): Promise<void> {
     this.consuming?.stop();
     const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.applied + 1 });
-    const it = await consumer.consume({ max_messages: BATCH_ENTRIES });
+    // A log deleted meanwhile (its collection dropped) fails here instead of
+    // being waited for: an ordered consumer would retry for many minutes, and
+    // the shard process applies shard maps one at a time behind this call.
+    const it = await consumer.consume({ max_messages: BATCH_ENTRIES, abort_on_missing_resource: true });
     this.consuming = it;
     void (async () => {
       let batch: AppliedEntry[] = [];

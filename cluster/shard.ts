@@ -20,6 +20,7 @@ import { Registry, serveMetrics } from './metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
+import type { KvEntry } from 'nats';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
@@ -36,6 +37,8 @@ export interface ShardOptions extends ShardLimits {
 
 /** A replica this many log entries behind a live peer copies the peer instead of replaying. */
 const COPY_WHEN_BEHIND = 2000;
+/** How often every shard map is looked at, besides the watch. */
+const RESYNC_MS = 10_000;
 /** A shard that cannot be prepared (no peer to copy from yet) is retried after this long. */
 const RETRY_MS = 3000;
 
@@ -286,12 +289,37 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     removeStale((c) => maps.get(c));
   }).catch((e) => log(`${opts.name}: removing the stores of dropped collections: ${(e as Error).message}`));
 
+  // The newest shard-map change handed to `assign`, per collection (KV revisions only grow).
+  const seen = new Map<string, { revision: number; present: boolean }>();
+  const follow = (key: string, revision: number, map: ShardMap | undefined) => {
+    if (revision < (seen.get(key)?.revision ?? 0)) return;
+    seen.set(key, { revision, present: map !== undefined });
+    assign(key, map);
+  };
+  const parse = (e: KvEntry) => (e.operation === 'PUT' ? (JSON.parse(new TextDecoder().decode(e.value)) as ShardMap) : undefined);
   const watch = await meta.shardmaps.watch();
   void (async () => {
-    for await (const e of watch) {
-      assign(e.key, e.operation === 'PUT' ? (JSON.parse(new TextDecoder().decode(e.value)) as ShardMap) : undefined);
-    }
+    for await (const e of watch) follow(e.key, e.revision, parse(e));
   })();
+  // The watch is edge-triggered: should it miss a change, a periodic look at
+  // every map (level-triggered) hands it over all the same.
+  const resync = setInterval(() => {
+    void (async () => {
+      const listed = new Set<string>();
+      for await (const k of await meta.shardmaps.keys()) listed.add(k);
+      for (const k of new Set([...listed, ...seen.keys()])) {
+        const e = await meta.shardmaps.get(k);
+        const last = seen.get(k);
+        if (e && e.revision > (last?.revision ?? 0)) {
+          log(`${opts.name}: the shard map of ${k} at revision ${e.revision} was not seen by the watch; applying it`);
+          follow(k, e.revision, parse(e));
+        } else if (!e && last?.present) {
+          log(`${opts.name}: the deletion of the shard map of ${k} was not seen by the watch; applying it`);
+          follow(k, last.revision, undefined);
+        }
+      }
+    })().catch(() => undefined);
+  }, RESYNC_MS);
   // The map comes before the collection entry that commits a create: serve once the entry is there.
   const created = await meta.collections.watch();
   void (async () => {
@@ -301,6 +329,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   return {
     async stop() {
       clearInterval(timer);
+      clearInterval(resync);
       watch.stop();
       created.stop();
       await chain;
