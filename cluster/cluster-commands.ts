@@ -30,9 +30,13 @@ function need(v: unknown, flag: string): string {
 }
 
 /** Runs until SIGINT or SIGTERM, then stops cleanly. */
+// Stops once: Ctrl-C in a terminal reaches every process of the group, and
+// `vdb up` then sends its own SIGTERM; a second stop would drain a draining
+// connection and die with a stack trace.
 function untilSignal(stop: () => Promise<void>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => { void stop().then(resolve); };
+  return new Promise((resolve, reject) => {
+    let stopping: Promise<void> | undefined;
+    const done = () => { stopping ??= stop().then(resolve, reject); };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
