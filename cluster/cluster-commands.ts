@@ -15,7 +15,8 @@ import { up } from './launcher.js';
 import { openReader } from './readers.js';
 import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
-import { natsServers } from './nats-connect.js';
+import { authOptions, natsServers } from './nats-connect.js';
+import { credsPath } from './credentials.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -38,8 +39,8 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-async function withClient<T>(url: string, prefix: string | undefined, fn: (c: VdbClient) => Promise<T>): Promise<T> {
-  const nc: NatsConnection = await connect({ servers: natsServers(url) });
+async function withClient<T>(url: string, prefix: string | undefined, creds: string | undefined, fn: (c: VdbClient) => Promise<T>): Promise<T> {
+  const nc: NatsConnection = await connect({ servers: natsServers(url), ...authOptions({ creds }) });
   try {
     return await fn(new VdbClient(nc, { prefix }));
   } finally {
@@ -47,7 +48,10 @@ async function withClient<T>(url: string, prefix: string | undefined, fn: (c: Vd
   }
 }
 
-const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' } } as const;
+const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' }, creds: { type: 'string' } } as const;
+
+/** `--creds FILE` or $VDB_CREDS: a path, never the secret (a command line is visible to every user of the machine). */
+const creds = (o: Record<string, string | boolean | undefined>) => credsPath(o.creds as string | undefined);
 
 /** A shard process's capacity limits (cluster/capacity.ts), on `vdb shard` and `vdb up`. */
 const LIMIT_FLAGS = { 'max-index-mb': { type: 'string' }, 'max-points': { type: 'string' }, 'min-free-disk-mb': { type: 'string' } } as const;
@@ -91,9 +95,10 @@ ${LIMIT_HELP}`,
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
       if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
-      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined, limits: limitOptions(o) });
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, creds: creds(o), prefix: o.prefix as string | undefined, limits: limitOptions(o) });
       console.log(`NATS URL: ${cluster.url}`);
-      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards, replicas));
+      if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
+      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, cluster.credentials?.files.admin ?? creds(o), (c) => runDemo(c, shards, replicas));
       console.log('serving; Ctrl-C stops the cluster');
       await untilSignal(cluster.stop);
     },
@@ -104,7 +109,7 @@ ${LIMIT_HELP}`,
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, data: { type: 'string' } });
-      const s = await runShard({ nats: need(o.nats, '--nats'), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
+      const s = await runShard({ nats: need(o.nats, '--nats'), creds: creds(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
       await untilSignal(s.stop);
     },
   },
@@ -122,7 +127,7 @@ ${LIMIT_HELP}`,
       const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
-        nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
+        nats: need(o.nats, '--nats'), creds: creds(o), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
         deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
       await untilSignal(c.stop);
@@ -144,7 +149,7 @@ A spatial collection takes its kd splits from a sample: up to 10,000 rows of FIL
         const r = await openReader(o.sample as string);
         sample = (r.next(10_000)?.points ?? []).map((p) => Float32Array.from(p.vector as ArrayLike<number>));
       }
-      const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.createCollection({
+      const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, creds(o), (c) => c.createCollection({
         name: need(o.collection, '--collection'), dim: Number(o.dim), metric: o.metric as Metric, replicas: Number(o.replicas),
         partitioner: { kind: o.partitioner as 'hash' | 'spatial' | 'semantic', shards: Number(o.shards), field: o.field as string | undefined, sample },
       }));
@@ -157,7 +162,7 @@ A spatial collection takes its kd splits from a sample: up to 10,000 rows of FIL
 Prints members, each shard's replicas with applied sequence and lag, and the balancer's work.`,
     async run(argv: string[]) {
       const { values: o } = args(argv, { ...COMMON, json: { type: 'boolean' } });
-      const st = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.status());
+      const st = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, creds(o), (c) => c.status());
       console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
@@ -170,7 +175,7 @@ export async function clusterImport(argv: string[]): Promise<void> {
   if (!file) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'give the FILE to import');
   const reader = await openReader(file);
   const name = need(o.collection, '--collection');
-  await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, async (c) => {
+  await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, creds(o), async (c) => {
     const bar = new RateProgress('import', 'points');
     let done = 0;
     for (let b = reader.next(Number(o.batch)); b; b = reader.next(Number(o.batch))) {
@@ -189,7 +194,7 @@ export async function clusterSearch(argv: string[]): Promise<void> {
     exact: { type: 'boolean' }, filter: { type: 'string' }, 'with-payload': { type: 'boolean' }, nprobe: { type: 'string' },
   });
   const vector = JSON.parse(need(o.vector, '--vector')) as number[];
-  const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.search(need(o.collection, '--collection'), vector, {
+  const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, creds(o), (c) => c.search(need(o.collection, '--collection'), vector, {
     k: Number(o.k), ef: o.ef === undefined ? undefined : Number(o.ef), exact: o.exact as boolean | undefined,
     filter: o.filter === undefined ? undefined : JSON.parse(o.filter as string), withPayload: o['with-payload'] as boolean | undefined,
     nprobe: o.nprobe === undefined ? undefined : Number(o.nprobe),

@@ -41,6 +41,8 @@ import { WRITE_IN_TIME_MS, WRITE_WINDOW_MIN_MS, checkInTime, needsVersions, next
 
 export interface CoordinatorOptions {
   nats: string;
+  /** The credentials file to connect with (an internal-account user). */
+  creds?: string;
   name: string;
   prefix?: string;
   /** Deadline for a shard's answer to a search, get or count. Default 2000 ms. */
@@ -80,7 +82,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `versionWindowMs: expected an integer of at least ${WRITE_WINDOW_MIN_MS}, got ${versionWindowMs}`);
   }
   const n: Names = names(opts.prefix);
-  const nc: NatsConnection = await connectNats(opts.nats, opts.name);
+  const nc: NatsConnection = await connectNats(opts.nats, opts.name, { creds: opts.creds });
   const connection = trackConnection(nc);
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();

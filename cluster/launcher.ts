@@ -7,8 +7,10 @@
 import { renameSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'nats';
 import { startNatsServer } from './nats-server.js';
+import { connectNats } from './nats-connect.js';
+import { openCredentials } from './credentials.js';
+import type { CredentialsStore } from './credentials.js';
 import type { RunningNats } from './nats-server.js';
 import { Meta } from './meta.js';
 import { names } from './subjects.js';
@@ -24,6 +26,8 @@ export interface UpOptions {
   /** The replica count the cluster is meant for (the demo collection's); needs at least this many shard processes. Default 1. */
   replicas?: number;
   nats?: string;
+  /** With `nats`: the credentials file every process connects with (an internal-account user of that server). */
+  creds?: string;
   prefix?: string;
   log?: (line: string) => void;
   /** Each line a shard or coordinator writes; absent: they write to this process's stdout and stderr. */
@@ -36,6 +40,8 @@ export interface UpOptions {
 
 export interface RunningCluster {
   url: string;
+  /** The credentials `up` made for its own nats-server (absent with `nats`). */
+  credentials?: CredentialsStore;
   stop(): Promise<void>;
 }
 
@@ -55,6 +61,8 @@ export interface ClusterFile {
   nats: string;
   prefix: string;
   replicas: number;
+  /** The credentials file of each user by name, and `internal` (the processes' own); paths, never secrets. */
+  credentials?: Record<string, string>;
   processes: ClusterProcess[];
 }
 
@@ -70,16 +78,20 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   if (opts.limits) limitsFrom(opts.limits);
   const data = resolve(opts.data);
   mkdirSync(data, { recursive: true });
+  const prefix = opts.prefix ?? 'vdb';
   let server: RunningNats | undefined;
+  let credentials: CredentialsStore | undefined;
   if (!opts.nats) {
-    server = await startNatsServer({ dir: join(data, 'nats') });
+    credentials = openCredentials(join(data, 'credentials'), prefix);
+    server = await startNatsServer({ dir: join(data, 'nats'), auth: { accounts: credentials.accounts, creds: credentials.internal } });
     log(`nats-server ${server.url} (pid ${server.pid}, monitoring http://127.0.0.1:${server.monitorPort}), JetStream in ${join(data, 'nats')}`);
+    log(`credentials in ${credentials.dir}: ${Object.keys(credentials.files).join(', ')} (client users), internal.json (the processes')`);
   }
   const url = opts.nats ?? server!.url;
-  const prefix = opts.prefix ?? 'vdb';
+  const creds = credentials?.internal ?? opts.creds;
   // The metadata buckets exist before any process starts, so none races to create them.
   // The connection stays open: restarted processes are seen heartbeating through it.
-  const nc = await connect({ servers: url, maxReconnectAttempts: -1 });
+  const nc = await connectNats(url, 'vdb-up', { creds });
   const meta = await Meta.open(nc, names(prefix));
   const ports = new Map<string, number | undefined>();
   const file = join(data, 'cluster.json');
@@ -96,7 +108,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       void backAgain(c, c.proc.pid!);
     },
   });
-  const common = ['--nats', url, '--prefix', prefix];
+  const common = ['--nats', url, '--prefix', prefix, ...(creds === undefined ? [] : ['--creds', creds])];
   const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
     .flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
   for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`), ...limitArgs]);
@@ -108,6 +120,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       nats: url,
       prefix,
       replicas,
+      ...(credentials ? { credentials: { internal: credentials.internal, ...credentials.files } } : {}),
       processes: [
         ...(server ? [{ role: 'nats-server' as const, pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
         ...supervisor.children.map((c) => {
@@ -162,5 +175,5 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   write();
   for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
-  return { url, stop };
+  return { url, credentials, stop };
 }

@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { connect } from 'nats';
 import { ErrorCode, VdbError } from '../ts/errors.js';
+import { readCreds, writeSecret } from './credentials.js';
 
 export interface NatsServerOptions {
   /** Data directory: holds the config file and the JetStream store (`dir/jetstream`). Created if missing. */
@@ -35,6 +36,12 @@ export interface NatsServerOptions {
   sync?: string;
   /** Makes the server a member of a cluster: its route port and the route URLs of the members. */
   cluster?: { name: string; port: number; routes: string[] };
+  /**
+   * Accounts and users (cluster/auth.ts): the `accounts` block, written to
+   * `dir/accounts.conf` and included, and the credentials file the readiness
+   * probe connects with. Absent: no authorization at all (only for tests of that).
+   */
+  auth?: { accounts: string; creds: string };
 }
 
 export interface RunningNats {
@@ -46,6 +53,10 @@ export interface RunningNats {
   pid: number;
   /** The config file written for this server. */
   configFile: string;
+  /** The included accounts file (with auth): rewrite it and reload() to change users. */
+  accountsFile?: string;
+  /** Makes the server read its config again (SIGHUP): users change without a restart. */
+  reload(): void;
   /** Settles when the server process ends, whether by stop() or not (a crash, a kill). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, wait for the exit, SIGKILL after a few seconds. Safe to call twice. */
@@ -135,7 +146,7 @@ const q = (s: string): string => JSON.stringify(s);
 
 function configText(c: {
   host: string; port: number; monitorPort: number; maxPayload: number; storeDir: string; serverName: string;
-  sync?: string; cluster?: NatsServerOptions['cluster'];
+  sync?: string; cluster?: NatsServerOptions['cluster']; accountsFile?: string;
 }): string {
   const lines = [
     '# Written by vdb (cluster/nats-server.ts) on every start; edits are overwritten.',
@@ -147,6 +158,7 @@ function configText(c: {
     `  store_dir: ${q(c.storeDir)}`,
     ...(c.sync === undefined ? [] : [`  sync_interval: ${q(c.sync)}`]),
     '}',
+    ...(c.accountsFile === undefined ? [] : [`include ${q(c.accountsFile)}`]),
   ];
   if (c.cluster) {
     lines.push(
@@ -259,6 +271,8 @@ async function launch(a: {
 }): Promise<RunningNats> {
   const serverName = a.opts.serverName ?? `vdb_${randomBytes(6).toString('hex')}`;
   const configFile = join(a.dir, 'nats-server.conf');
+  const accountsFile = a.opts.auth ? join(a.dir, 'accounts.conf') : undefined;
+  if (a.opts.auth) writeSecret(accountsFile!, a.opts.auth.accounts);
   writeFileSync(
     configFile,
     configText({
@@ -270,6 +284,7 @@ async function launch(a: {
       serverName,
       sync: a.opts.sync,
       cluster: a.opts.cluster,
+      accountsFile: accountsFile && 'accounts.conf',
     }),
   );
 
@@ -307,6 +322,9 @@ async function launch(a: {
     })();
     return stopping;
   };
+  const reload = (): void => {
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGHUP');
+  };
   const kill = async (): Promise<void> => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
@@ -329,10 +347,10 @@ async function launch(a: {
 
   while (!dead && Date.now() < deadline) {
     try {
-      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())));
+      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())), a.opts.auth?.creds);
       probe.catch(() => {}); // may settle after the server's exit has ended the race
       if ((await Promise.race([probe.then(() => 'ready' as const), exited])) === 'ready') {
-        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, exited, stop, kill };
+        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, accountsFile, reload, exited, stop, kill };
       }
     } catch (e) {
       lastError = (e as Error).message;
@@ -361,8 +379,8 @@ async function launch(a: {
 }
 
 /** One readiness probe: a client connection to *our* server, then a JetStream account info. */
-async function ready(url: string, serverName: string, timeout: number): Promise<void> {
-  const nc = await connect({ servers: url, timeout, reconnect: false, name: 'vdb-nats-ready' });
+async function ready(url: string, serverName: string, timeout: number, creds: string | undefined): Promise<void> {
+  const nc = await connect({ servers: url, timeout, reconnect: false, name: 'vdb-nats-ready', ...(creds === undefined ? {} : readCreds(creds)) });
   try {
     const name = nc.info?.server_name;
     if (name !== serverName) throw new Error(`port ${url} is served by another server (${name ?? 'unknown'})`);
@@ -384,6 +402,8 @@ export interface NatsClusterOptions {
   /** Receives every line a node logs, with the node's name. */
   log?: (node: string, line: string) => void;
   readyTimeoutMs?: number;
+  /** Accounts and users, the same on every node (see NatsServerOptions.auth). */
+  auth?: NatsServerOptions['auth'];
 }
 
 /** One server of a cluster: its name, store and ports stay the same across restarts. */
@@ -438,7 +458,7 @@ export async function startNatsCluster(opts: NatsClusterOptions): Promise<Runnin
         if (node.server) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `nats cluster: node ${name} is running`);
         node.server = await startNatsServer({
           dir: join(opts.dir, `n${i}`), port: p.port, host, maxPayload: opts.maxPayload, sync: opts.sync,
-          readyTimeoutMs: opts.readyTimeoutMs, serverName: name, log: opts.log && ((l) => opts.log!(name, l)),
+          readyTimeoutMs: opts.readyTimeoutMs, serverName: name, auth: opts.auth, log: opts.log && ((l) => opts.log!(name, l)),
           cluster: { name: clusterName, port: p.clusterPort, routes: routes.filter((_, j) => j !== i) },
         });
       },

@@ -26,6 +26,8 @@ import { trackConnection, connectionDetail } from './nats-status.js';
 
 export interface ShardOptions extends ShardLimits {
   nats: string;
+  /** The credentials file to connect with (an internal-account user). */
+  creds?: string;
   name: string;
   data: string;
   prefix?: string;
@@ -45,7 +47,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const limits = limitsFrom(opts);
   mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
-  const nc = await connectNats(opts.nats, opts.name);
+  const nc = await connectNats(opts.nats, opts.name, { creds: opts.creds });
   const connection = trackConnection(nc);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });

@@ -1,0 +1,176 @@
+// Who gets in where (docs/security.md), against a real nats-server configured
+// as `vdb up` configures it: connections without or with wrong credentials are
+// refused, each role reaches only its operations, a client-account connection
+// reaches nothing internal, and a user restricted to collections only those.
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, nkeys } from 'nats';
+import type { NatsConnection } from 'nats';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { VdbClient } from '../ts/client.js';
+import { ErrorCode, VdbError } from '../ts/errors.js';
+import { encode } from '../ts/wire/codec.js';
+import { addUser, writeSecret } from '../cluster/credentials.js';
+import { names } from '../cluster/subjects.js';
+import { TestCluster, connectAs, waitFor } from './cluster-helpers.js';
+
+let cl: TestCluster;
+const opened: NatsConnection[] = [];
+
+async function as(creds: string): Promise<VdbClient> {
+  const nc = await connectAs(cl.natsUrl, creds, 'vdb-security-test');
+  opened.push(nc);
+  return new VdbClient(nc, { timeoutMs: 15_000 });
+}
+
+const points = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: from + i, vector: [from + i, 1, 2, 3] }));
+
+async function denied(p: Promise<unknown>): Promise<void> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e, 'refused').toBeInstanceOf(VdbError);
+  expect((e as VdbError).code, (e as Error).message).toBe(ErrorCode.PERMISSION_DENIED);
+}
+
+beforeAll(async () => {
+  cl = await TestCluster.start({ shards: 1 });
+  for (const name of ['a', 'b']) {
+    await cl.client.createCollection({ name, dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+    await cl.client.upsert(name, points(0, 10));
+  }
+});
+
+afterAll(async () => {
+  for (const nc of opened) await nc.close().catch(() => undefined);
+  await cl?.stop();
+});
+
+describe('connecting', () => {
+  it('refuses a connection without credentials', async () => {
+    const e = await connect({ servers: cl.natsUrl, reconnect: false, timeout: 10_000 }).then((nc) => nc.close().then(() => undefined), (x: { code?: string }) => x);
+    expect(e?.code).toBe('AUTHORIZATION_VIOLATION');
+  });
+
+  it('refuses a key the server does not know (a wrong secret)', async () => {
+    const file = join(cl.dir, 'stranger.json');
+    writeSecret(file, JSON.stringify({ user: 'stranger', seed: new TextDecoder().decode(nkeys.createUser().getSeed()) }));
+    const e = await connectAs(cl.natsUrl, file).then((nc) => nc.close().then(() => undefined), (x: { code?: string }) => x);
+    expect(e?.code).toBe('AUTHORIZATION_VIOLATION');
+  });
+
+  it('says which file is wrong, and never its content', async () => {
+    const file = join(cl.dir, 'broken.json');
+    writeFileSync(file, '{"password": "hunter2-secret"}');
+    expect(() => connectAs(cl.natsUrl, file)).toThrow(/credentials file .*broken\.json: needs "seed", "user" and "password", or "token"/);
+    expect(() => connectAs(cl.natsUrl, file)).not.toThrow(/hunter2/);
+  });
+});
+
+describe('roles', () => {
+  it('a reader searches, gets, counts, scrolls and describes, but may not upsert, delete, create or drop', async () => {
+    const reader = await as(cl.credentials.files.reader);
+    expect((await reader.search('a', [0, 1, 2, 3], { k: 3 })).hits[0].id).toBe(0);
+    expect((await reader.get('a', [1])).points.map((p) => p.id)).toEqual([1]);
+    expect(await reader.count('a')).toBe(10);
+    expect((await reader.scroll('a', { limit: 5 })).points).toHaveLength(5);
+    expect((await reader.describe('a')).name).toBe('a');
+    expect((await reader.listCollections()).sort()).toEqual(['a', 'b']);
+    await denied(reader.upsert('a', points(100, 1)));
+    await denied(reader.delete('a', [0]));
+    await denied(reader.createCollection({ name: 'c', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } }));
+    await denied(reader.dropCollection('a'));
+    expect(await cl.client.count('a')).toBe(10);
+  });
+
+  it('a writer upserts and deletes, but may not create or drop; an admin may', async () => {
+    const writer = await as(cl.credentials.files.writer);
+    await writer.upsert('b', points(10, 2));
+    await writer.delete('b', [10]);
+    expect(await writer.count('b')).toBe(11);
+    await denied(writer.createCollection({ name: 'c', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } }));
+    await denied(writer.dropCollection('b'));
+    expect((await cl.client.listCollections()).sort()).toEqual(['a', 'b']);
+
+    const admin = await as(cl.credentials.files.admin);
+    await admin.createCollection({ name: 'c', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+    expect((await admin.listCollections()).sort()).toEqual(['a', 'b', 'c']);
+    await admin.dropCollection('c');
+    expect((await admin.listCollections()).sort()).toEqual(['a', 'b']);
+  });
+});
+
+describe('the client account', () => {
+  const n = names('vdb');
+  // Every kind of internal subject: a write log, the JetStream API, a KV bucket, shard and replica subjects (a snapshot copy), the system account.
+  const internal = [n.log('a', 0), '$JS.API.INFO', `$JS.API.STREAM.PURGE.${n.stream('a', 0)}`, `$KV.${n.bucket('collections')}.a`, n.shard('a', 0, 'search'), n.replica('a', 0, 'shard-0', 'snapshot'), '$SYS.REQ.SERVER.PING', n.version('a')];
+
+  it('cannot publish to anything internal, even as admin: the log and KV are untouched', async () => {
+    const nc = await connectAs(cl.natsUrl, cl.credentials.files.admin);
+    opened.push(nc);
+    const jsm = await cl.nc.jetstreamManager();
+    const before = (await jsm.streams.info(n.stream('a', 0))).state;
+    for (const subject of internal) {
+      const e = await nc.request(subject, encode({ op: 'delete', ids: [0] }, false), { timeout: 5_000 }).then(() => undefined, (x: { code?: string }) => x);
+      expect(e?.code, subject).toBe('PERMISSIONS_VIOLATION');
+    }
+    const after = (await jsm.streams.info(n.stream('a', 0))).state;
+    expect(after.last_seq).toBe(before.last_seq);
+    expect(after.messages).toBe(before.messages);
+    expect(await cl.client.count('a')).toBe(10);
+  });
+
+  it('cannot subscribe to anything internal: the subscription is refused and delivers nothing while the cluster works', async () => {
+    const nc = await connectAs(cl.natsUrl, cl.credentials.files.admin);
+    opened.push(nc);
+    const got: string[] = [];
+    const refused = new Set<string>();
+    for (const subject of [`${n.prefix}.log.>`, '$JS.API.>', '$KV.>', `${n.prefix}.shard.>`, '$SYS.>', '>']) {
+      nc.subscribe(subject, { callback: (err, m) => (err ? refused.add(subject) : got.push(m.subject)) });
+    }
+    await nc.flush();
+    // Internal traffic of every kind: a write (log, shard subjects), a create (KV, JetStream API), connections ($SYS events).
+    await cl.client.upsert('a', points(20, 3));
+    await cl.client.search('a', [0, 1, 2, 3], { k: 1, consistency: 'strong' });
+    await cl.client.createCollection({ name: 'd', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+    await cl.client.dropCollection('d');
+    await (await connectAs(cl.natsUrl, cl.credentials.files.reader)).close();
+    await waitFor('every subscription refused', async () => (refused.size === 6 ? true : undefined), 10_000);
+    expect(got).toEqual([]);
+  });
+});
+
+describe('a user restricted to collections', () => {
+  it('reads and writes its collection only, once added and the server reloaded', async () => {
+    const store = addUser(cl.credentials.dir, 'vdb', { name: 'only-a', role: 'writer', collections: ['a'] });
+    writeSecret(cl.nats.accountsFile!, store.accounts);
+    cl.nats.reload();
+    const nc = await waitFor('only-a admitted after the reload', () => connectAs(cl.natsUrl, store.files['only-a']).catch(() => undefined), 15_000, 200);
+    opened.push(nc);
+    const onlyA = new VdbClient(nc, { timeoutMs: 15_000 });
+    await onlyA.upsert('a', points(30, 1));
+    expect((await onlyA.get('a', [30])).points.map((p) => p.id)).toEqual([30]);
+    await denied(onlyA.search('b', [0, 1, 2, 3], { k: 1 }));
+    await denied(onlyA.get('b', [0]));
+    await denied(onlyA.upsert('b', points(40, 1)));
+    await denied(onlyA.describe('a'));
+    await denied(onlyA.status());
+  });
+
+  it('an admin cannot be restricted, and names are checked', () => {
+    expect(() => addUser(cl.credentials.dir, 'vdb', { name: 'x', role: 'admin', collections: ['a'] })).toThrow(/an admin cannot be restricted/);
+    expect(() => addUser(cl.credentials.dir, 'vdb', { name: 'x y', role: 'reader' })).toThrow(/user name must be/);
+    expect(() => addUser(cl.credentials.dir, 'vdb', { name: 'x', role: 'reader', collections: ['a.>'] })).toThrow(/collection names are/);
+    expect(() => addUser(cl.credentials.dir, 'vdb', { name: 'internal', role: 'reader' })).toThrow(/the processes' own user/);
+  });
+});
+
+describe('credentials files', () => {
+  it('are written 0600, with the server config holding public keys only', () => {
+    for (const f of readdirSync(cl.credentials.dir)) expect(statSync(join(cl.credentials.dir, f)).mode & 0o777, f).toBe(0o600);
+    const seed = JSON.parse(readFileSync(cl.credentials.files.admin, 'utf8')) as { seed: string };
+    expect(seed.seed).toMatch(/^SU/);
+    expect(readFileSync(cl.nats.accountsFile!, 'utf8')).not.toContain(seed.seed);
+    expect(readFileSync(cl.nats.configFile, 'utf8')).not.toContain(seed.seed);
+  });
+});
+
