@@ -55,8 +55,8 @@ export interface RunningNats {
   configFile: string;
   /** The included accounts file (with auth): rewrite it and reload() to change users. */
   accountsFile?: string;
-  /** Makes the server read its config again (SIGHUP): users change without a restart. */
-  reload(): void;
+  /** Makes the server read its config again (SIGHUP), and resolves once it has: users change without a restart. */
+  reload(): Promise<void>;
   /** Settles when the server process ends, whether by stop() or not (a crash, a kill). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, wait for the exit, SIGKILL after a few seconds. Safe to call twice. */
@@ -322,9 +322,7 @@ async function launch(a: {
     })();
     return stopping;
   };
-  const reload = (): void => {
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGHUP');
-  };
+  const reload = (): Promise<void> => reloadNats(child.pid!, a.monitorPort);
   const kill = async (): Promise<void> => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
@@ -376,6 +374,26 @@ async function launch(a: {
     throw new VdbError(ErrorCode.UNAVAILABLE, `nats-server: the sync option needs nats-server 2.10 or later (${a.bin} does not know sync_interval)`);
   }
   throw new VdbError(ErrorCode.UNAVAILABLE, message);
+}
+
+async function configLoadTime(monitorPort: number): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
+  return ((await r.json()) as { config_load_time?: string }).config_load_time ?? '';
+}
+
+/**
+ * Sends nats-server `pid` its reload signal (SIGHUP) and waits until its
+ * monitoring port reports a new config load time: a client that connects
+ * while the server is swapping its users can be refused, one after it is not.
+ */
+export async function reloadNats(pid: number, monitorPort: number, timeoutMs = 10_000): Promise<void> {
+  const before = await configLoadTime(monitorPort);
+  process.kill(pid, 'SIGHUP');
+  const deadline = Date.now() + timeoutMs;
+  while ((await configLoadTime(monitorPort)) === before) {
+    if (Date.now() > deadline) throw new VdbError(ErrorCode.UNAVAILABLE, `nats-server (pid ${pid}) did not reload its configuration within ${timeoutMs} ms: see its log`);
+    await sleep(50);
+  }
 }
 
 /** One readiness probe: a client connection to *our* server, then a JetStream account info. */

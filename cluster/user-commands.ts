@@ -11,9 +11,10 @@ import { ROLES } from './auth.js';
 import type { Role } from './auth.js';
 import { addUser, writeSecret } from './credentials.js';
 import type { ClusterFile } from './launcher.js';
+import { reloadNats } from './nats-server.js';
 
 /** Adds the user and reloads the running nats-server; returns the user's credentials file. */
-export function userAdd(data: string, u: { name: string; role: Role; collections?: string[] }): string {
+export async function userAdd(data: string, u: { name: string; role: Role; collections?: string[] }): Promise<string> {
   const dir = resolve(data);
   const file = join(dir, 'cluster.json');
   if (!existsSync(file)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${file} does not exist: --data names the directory of vdb up`);
@@ -23,9 +24,9 @@ export function userAdd(data: string, u: { name: string; role: Role; collections
   const store = addUser(join(dir, 'credentials'), cluster.prefix, u);
   writeSecret(join(dir, 'nats', 'accounts.conf'), store.accounts);
   try {
-    process.kill(server.pid, 'SIGHUP');
+    await reloadNats(server.pid, server.monitorPort!);
   } catch (e) {
-    throw new VdbError(ErrorCode.UNAVAILABLE, `the user is saved, but nats-server (pid ${server.pid}) could not be told to reload (${(e as NodeJS.ErrnoException).code}); it takes the user when it next starts`);
+    throw new VdbError(ErrorCode.UNAVAILABLE, `the user is saved, but nats-server (pid ${server.pid}) did not reload (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); it takes the user when it next starts`);
   }
   return store.files[u.name];
 }
@@ -45,7 +46,7 @@ gives it a new key: the old file stops working (rotation). DIR defaults to ./dat
       if (positionals[0] !== 'add' || positionals.length !== 2) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'usage: vdb user add NAME --role reader|writer|admin [--collections a,b] [--data DIR]');
       if (o.role === undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--role is required: one of ${ROLES.join(', ')}`);
       const collections = o.collections === undefined ? undefined : o.collections.split(',').map((c) => c.trim()).filter((c) => c !== '');
-      const file = userAdd(o.data, { name: positionals[1], role: o.role as Role, collections });
+      const file = await userAdd(o.data, { name: positionals[1], role: o.role as Role, collections });
       console.log(`user ${positionals[1]} (${o.role}${collections ? ` of ${collections.join(', ')}` : ''}): credentials in ${file}`);
     },
   },

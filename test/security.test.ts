@@ -13,7 +13,11 @@ import { ErrorCode, VdbError } from '../ts/errors.js';
 import { encode } from '../ts/wire/codec.js';
 import { addUser, writeSecret } from '../cluster/credentials.js';
 import { names } from '../cluster/subjects.js';
-import { TestCluster, connectAs, waitFor } from './cluster-helpers.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import type { ClusterFile, RunningCluster, UpOptions } from '../cluster/launcher.js';
+import { CLI, ROOT, TestCluster, connectAs, requireDist, waitFor } from './cluster-helpers.js';
 
 let cl: TestCluster;
 const opened: NatsConnection[] = [];
@@ -143,8 +147,8 @@ describe('a user restricted to collections', () => {
   it('reads and writes its collection only, once added and the server reloaded', async () => {
     const store = addUser(cl.credentials.dir, 'vdb', { name: 'only-a', role: 'writer', collections: ['a'] });
     writeSecret(cl.nats.accountsFile!, store.accounts);
-    cl.nats.reload();
-    const nc = await waitFor('only-a admitted after the reload', () => connectAs(cl.natsUrl, store.files['only-a']).catch(() => undefined), 15_000, 200);
+    await cl.nats.reload();
+    const nc = await connectAs(cl.natsUrl, store.files['only-a']);
     opened.push(nc);
     const onlyA = new VdbClient(nc, { timeoutMs: 15_000 });
     await onlyA.upsert('a', points(30, 1));
@@ -174,3 +178,66 @@ describe('credentials files', () => {
   });
 });
 
+
+describe('vdb up and vdb user add', () => {
+  it('up authenticates by default; user add adds a user (and rotates its key) with a reload, not a restart', async () => {
+    requireDist();
+    // up() spawns cli.js next to itself: the compiled one.
+    const { up } = (await import(join(ROOT, 'dist', 'cluster', 'launcher.js'))) as { up: (o: UpOptions) => Promise<RunningCluster> };
+    const dir = mkdtempSync(join(tmpdir(), 'vdb-up-security-'));
+    const lines: string[] = [];
+    const cluster = await up({ shards: 1, data: dir, log: (l) => lines.push(l), output: (n, l) => lines.push(`${n}: ${l}`) });
+    const conns: NatsConnection[] = [];
+    try {
+      const info = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
+      const text = readFileSync(join(dir, 'cluster.json'), 'utf8');
+      expect(Object.keys(info.credentials!).sort()).toEqual(['admin', 'internal', 'reader', 'writer']);
+      for (const f of Object.values(info.credentials!)) expect(text).not.toContain((JSON.parse(readFileSync(f, 'utf8')) as { seed: string }).seed);
+      const e = await connect({ servers: cluster.url, reconnect: false }).then((nc) => nc.close().then(() => undefined), (x: { code?: string }) => x);
+      expect(e?.code).toBe('AUTHORIZATION_VIOLATION');
+
+      const adminNc = await connectAs(cluster.url, info.credentials!.admin);
+      conns.push(adminNc);
+      const admin = new VdbClient(adminNc, { timeoutMs: 15_000 });
+      await admin.createCollection({ name: 'u', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+      await admin.upsert('u', points(0, 5));
+      const natsPid = info.processes.find((p) => p.role === 'nats-server')!.pid;
+
+      const add = (args: string[]) => spawnSync(process.execPath, [CLI, 'user', 'add', ...args, '--data', dir], { encoding: 'utf8', timeout: 60_000 });
+      const r = add(['carol', '--role', 'reader', '--collections', 'u']);
+      expect(r.status, r.stderr).toBe(0);
+      const carolFile = join(dir, 'credentials', 'carol.json');
+      expect(r.stdout).toContain(carolFile);
+      expect(statSync(carolFile).mode & 0o777).toBe(0o600);
+      // The command returns once the server has reloaded.
+      const carolNc = await connectAs(cluster.url, carolFile);
+      conns.push(carolNc);
+      const carol = new VdbClient(carolNc, { timeoutMs: 15_000 });
+      expect(await carol.count('u', { consistency: 'strong' })).toBe(5);
+      await denied(carol.upsert('u', points(10, 1)));
+      // A reload, not a restart: the same server, and the connections made before it still work.
+      expect(adminNc.isClosed()).toBe(false);
+      expect(await admin.count('u')).toBe(5);
+      expect((JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile).processes.find((p) => p.role === 'nats-server')!.pid).toBe(natsPid);
+
+      // Rotation: adding carol again gives her a new key; the old one is refused from then on.
+      const oldSeed = readFileSync(carolFile, 'utf8');
+      const oldFile = join(dir, 'carol-old.json');
+      writeSecret(oldFile, oldSeed);
+      expect(add(['carol', '--role', 'reader']).status).toBe(0);
+      const old = await connectAs(cluster.url, oldFile).then((nc) => nc.close().then(() => undefined), (x: { code?: string }) => x);
+      expect(old?.code).toBe('AUTHORIZATION_VIOLATION');
+      const again = await connectAs(cluster.url, carolFile);
+      conns.push(again);
+      expect(await new VdbClient(again).count('u')).toBe(5);
+
+      const bad = add(['dave', '--role', 'root']);
+      expect(bad.status).toBe(1);
+      expect(bad.stderr).toMatch(/^vdb user: INVALID_ARGUMENT: role must be one of reader, writer, admin/m);
+    } finally {
+      for (const nc of conns) await nc.close().catch(() => undefined);
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
