@@ -33,6 +33,7 @@ import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
 import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 import { waitApplied } from './wait-applied.js';
@@ -41,8 +42,8 @@ import { WRITE_IN_TIME_MS, WRITE_WINDOW_MIN_MS, checkInTime, needsVersions, next
 
 export interface CoordinatorOptions {
   nats: string;
-  /** The credentials file to connect with (an internal-account user). */
-  creds?: string;
+  /** Credentials (an internal-account user) and TLS files to connect with. */
+  auth?: NatsAuth;
   name: string;
   prefix?: string;
   /** Deadline for a shard's answer to a search, get or count. Default 2000 ms. */
@@ -82,7 +83,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `versionWindowMs: expected an integer of at least ${WRITE_WINDOW_MIN_MS}, got ${versionWindowMs}`);
   }
   const n: Names = names(opts.prefix);
-  const nc: NatsConnection = await connectNats(opts.nats, opts.name, { creds: opts.creds });
+  const nc: NatsConnection = await connectNats(opts.nats, opts.name, opts.auth);
   const connection = trackConnection(nc);
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();

@@ -8,7 +8,10 @@ import { renameSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startNatsServer } from './nats-server.js';
-import { connectNats } from './nats-connect.js';
+import { authArgs, connectNats } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
+import { generateTls } from './tls.js';
+import type { TlsFiles } from './tls.js';
 import { openCredentials } from './credentials.js';
 import type { CredentialsStore } from './credentials.js';
 import type { RunningNats } from './nats-server.js';
@@ -26,8 +29,15 @@ export interface UpOptions {
   /** The replica count the cluster is meant for (the demo collection's); needs at least this many shard processes. Default 1. */
   replicas?: number;
   nats?: string;
-  /** With `nats`: the credentials file every process connects with (an internal-account user of that server). */
-  creds?: string;
+  /** With `nats`: how every process connects to that server (credentials of an internal-account user, TLS files). */
+  auth?: NatsAuth;
+  /**
+   * Without `nats`: TLS on the client port of the nats-server `up` starts, with
+   * these files or, with `generate`, a CA and certificates made in DIR/tls;
+   * `verifyClients` requires client certificates (mutual TLS; the processes
+   * present the generated client certificate, so it needs `generate`).
+   */
+  tls?: { generate?: boolean; files?: TlsFiles; verifyClients?: boolean };
   prefix?: string;
   log?: (line: string) => void;
   /** Each line a shard or coordinator writes; absent: they write to this process's stdout and stderr. */
@@ -42,6 +52,10 @@ export interface RunningCluster {
   url: string;
   /** The credentials `up` made for its own nats-server (absent with `nats`). */
   credentials?: CredentialsStore;
+  /** The TLS files of its own nats-server, when it runs TLS. */
+  tls?: TlsFiles;
+  /** How a client connects as one of `credentials`' users (with the TLS files); undefined with `nats`. */
+  clientAuth(user: string): NatsAuth | undefined;
   stop(): Promise<void>;
 }
 
@@ -63,6 +77,8 @@ export interface ClusterFile {
   replicas: number;
   /** The credentials file of each user by name, and `internal` (the processes' own); paths, never secrets. */
   credentials?: Record<string, string>;
+  /** With TLS: the CA clients verify the server with, and the client certificate and key (for mutual TLS). */
+  tls?: { ca: string; clientCert?: string; clientKey?: string };
   processes: ClusterProcess[];
 }
 
@@ -81,17 +97,26 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   const prefix = opts.prefix ?? 'vdb';
   let server: RunningNats | undefined;
   let credentials: CredentialsStore | undefined;
+  let tls: TlsFiles | undefined;
+  if (opts.tls && opts.nats) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'TLS of a NATS server vdb up does not start is that server\'s configuration: give its CA and client certificate as --tls-ca, --tls-cert, --tls-key');
   if (!opts.nats) {
     credentials = openCredentials(join(data, 'credentials'), prefix);
-    server = await startNatsServer({ dir: join(data, 'nats'), auth: { accounts: credentials.accounts, creds: credentials.internal } });
+    if (opts.tls) {
+      tls = opts.tls.files ?? (opts.tls.generate ? generateTls(join(data, 'tls')) : undefined);
+      if (!tls) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'TLS needs the server\'s certificate, key and CA, or generate');
+      if (opts.tls.verifyClients && !tls.clientCert) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'mutual TLS needs a client certificate for the processes: let vdb up generate the certificates (--tls)');
+    }
+    server = await startNatsServer({ dir: join(data, 'nats'), auth: { accounts: credentials.accounts, creds: credentials.internal }, tls: tls && { ...tls, verifyClients: opts.tls?.verifyClients } });
     log(`nats-server ${server.url} (pid ${server.pid}, monitoring http://127.0.0.1:${server.monitorPort}), JetStream in ${join(data, 'nats')}`);
     log(`credentials in ${credentials.dir}: ${Object.keys(credentials.files).join(', ')} (client users), internal.json (the processes')`);
   }
   const url = opts.nats ?? server!.url;
-  const creds = credentials?.internal ?? opts.creds;
+  const as = (creds: string): NatsAuth => ({ creds, ...(tls ? { tlsCa: tls.ca, tlsCert: tls.clientCert, tlsKey: tls.clientKey } : {}) });
+  const auth = credentials ? as(credentials.internal) : (opts.auth ?? {});
+  const clientAuth = (user: string) => (credentials?.files[user] === undefined ? undefined : as(credentials.files[user]));
   // The metadata buckets exist before any process starts, so none races to create them.
   // The connection stays open: restarted processes are seen heartbeating through it.
-  const nc = await connectNats(url, 'vdb-up', { creds });
+  const nc = await connectNats(url, 'vdb-up', auth);
   const meta = await Meta.open(nc, names(prefix));
   const ports = new Map<string, number | undefined>();
   const file = join(data, 'cluster.json');
@@ -108,7 +133,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       void backAgain(c, c.proc.pid!);
     },
   });
-  const common = ['--nats', url, '--prefix', prefix, ...(creds === undefined ? [] : ['--creds', creds])];
+  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth)];
   const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
     .flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
   for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`), ...limitArgs]);
@@ -121,6 +146,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       prefix,
       replicas,
       ...(credentials ? { credentials: { internal: credentials.internal, ...credentials.files } } : {}),
+      ...(tls ? { tls: { ca: tls.ca, clientCert: tls.clientCert, clientKey: tls.clientKey } } : {}),
       processes: [
         ...(server ? [{ role: 'nats-server' as const, pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
         ...supervisor.children.map((c) => {
@@ -175,5 +201,5 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   write();
   for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
-  return { url, credentials, stop };
+  return { url, credentials, tls, clientAuth, stop };
 }

@@ -12,6 +12,7 @@ import { delimiter, join, resolve } from 'node:path';
 import { connect } from 'nats';
 import { ErrorCode, VdbError } from '../ts/errors.js';
 import { readCreds, writeSecret } from './credentials.js';
+import type { TlsFiles } from './tls.js';
 
 export interface NatsServerOptions {
   /** Data directory: holds the config file and the JetStream store (`dir/jetstream`). Created if missing. */
@@ -42,6 +43,12 @@ export interface NatsServerOptions {
    * probe connects with. Absent: no authorization at all (only for tests of that).
    */
   auth?: { accounts: string; creds: string };
+  /**
+   * TLS on the client port: the server's certificate and key, the CA clients
+   * verify it with; `verifyClients` requires a client certificate signed by that
+   * CA (the readiness probe presents clientCert/clientKey).
+   */
+  tls?: TlsFiles & { verifyClients?: boolean };
 }
 
 export interface RunningNats {
@@ -146,7 +153,7 @@ const q = (s: string): string => JSON.stringify(s);
 
 function configText(c: {
   host: string; port: number; monitorPort: number; maxPayload: number; storeDir: string; serverName: string;
-  sync?: string; cluster?: NatsServerOptions['cluster']; accountsFile?: string;
+  sync?: string; cluster?: NatsServerOptions['cluster']; accountsFile?: string; tls?: NatsServerOptions['tls'];
 }): string {
   const lines = [
     '# Written by vdb (cluster/nats-server.ts) on every start; edits are overwritten.',
@@ -159,6 +166,15 @@ function configText(c: {
     ...(c.sync === undefined ? [] : [`  sync_interval: ${q(c.sync)}`]),
     '}',
     ...(c.accountsFile === undefined ? [] : [`include ${q(c.accountsFile)}`]),
+    ...(c.tls === undefined ? [] : [
+      'tls {',
+      `  cert_file: ${q(c.tls.cert)}`,
+      `  key_file: ${q(c.tls.key)}`,
+      `  ca_file: ${q(c.tls.ca)}`,
+      ...(c.tls.verifyClients ? ['  verify: true'] : []),
+      '  timeout: 5',
+      '}',
+    ]),
   ];
   if (c.cluster) {
     lines.push(
@@ -285,6 +301,7 @@ async function launch(a: {
       sync: a.opts.sync,
       cluster: a.opts.cluster,
       accountsFile: accountsFile && 'accounts.conf',
+      tls: a.opts.tls,
     }),
   );
 
@@ -345,7 +362,7 @@ async function launch(a: {
 
   while (!dead && Date.now() < deadline) {
     try {
-      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())), a.opts.auth?.creds);
+      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())), a.opts.auth?.creds, a.opts.tls);
       probe.catch(() => {}); // may settle after the server's exit has ended the race
       if ((await Promise.race([probe.then(() => 'ready' as const), exited])) === 'ready') {
         return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, accountsFile, reload, exited, stop, kill };
@@ -397,8 +414,11 @@ export async function reloadNats(pid: number, monitorPort: number, timeoutMs = 1
 }
 
 /** One readiness probe: a client connection to *our* server, then a JetStream account info. */
-async function ready(url: string, serverName: string, timeout: number, creds: string | undefined): Promise<void> {
-  const nc = await connect({ servers: url, timeout, reconnect: false, name: 'vdb-nats-ready', ...(creds === undefined ? {} : readCreds(creds)) });
+async function ready(url: string, serverName: string, timeout: number, creds: string | undefined, tls: NatsServerOptions['tls']): Promise<void> {
+  const nc = await connect({
+    servers: url, timeout, reconnect: false, name: 'vdb-nats-ready', ...(creds === undefined ? {} : readCreds(creds)),
+    ...(tls === undefined ? {} : { tls: { caFile: tls.ca, ...(tls.clientCert && tls.clientKey ? { certFile: tls.clientCert, keyFile: tls.clientKey } : {}) } }),
+  });
   try {
     const name = nc.info?.server_name;
     if (name !== serverName) throw new Error(`port ${url} is served by another server (${name ?? 'unknown'})`);

@@ -20,14 +20,15 @@ import { Registry, serveMetrics } from './metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 
 export interface ShardOptions extends ShardLimits {
   nats: string;
-  /** The credentials file to connect with (an internal-account user). */
-  creds?: string;
+  /** Credentials (an internal-account user) and TLS files to connect with. */
+  auth?: NatsAuth;
   name: string;
   data: string;
   prefix?: string;
@@ -47,7 +48,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const limits = limitsFrom(opts);
   mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
-  const nc = await connectNats(opts.nats, opts.name, { creds: opts.creds });
+  const nc = await connectNats(opts.nats, opts.name, opts.auth);
   const connection = trackConnection(nc);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });

@@ -13,6 +13,11 @@ import { ErrorCode, VdbError } from '../ts/errors.js';
 import { encode } from '../ts/wire/codec.js';
 import { addUser, writeSecret } from '../cluster/credentials.js';
 import { names } from '../cluster/subjects.js';
+import { authOptions } from '../cluster/nats-connect.js';
+import type { NatsAuth } from '../cluster/nats-connect.js';
+import { openCredentials } from '../cluster/credentials.js';
+import { startNatsServer } from '../cluster/nats-server.js';
+import { generateTls } from '../cluster/tls.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -236,6 +241,65 @@ describe('vdb up and vdb user add', () => {
       expect(bad.stderr).toMatch(/^vdb user: INVALID_ARGUMENT: role must be one of reader, writer, admin/m);
     } finally {
       for (const nc of conns) await nc.close().catch(() => undefined);
+      await cluster.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('TLS', () => {
+  const tryConnect = (url: string, auth: NatsAuth) =>
+    connect({ servers: url, reconnect: false, timeout: 10_000, ...authOptions(auth) }).then(async (nc) => {
+      await nc.flush();
+      await nc.close();
+      return 'connected';
+    }, (e: Error) => e.message);
+
+  it('a client verifies the server: trusting another CA, or none, it is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vdb-tls-'));
+    try {
+      const ours = generateTls(join(dir, 'ours'));
+      const theirs = generateTls(join(dir, 'theirs'));
+      expect(statSync(ours.key).mode & 0o777).toBe(0o600);
+      const creds = openCredentials(join(dir, 'credentials'), 'vdb');
+      const srv = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal }, tls: ours });
+      try {
+        expect(await tryConnect(srv.url, { creds: creds.files.reader, tlsCa: ours.ca })).toBe('connected');
+        expect(await tryConnect(srv.url, { creds: creds.files.reader, tlsCa: theirs.ca })).toMatch(/certificate/i);
+        expect(await tryConnect(srv.url, { creds: creds.files.reader })).toMatch(/certificate/i);
+      } finally {
+        await srv.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('vdb up with mutual TLS: its processes and clients connect with certificates, a client without one is refused', async () => {
+    requireDist();
+    const { up } = (await import(join(ROOT, 'dist', 'cluster', 'launcher.js'))) as { up: (o: UpOptions) => Promise<RunningCluster> };
+    const dir = mkdtempSync(join(tmpdir(), 'vdb-up-tls-'));
+    const lines: string[] = [];
+    const cluster = await up({ shards: 1, data: dir, tls: { generate: true, verifyClients: true }, log: (l) => lines.push(l), output: (n, l) => lines.push(`${n}: ${l}`) });
+    try {
+      const info = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as ClusterFile;
+      expect(info.tls?.ca).toBe(join(dir, 'tls', 'ca.pem'));
+      expect(readFileSync(join(dir, 'cluster.json'), 'utf8')).not.toMatch(/PRIVATE KEY/);
+      const admin = cluster.clientAuth('admin')!;
+      // The shard and coordinator are up: they connected over mutual TLS.
+      const nc = await connect({ servers: cluster.url, ...authOptions(admin) });
+      try {
+        const client = new VdbClient(nc, { timeoutMs: 15_000 });
+        await client.createCollection({ name: 't', dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
+        await client.upsert('t', points(0, 3));
+        expect(await client.count('t', { consistency: 'strong' })).toBe(3);
+      } finally {
+        await nc.close();
+      }
+      // Good credentials, the right CA, but no client certificate: the server ends the handshake.
+      expect(await tryConnect(cluster.url, { creds: admin.creds, tlsCa: admin.tlsCa })).toMatch(/certificate/i);
+      expect(await tryConnect(cluster.url, admin)).toBe('connected');
+    } finally {
       await cluster.stop();
       rmSync(dir, { recursive: true, force: true });
     }
