@@ -51,6 +51,11 @@ async function withClient<T>(url: string, prefix: string | undefined, auth: Nats
 
 const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' }, ...AUTH_FLAGS } as const;
 
+/** Where a process serves /metrics and /healthz: loopback unless opened deliberately. */
+const METRICS_FLAGS = { 'metrics-host': { type: 'string' } } as const;
+const METRICS_HELP = `--metrics-host: the interface of /metrics and /healthz (default 127.0.0.1; 0.0.0.0 opens them to
+the network, unauthenticated: see docs/security.md).`;
+
 /** Files only, never a secret: a command line is visible to every user of the machine. */
 const AUTH_USAGE = '[--creds FILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]';
 const AUTH_HELP = `--creds: a credentials file (or $VDB_CREDS; see docs/security.md); --tls-ca: the CA that
@@ -95,13 +100,15 @@ export const CLUSTER_COMMANDS = {
   up: {
     summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
     help: `Usage: vdb up [--shards N] [--replicas R] [--data DIR] [--nats URL] [--prefix P] [--demo]
-  [--tls [--tls-verify-clients] | --tls-cert FILE --tls-key FILE --tls-ca FILE] ${AUTH_USAGE} ${LIMIT_USAGE}
+  [--tls [--tls-verify-clients] | --tls-cert FILE --tls-key FILE --tls-ca FILE] ${AUTH_USAGE}
+  [--metrics-host H] ${LIMIT_USAGE}
 Without --nats, the nats-server it starts requires credentials: it makes them in
 DIR/credentials (0600 files: admin.json, writer.json, reader.json for clients,
 internal.json for its processes; add users with vdb user add). --tls generates a CA
 and certificates in DIR/tls (openssl) and serves TLS; --tls-verify-clients also
 requires client certificates; or --tls-cert/--tls-key/--tls-ca give the server's own.
 With --nats, --creds and the --tls-* files are what every process connects with.
+--metrics-host goes to every process: ${METRICS_HELP}
 Starts nats-server with JetStream in DIR/nats (unless --nats), N shard processes
 and a coordinator, and supervises them: a process that dies is restarted with
 the same name and data directory (back-off 0.5 s doubling to 30 s). Writes
@@ -112,13 +119,13 @@ runs a search. The capacity flags go to every shard process:
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
-        ...COMMON, ...LIMIT_FLAGS, tls: { type: 'boolean' }, 'tls-verify-clients': { type: 'boolean' }, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
+        ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, tls: { type: 'boolean' }, 'tls-verify-clients': { type: 'boolean' }, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
       });
       const shards = Number(o.shards);
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
       if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
-      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o) });
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o), metricsHost: o['metrics-host'] as string | undefined });
       console.log(`NATS URL: ${cluster.url}${cluster.tls ? ` (TLS: trust ${cluster.tls.ca}; client certificate ${cluster.tls.clientCert ?? 'none'})` : ''}`);
       if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
       if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, cluster.clientAuth('admin') ?? auth(o), (c) => runDemo(c, shards, replicas));
@@ -128,18 +135,19 @@ ${LIMIT_HELP}`,
   },
   shard: {
     summary: 'run a shard process (serves the shards assigned to it)',
-    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${AUTH_USAGE} ${LIMIT_USAGE}
+    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${AUTH_USAGE} [--metrics-host H] ${LIMIT_USAGE}
 ${AUTH_HELP}
+${METRICS_HELP}
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, data: { type: 'string' } });
-      const s = await runShard({ nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
+      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, data: { type: 'string' } });
+      const s = await runShard({ metricsHost: o['metrics-host'] as string | undefined, nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
       await untilSignal(s.stop);
     },
   },
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
-    help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--deadline-ms 2000]
+    help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
   [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
 --compact-after: log entries every replica has applied before the log is compacted below them;
@@ -147,13 +155,14 @@ ${LIMIT_HELP}`,
 --version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
   within this long of taking its version; version tombstones live about twice it (at least 1000;
   give every coordinator of a cluster the same value).
-${AUTH_HELP}`,
+${AUTH_HELP}
+${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), auth: auth(o), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
-        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
+        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
       await untilSignal(c.stop);
     },

@@ -50,6 +50,8 @@ export interface CoordinatorOptions {
   deadlineMs?: number;
   /** Port of /metrics and /healthz; 0 or absent picks a free one. */
   metricsPort?: number;
+  /** Interface of /metrics and /healthz (default 127.0.0.1: other machines need a deliberate choice, docs/security.md). */
+  metricsHost?: string;
   /** Balancer: how long a replica may be gone before it is replaced (default 30 s). */
   graceMs?: number;
   /** Balancer: log entries every replica has applied before the log is compacted below them (default 10,000). */
@@ -452,6 +454,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
+    host: opts.metricsHost,
     health: () => {
       const conn = connection.state();
       return { ok: conn.connected, detail: { name: opts.name, nats: connectionDetail(nc, conn), collectionsCached: cache.size } };

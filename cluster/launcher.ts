@@ -44,6 +44,8 @@ export interface UpOptions {
   output?: (name: string, line: string) => void;
   /** Restart back-off (default 0.5 s doubling to 30 s, reset after 10 s up). */
   backoff?: Partial<Backoff>;
+  /** Interface of every process's /metrics and /healthz (default 127.0.0.1). */
+  metricsHost?: string;
   /** Capacity limits of every shard process (their flags). */
   limits?: ShardLimits;
 }
@@ -133,7 +135,9 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       void backAgain(c, c.proc.pid!);
     },
   });
-  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth)];
+  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth), ...(opts.metricsHost === undefined ? [] : ['--metrics-host', opts.metricsHost])];
+  // The metrics URLs as this machine reaches them.
+  const mhost = opts.metricsHost === undefined || ['0.0.0.0', '::', ''].includes(opts.metricsHost) ? '127.0.0.1' : opts.metricsHost.includes(':') ? `[${opts.metricsHost}]` : opts.metricsHost;
   const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
     .flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
   for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`), ...limitArgs]);
@@ -151,7 +155,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
         ...(server ? [{ role: 'nats-server' as const, pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
         ...supervisor.children.map((c) => {
           const port = ports.get(c.name);
-          return { role: c.role, name: c.name, pid: c.proc.pid!, restarts: c.restarts, metrics: port === undefined ? null : `http://127.0.0.1:${port}/metrics` };
+          return { role: c.role, name: c.name, pid: c.proc.pid!, restarts: c.restarts, metrics: port === undefined ? null : `http://${mhost}:${port}/metrics` };
         }),
       ],
     };
@@ -166,7 +170,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       if (m) {
         ports.set(c.name, m.metricsPort);
         write();
-        log(`${c.name} is back: pid ${pid} heartbeats, http://127.0.0.1:${m.metricsPort}/metrics`);
+        log(`${c.name} is back: pid ${pid} heartbeats, http://${mhost}:${m.metricsPort}/metrics`);
         return;
       }
       await new Promise((r) => setTimeout(r, 100));
@@ -199,7 +203,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   }
   supervisor.supervise();
   write();
-  for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
+  for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://${mhost}:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
   return { url, credentials, tls, clientAuth, stop };
 }

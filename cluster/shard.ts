@@ -35,6 +35,8 @@ export interface ShardOptions extends ShardLimits {
   log?: (line: string) => void;
   /** Port of /metrics and /healthz; 0 or absent picks a free one. */
   metricsPort?: number;
+  /** Interface of /metrics and /healthz (default 127.0.0.1: other machines need a deliberate choice, docs/security.md). */
+  metricsHost?: string;
 }
 
 /** A replica this many log entries behind a live peer copies the peer instead of replaying. */
@@ -92,6 +94,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
+    host: opts.metricsHost,
     health: () => {
       const failed = Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed]));
       const conn = connection.state();

@@ -18,7 +18,7 @@ import type { NatsAuth } from '../cluster/nats-connect.js';
 import { openCredentials } from '../cluster/credentials.js';
 import { startNatsServer } from '../cluster/nats-server.js';
 import { generateTls } from '../cluster/tls.js';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { ClusterFile, RunningCluster, UpOptions } from '../cluster/launcher.js';
@@ -302,6 +302,28 @@ describe('TLS', () => {
     } finally {
       await cluster.stop();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the metrics listeners', () => {
+  /** The local address a listening TCP socket on `port` is bound to, from the kernel's table (hex, e.g. 0100007F = 127.0.0.1). */
+  const boundTo = (port: number): string | undefined => {
+    const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+    const rows = readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    return rows.find((r) => r[1]?.endsWith(`:${hexPort}`) && r[3] === '0A')?.[1].split(':')[0];
+  };
+  const members = async () => (await cl.client.status()).members as { name: string; metricsPort: number }[];
+
+  it('stay on loopback by default, and open only with --metrics-host', async () => {
+    for (const m of await members()) expect(boundTo(m.metricsPort), m.name).toBe('0100007F');
+    const child = spawn(process.execPath, [CLI, 'coordinator', '--nats', cl.natsUrl, '--creds', cl.credentials.internal, '--name', 'c-open', '--metrics-host', '0.0.0.0'], { stdio: 'ignore' });
+    try {
+      const m = await waitFor('c-open heartbeating', async () => (await members()).find((x) => x.name === 'c-open'), 30_000, 200);
+      expect(boundTo(m.metricsPort)).toBe('00000000');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
     }
   });
 });
