@@ -29,6 +29,8 @@ export interface ClientUser {
 }
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/** As docs/protocol.md has them: one subject token, never a wildcard. */
+const COLLECTION = /^[A-Za-z0-9-][A-Za-z0-9_-]{0,127}$/;
 
 /** Checks a user's name, role and collections; an admin cannot be restricted (create/drop name the collection in the body, where no subject permission reaches). */
 export function checkUser(u: { name: string; role: string; collections?: string[] }): void {
@@ -38,7 +40,7 @@ export function checkUser(u: { name: string; role: string; collections?: string[
   if (u.role === 'admin') throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'an admin cannot be restricted to collections: give reader or writer');
   if (u.collections.length === 0) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'collections, when given, must name at least one collection');
   for (const c of u.collections) {
-    if (!NAME.test(c)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `collection names are 1..64 of A-Z a-z 0-9 _ -, got ${JSON.stringify(c)}`);
+    if (!COLLECTION.test(c)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `collection names are 1..128 of A-Z a-z 0-9 _ -, not starting with _, got ${JSON.stringify(c)}`);
   }
 }
 
