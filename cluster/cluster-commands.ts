@@ -125,6 +125,10 @@ ${LIMIT_HELP}`,
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
       if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
+      if (o.nats && (o.tls || o['tls-verify-clients'])) {
+        throw new VdbError(ErrorCode.INVALID_ARGUMENT, "--tls and --tls-verify-clients configure the nats-server vdb up starts; with --nats give that server's CA and a client certificate as --tls-ca, --tls-cert, --tls-key");
+      }
+      if (!o.nats && o.creds !== undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--creds goes with --nats: without it vdb up makes its own credentials in DIR/credentials');
       const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o), metricsHost: o['metrics-host'] as string | undefined });
       console.log(`NATS URL: ${cluster.url}${cluster.tls ? ` (TLS: trust ${cluster.tls.ca}; client certificate ${cluster.tls.clientCert ?? 'none'})` : ''}`);
       if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
