@@ -23,7 +23,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connect } from 'nats';
+import { connectNats } from '../cluster/nats-connect.js';
+import { openCredentials } from '../cluster/credentials.js';
 import type { NatsConnection } from 'nats';
 import { startNatsServer } from '../cluster/nats-server.js';
 import { names } from '../cluster/subjects.js';
@@ -54,8 +55,8 @@ const n = names('vdb');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 
-function start(role: 'shard' | 'coordinator', url: string, name: string, args: string[]): ChildProcess {
-  return spawn(process.execPath, [CLI, role, '--nats', url, '--name', name, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+function start(role: 'shard' | 'coordinator', url: string, creds: string, name: string, args: string[]): ChildProcess {
+  return spawn(process.execPath, [CLI, role, '--nats', url, '--creds', creds, '--name', name, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 async function stop(p: ChildProcess): Promise<void> {
@@ -78,11 +79,13 @@ type Mode = 'replay' | 'copy';
 
 async function run(dim: number, mode: Mode, r: number): Promise<{ seconds: number; last: number; points: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'vdb-catchup-'));
-  const nats = await startNatsServer({ dir: join(dir, 'nats') });
-  const nc = await connect({ servers: nats.url });
-  const coord = start('coordinator', nats.url, 'c-0', []);
-  let shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
-  const peer = mode === 'copy' ? start('shard', nats.url, 'peer', ['--data', join(dir, 'peer')]) : undefined;
+  // Authenticated as vdb up runs; this connection is internal (it reads replicas' sequences and the log).
+  const creds = openCredentials(join(dir, 'credentials'), 'vdb');
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal } });
+  const nc = await connectNats(nats.url, 'vdb-bench-catchup', { creds: creds.internal });
+  const coord = start('coordinator', nats.url, creds.internal, 'c-0', []);
+  let shard = start('shard', nats.url, creds.internal, 'replica', ['--data', join(dir, 'replica')]);
+  const peer = mode === 'copy' ? start('shard', nats.url, creds.internal, 'peer', ['--data', join(dir, 'peer')]) : undefined;
   try {
     const client = new VdbClient(nc, { timeoutMs: 30_000 });
     const c = `catchup${dim}`;
@@ -136,7 +139,7 @@ async function run(dim: number, mode: Mode, r: number): Promise<{ seconds: numbe
     }
 
     const t0 = performance.now();
-    shard = start('shard', nats.url, 'replica', ['--data', join(dir, 'replica')]);
+    shard = start('shard', nats.url, creds.internal, 'replica', ['--data', join(dir, 'replica')]);
     const catching = progress(`dim ${dim} ${mode} run ${r + 1}: catching up`);
     let last = -1;
     while ((last = await applied(nc, c)) < entries) {

@@ -44,7 +44,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from 'nats';
+import { connectNats } from '../cluster/nats-connect.js';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
 import { names } from '../cluster/subjects.js';
@@ -396,6 +396,7 @@ async function main(): Promise<number> {
     output: keep,
   });
   let nc: NatsConnection | undefined;
+  let clientNc: NatsConnection | undefined;
   let placement: string[][] = [];
   let uid: string | undefined;
   let caughtUp = false;
@@ -403,8 +404,10 @@ async function main(): Promise<number> {
   let disk: { copies: number; v: Verdict } | undefined;
   let loadS = 0;
   try {
-    nc = await connect({ servers: cluster.url, name: 'vdb-chaos' });
-    const client = new VdbClient(nc, { timeoutMs: 10_000 });
+    // The log inspection needs the internal account; the API calls go as an application's would, through the client account.
+    nc = await connectNats(cluster.url, 'vdb-chaos', { creds: cluster.credentials!.internal });
+    clientNc = await connectNats(cluster.url, 'vdb-chaos-client', { creds: cluster.credentials!.files.admin });
+    const client = new VdbClient(clientNc, { timeoutMs: 10_000 });
     await client.createCollection({ name: COLL, dim: DIM, metric: 'l2', replicas: REPLICAS, partitioner: { kind: 'hash', shards: SHARDS } });
     const described = await client.describe(COLL);
     placement = (described.shardMap as { replicas: string[][] }).replicas;
@@ -451,6 +454,7 @@ async function main(): Promise<number> {
     else api = await checkThroughCluster(client);
   } finally {
     if (nc && !nc.isClosed()) await nc.close();
+    if (clientNc && !clientNc.isClosed()) await clientNc.close();
     await cluster.stop();
   }
   const pids = readCluster().processes;

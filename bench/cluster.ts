@@ -82,7 +82,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connect } from 'nats';
+import { connectNats } from '../cluster/nats-connect.js';
 import type { NatsConnection } from 'nats';
 import { up } from '../cluster/launcher.js';
 import { Requester } from '../cluster/requester.js';
@@ -441,7 +441,7 @@ async function runConfig(cfg: Config): Promise<ConfigResult> {
   current = cluster;
   let nc: NatsConnection | undefined;
   try {
-    nc = await connect({ servers: cluster.url, name: 'vdb-bench-cluster', noAsyncTraces: true });
+    nc = await connectNats(cluster.url, 'vdb-bench-cluster', { creds: cluster.credentials!.files.admin });
     // Requests go through the coordinator's own inbox table rather than nc.request (see cluster/requester.ts).
     const requester = new Requester(nc);
     const client = new VdbClient({ request: (subject, data, o) => requester.request(subject, data, o.timeout) }, { timeoutMs: 30_000 });

@@ -13,6 +13,7 @@ import { Collection, ErrorCode, VdbError } from '../ts/index.js';
 import type { Filter, Hit, Metric } from '../ts/index.js';
 import { FORMATS, openReader } from './readers.js';
 import { CLUSTER_COMMANDS, clusterImport, clusterSearch } from './cluster-commands.js';
+import { USER_COMMANDS } from './user-commands.js';
 import type { Format, VectorReader } from './readers.js';
 import { RateProgress, duration } from './progress.js';
 
@@ -348,6 +349,7 @@ const COMMANDS: Record<string, Command> = {
     run: (argv) => (viaCluster(argv) ? clusterSearch(argv) : searchCommand(argv)),
   },
   ...CLUSTER_COMMANDS,
+  ...USER_COMMANDS,
 };
 
 function version(): string {

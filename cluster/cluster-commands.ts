@@ -12,10 +12,12 @@ import { DEFAULT_LIMITS, limitsFrom } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
 import { runCoordinator } from './coordinator.js';
 import { up } from './launcher.js';
+import type { UpOptions } from './launcher.js';
 import { openReader } from './readers.js';
 import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
-import { natsServers } from './nats-connect.js';
+import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -42,8 +44,8 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-async function withClient<T>(url: string, prefix: string | undefined, fn: (c: VdbClient) => Promise<T>): Promise<T> {
-  const nc: NatsConnection = await connect({ servers: natsServers(url) });
+async function withClient<T>(url: string, prefix: string | undefined, auth: NatsAuth, fn: (c: VdbClient) => Promise<T>): Promise<T> {
+  const nc: NatsConnection = await connect({ servers: natsServers(url), ...authOptions(auth) });
   try {
     return await fn(new VdbClient(nc, { prefix }));
   } finally {
@@ -51,7 +53,31 @@ async function withClient<T>(url: string, prefix: string | undefined, fn: (c: Vd
   }
 }
 
-const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' } } as const;
+const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { type: 'string' }, ...AUTH_FLAGS } as const;
+
+/** Where a process serves /metrics and /healthz: loopback unless opened deliberately. */
+const METRICS_FLAGS = { 'metrics-host': { type: 'string' } } as const;
+const METRICS_HELP = `--metrics-host: the interface of /metrics and /healthz (default 127.0.0.1; 0.0.0.0 opens them to
+the network, unauthenticated: see docs/security.md).`;
+
+/** Files only, never a secret: a command line is visible to every user of the machine. */
+const AUTH_USAGE = '[--creds FILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]';
+const AUTH_HELP = `--creds: a credentials file (or $VDB_CREDS; see docs/security.md); --tls-ca: the CA that
+signed the server's certificate (or $VDB_TLS_CA); --tls-cert/--tls-key: a client certificate
+for a server that verifies clients (or $VDB_TLS_CERT/$VDB_TLS_KEY).`;
+const auth = (o: Record<string, unknown>) => authFromFlags(o);
+
+/** `vdb up`'s TLS for its own nats-server: generated (--tls) or the server's files (--tls-cert, --tls-key, --tls-ca). */
+function tlsOption(o: Record<string, unknown>): UpOptions['tls'] {
+  const files = o['tls-cert'] !== undefined || o['tls-key'] !== undefined || o['tls-ca'] !== undefined;
+  if (files && o.tls) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--tls generates the certificates; --tls-cert, --tls-key and --tls-ca give them: not both');
+  if (files) {
+    const f = (k: string) => need(o[k], `--${k}`);
+    return { files: { cert: f('tls-cert'), key: f('tls-key'), ca: f('tls-ca') }, verifyClients: o['tls-verify-clients'] === true };
+  }
+  if (o['tls-verify-clients'] && !o.tls) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--tls-verify-clients needs --tls');
+  return o.tls ? { generate: true, verifyClients: o['tls-verify-clients'] === true } : undefined;
+}
 
 /** A shard process's capacity limits (cluster/capacity.ts), on `vdb shard` and `vdb up`. */
 const LIMIT_FLAGS = { 'max-index-mb': { type: 'string' }, 'max-points': { type: 'string' }, 'min-free-disk-mb': { type: 'string' } } as const;
@@ -78,7 +104,15 @@ export const CLUSTER_COMMANDS = {
   up: {
     summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
     help: `Usage: vdb up [--shards N] [--replicas R] [--data DIR] [--nats URL] [--prefix P] [--demo]
-  ${LIMIT_USAGE}
+  [--tls [--tls-verify-clients] | --tls-cert FILE --tls-key FILE --tls-ca FILE] ${AUTH_USAGE}
+  [--metrics-host H] ${LIMIT_USAGE}
+Without --nats, the nats-server it starts requires credentials: it makes them in
+DIR/credentials (0600 files: admin.json, writer.json, reader.json for clients,
+internal.json for its processes; add users with vdb user add). --tls generates a CA
+and certificates in DIR/tls (openssl) and serves TLS; --tls-verify-clients also
+requires client certificates; or --tls-cert/--tls-key/--tls-ca give the server's own.
+With --nats, --creds and the --tls-* files are what every process connects with.
+--metrics-host goes to every process: ${METRICS_HELP}
 Starts nats-server with JetStream in DIR/nats (unless --nats), N shard processes
 and a coordinator, and supervises them: a process that dies is restarted with
 the same name and data directory (back-off 0.5 s doubling to 30 s). Writes
@@ -89,54 +123,64 @@ runs a search. The capacity flags go to every shard process:
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
-        ...COMMON, ...LIMIT_FLAGS, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
+        ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, tls: { type: 'boolean' }, 'tls-verify-clients': { type: 'boolean' }, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
       });
       const shards = Number(o.shards);
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
       if (!Number.isInteger(replicas) || replicas < 1) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--replicas must be an integer of at least 1, got ${JSON.stringify(o.replicas)}`);
-      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, prefix: o.prefix as string | undefined, limits: limitOptions(o) });
-      console.log(`NATS URL: ${cluster.url}`);
-      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, (c) => runDemo(c, shards, replicas));
+      if (o.nats && (o.tls || o['tls-verify-clients'])) {
+        throw new VdbError(ErrorCode.INVALID_ARGUMENT, "--tls and --tls-verify-clients configure the nats-server vdb up starts; with --nats give that server's CA and a client certificate as --tls-ca, --tls-cert, --tls-key");
+      }
+      if (!o.nats && o.creds !== undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--creds goes with --nats: without it vdb up makes its own credentials in DIR/credentials');
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o), metricsHost: o['metrics-host'] as string | undefined });
+      console.log(`NATS URL: ${cluster.url}${cluster.tls ? ` (TLS: trust ${cluster.tls.ca}; client certificate ${cluster.tls.clientCert ?? 'none'})` : ''}`);
+      if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
+      if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, cluster.clientAuth('admin') ?? auth(o), (c) => runDemo(c, shards, replicas));
       console.log('serving; Ctrl-C stops the cluster');
       await untilSignal(cluster.stop);
     },
   },
   shard: {
     summary: 'run a shard process (serves the shards assigned to it)',
-    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${LIMIT_USAGE}
+    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${AUTH_USAGE} [--metrics-host H] ${LIMIT_USAGE}
+${AUTH_HELP}
+${METRICS_HELP}
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, data: { type: 'string' } });
-      const s = await runShard({ nats: need(o.nats, '--nats'), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
+      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, data: { type: 'string' } });
+      const s = await runShard({ metricsHost: o['metrics-host'] as string | undefined, nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
       await untilSignal(s.stop);
     },
   },
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
-    help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] [--deadline-ms 2000]
+    help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
   [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
 --compact-after: log entries every replica has applied before the log is compacted below them;
 --split-at: points that make a hash-partitioned shard split in two (0: never);
 --version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
   within this long of taking its version; version tombstones live about twice it (at least 1000;
-  give every coordinator of a cluster the same value).`,
+  give every coordinator of a cluster the same value).
+${AUTH_HELP}
+${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const c = await runCoordinator({
-        nats: need(o.nats, '--nats'), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
-        deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
+        nats: need(o.nats, '--nats'), auth: auth(o), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
+        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
       await untilSignal(c.stop);
     },
   },
   create: {
     summary: 'create a collection in a cluster',
-    help: `Usage: vdb create --nats URL --collection NAME --dim D [--metric l2|ip|cosine]
+    help: `Usage: vdb create --nats URL ${AUTH_USAGE} --collection NAME --dim D [--metric l2|ip|cosine]
   [--partitioner hash|spatial|semantic] [--shards N] [--field F] [--sample FILE] [--replicas R]
-A spatial collection takes its kd splits from a sample: up to 10,000 rows of FILE (any import format).`,
+A spatial collection takes its kd splits from a sample: up to 10,000 rows of FILE (any import format).
+${AUTH_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
         ...COMMON, collection: { type: 'string' }, dim: { type: 'string' }, metric: { type: 'string', default: 'l2' },
@@ -148,7 +192,7 @@ A spatial collection takes its kd splits from a sample: up to 10,000 rows of FIL
         const r = await openReader(o.sample as string);
         sample = (r.next(10_000)?.points ?? []).map((p) => Float32Array.from(p.vector as ArrayLike<number>));
       }
-      const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.createCollection({
+      const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), (c) => c.createCollection({
         name: need(o.collection, '--collection'), dim: Number(o.dim), metric: o.metric as Metric, replicas: Number(o.replicas),
         partitioner: { kind: o.partitioner as 'hash' | 'spatial' | 'semantic', shards: Number(o.shards), field: o.field as string | undefined, sample },
       }));
@@ -157,11 +201,12 @@ A spatial collection takes its kd splits from a sample: up to 10,000 rows of FIL
   },
   status: {
     summary: 'members, shards, log sequences and counts of a cluster',
-    help: `Usage: vdb status --nats URL [--prefix P] [--json]
-Prints members, each shard's replicas with applied sequence and lag, and the balancer's work.`,
+    help: `Usage: vdb status --nats URL [--prefix P] ${AUTH_USAGE} [--json]
+Prints members, each shard's replicas with applied sequence and lag, and the balancer's work.
+${AUTH_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, { ...COMMON, json: { type: 'boolean' } });
-      const st = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.status());
+      const st = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), (c) => c.status());
       console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
@@ -174,7 +219,7 @@ export async function clusterImport(argv: string[]): Promise<void> {
   if (!file) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'give the FILE to import');
   const reader = await openReader(file);
   const name = need(o.collection, '--collection');
-  await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, async (c) => {
+  await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), async (c) => {
     const bar = new RateProgress('import', 'points');
     let done = 0;
     for (let b = reader.next(Number(o.batch)); b; b = reader.next(Number(o.batch))) {
@@ -193,7 +238,7 @@ export async function clusterSearch(argv: string[]): Promise<void> {
     exact: { type: 'boolean' }, filter: { type: 'string' }, 'with-payload': { type: 'boolean' }, nprobe: { type: 'string' },
   });
   const vector = JSON.parse(need(o.vector, '--vector')) as number[];
-  const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, (c) => c.search(need(o.collection, '--collection'), vector, {
+  const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), (c) => c.search(need(o.collection, '--collection'), vector, {
     k: Number(o.k), ef: o.ef === undefined ? undefined : Number(o.ef), exact: o.exact as boolean | undefined,
     filter: o.filter === undefined ? undefined : JSON.parse(o.filter as string), withPayload: o['with-payload'] as boolean | undefined,
     nprobe: o.nprobe === undefined ? undefined : Number(o.nprobe),

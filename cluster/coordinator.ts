@@ -33,6 +33,7 @@ import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
 import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 import { waitApplied } from './wait-applied.js';
@@ -41,12 +42,16 @@ import { WRITE_IN_TIME_MS, WRITE_WINDOW_MIN_MS, checkInTime, needsVersions, next
 
 export interface CoordinatorOptions {
   nats: string;
+  /** Credentials (an internal-account user) and TLS files to connect with. */
+  auth?: NatsAuth;
   name: string;
   prefix?: string;
   /** Deadline for a shard's answer to a search, get or count. Default 2000 ms. */
   deadlineMs?: number;
   /** Port of /metrics and /healthz; 0 or absent picks a free one. */
   metricsPort?: number;
+  /** Interface of /metrics and /healthz (default 127.0.0.1: other machines need a deliberate choice, docs/security.md). */
+  metricsHost?: string;
   /** Balancer: how long a replica may be gone before it is replaced (default 30 s). */
   graceMs?: number;
   /** Balancer: log entries every replica has applied before the log is compacted below them (default 10,000). */
@@ -80,7 +85,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `versionWindowMs: expected an integer of at least ${WRITE_WINDOW_MIN_MS}, got ${versionWindowMs}`);
   }
   const n: Names = names(opts.prefix);
-  const nc: NatsConnection = await connectNats(opts.nats, opts.name);
+  const nc: NatsConnection = await connectNats(opts.nats, opts.name, opts.auth);
   const connection = trackConnection(nc);
   const js: JetStreamClient = nc.jetstream();
   const jsm: JetStreamManager = await nc.jetstreamManager();
@@ -449,6 +454,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
+    host: opts.metricsHost,
     health: () => {
       const conn = connection.state();
       return { ok: conn.connected, detail: { name: opts.name, nats: connectionDetail(nc, conn), collectionsCached: cache.size } };

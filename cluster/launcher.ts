@@ -7,8 +7,13 @@
 import { renameSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'nats';
 import { startNatsServer } from './nats-server.js';
+import { authArgs, connectNats } from './nats-connect.js';
+import type { NatsAuth } from './nats-connect.js';
+import { generateTls } from './tls.js';
+import type { TlsFiles } from './tls.js';
+import { openCredentials } from './credentials.js';
+import type { CredentialsStore } from './credentials.js';
 import type { RunningNats } from './nats-server.js';
 import { Meta } from './meta.js';
 import { names } from './subjects.js';
@@ -24,18 +29,35 @@ export interface UpOptions {
   /** The replica count the cluster is meant for (the demo collection's); needs at least this many shard processes. Default 1. */
   replicas?: number;
   nats?: string;
+  /** With `nats`: how every process connects to that server (credentials of an internal-account user, TLS files). */
+  auth?: NatsAuth;
+  /**
+   * Without `nats`: TLS on the client port of the nats-server `up` starts, with
+   * these files or, with `generate`, a CA and certificates made in DIR/tls;
+   * `verifyClients` requires client certificates (mutual TLS; the processes
+   * present the generated client certificate, so it needs `generate`).
+   */
+  tls?: { generate?: boolean; files?: TlsFiles; verifyClients?: boolean };
   prefix?: string;
   log?: (line: string) => void;
   /** Each line a shard or coordinator writes; absent: they write to this process's stdout and stderr. */
   output?: (name: string, line: string) => void;
   /** Restart back-off (default 0.5 s doubling to 30 s, reset after 10 s up). */
   backoff?: Partial<Backoff>;
+  /** Interface of every process's /metrics and /healthz (default 127.0.0.1). */
+  metricsHost?: string;
   /** Capacity limits of every shard process (their flags). */
   limits?: ShardLimits;
 }
 
 export interface RunningCluster {
   url: string;
+  /** The credentials `up` made for its own nats-server (absent with `nats`). */
+  credentials?: CredentialsStore;
+  /** The TLS files of its own nats-server, when it runs TLS. */
+  tls?: TlsFiles;
+  /** How a client connects as one of `credentials`' users (with the TLS files); undefined with `nats`. */
+  clientAuth(user: string): NatsAuth | undefined;
   stop(): Promise<void>;
 }
 
@@ -55,6 +77,10 @@ export interface ClusterFile {
   nats: string;
   prefix: string;
   replicas: number;
+  /** The credentials file of each user by name, and `internal` (the processes' own); paths, never secrets. */
+  credentials?: Record<string, string>;
+  /** With TLS: the CA clients verify the server with, and the client certificate and key (for mutual TLS). */
+  tls?: { ca: string; clientCert?: string; clientKey?: string };
   processes: ClusterProcess[];
 }
 
@@ -70,16 +96,29 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   if (opts.limits) limitsFrom(opts.limits);
   const data = resolve(opts.data);
   mkdirSync(data, { recursive: true });
+  const prefix = opts.prefix ?? 'vdb';
   let server: RunningNats | undefined;
+  let credentials: CredentialsStore | undefined;
+  let tls: TlsFiles | undefined;
+  if (opts.tls && opts.nats) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'TLS of a NATS server vdb up does not start is that server\'s configuration: give its CA and client certificate as --tls-ca, --tls-cert, --tls-key');
   if (!opts.nats) {
-    server = await startNatsServer({ dir: join(data, 'nats') });
+    credentials = openCredentials(join(data, 'credentials'), prefix);
+    if (opts.tls) {
+      tls = opts.tls.files ?? (opts.tls.generate ? generateTls(join(data, 'tls')) : undefined);
+      if (!tls) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'TLS needs the server\'s certificate, key and CA, or generate');
+      if (opts.tls.verifyClients && !tls.clientCert) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'mutual TLS needs a client certificate for the processes: let vdb up generate the certificates (--tls)');
+    }
+    server = await startNatsServer({ dir: join(data, 'nats'), auth: { accounts: credentials.accounts, creds: credentials.internal }, tls: tls && { ...tls, verifyClients: opts.tls?.verifyClients } });
     log(`nats-server ${server.url} (pid ${server.pid}, monitoring http://127.0.0.1:${server.monitorPort}), JetStream in ${join(data, 'nats')}`);
+    log(`credentials in ${credentials.dir}: ${Object.keys(credentials.files).join(', ')} (client users), internal.json (the processes')`);
   }
   const url = opts.nats ?? server!.url;
-  const prefix = opts.prefix ?? 'vdb';
+  const as = (creds: string): NatsAuth => ({ creds, ...(tls ? { tlsCa: tls.ca, tlsCert: tls.clientCert, tlsKey: tls.clientKey } : {}) });
+  const auth = credentials ? as(credentials.internal) : (opts.auth ?? {});
+  const clientAuth = (user: string) => (credentials?.files[user] === undefined ? undefined : as(credentials.files[user]));
   // The metadata buckets exist before any process starts, so none races to create them.
   // The connection stays open: restarted processes are seen heartbeating through it.
-  const nc = await connect({ servers: url, maxReconnectAttempts: -1 });
+  const nc = await connectNats(url, 'vdb-up', auth);
   const meta = await Meta.open(nc, names(prefix));
   const ports = new Map<string, number | undefined>();
   const file = join(data, 'cluster.json');
@@ -96,7 +135,9 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       void backAgain(c, c.proc.pid!);
     },
   });
-  const common = ['--nats', url, '--prefix', prefix];
+  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth), ...(opts.metricsHost === undefined ? [] : ['--metrics-host', opts.metricsHost])];
+  // The metrics URLs as this machine reaches them.
+  const mhost = opts.metricsHost === undefined || ['0.0.0.0', '::', ''].includes(opts.metricsHost) ? '127.0.0.1' : opts.metricsHost.includes(':') ? `[${opts.metricsHost}]` : opts.metricsHost;
   const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
     .flatMap(([flag, v]) => (v === undefined ? [] : [`--${flag}`, String(v)]));
   for (let i = 0; i < opts.shards; i++) supervisor.add('shard', `shard-${i}`, [...common, '--data', join(data, `shard-${i}`), ...limitArgs]);
@@ -108,11 +149,13 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       nats: url,
       prefix,
       replicas,
+      ...(credentials ? { credentials: { internal: credentials.internal, ...credentials.files } } : {}),
+      ...(tls ? { tls: { ca: tls.ca, clientCert: tls.clientCert, clientKey: tls.clientKey } } : {}),
       processes: [
         ...(server ? [{ role: 'nats-server' as const, pid: server.pid, port: server.port, monitorPort: server.monitorPort }] : []),
         ...supervisor.children.map((c) => {
           const port = ports.get(c.name);
-          return { role: c.role, name: c.name, pid: c.proc.pid!, restarts: c.restarts, metrics: port === undefined ? null : `http://127.0.0.1:${port}/metrics` };
+          return { role: c.role, name: c.name, pid: c.proc.pid!, restarts: c.restarts, metrics: port === undefined ? null : `http://${mhost}:${port}/metrics` };
         }),
       ],
     };
@@ -127,7 +170,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
       if (m) {
         ports.set(c.name, m.metricsPort);
         write();
-        log(`${c.name} is back: pid ${pid} heartbeats, http://127.0.0.1:${m.metricsPort}/metrics`);
+        log(`${c.name} is back: pid ${pid} heartbeats, http://${mhost}:${m.metricsPort}/metrics`);
         return;
       }
       await new Promise((r) => setTimeout(r, 100));
@@ -160,7 +203,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   }
   supervisor.supervise();
   write();
-  for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://127.0.0.1:${ports.get(c.name)}/metrics and /healthz`);
+  for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://${mhost}:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
-  return { url, stop };
+  return { url, credentials, tls, clientAuth, stop };
 }

@@ -11,6 +11,8 @@ import { createServer } from 'node:net';
 import { delimiter, join, resolve } from 'node:path';
 import { connect } from 'nats';
 import { ErrorCode, VdbError } from '../ts/errors.js';
+import { readCreds, writeSecret } from './credentials.js';
+import type { TlsFiles } from './tls.js';
 
 export interface NatsServerOptions {
   /** Data directory: holds the config file and the JetStream store (`dir/jetstream`). Created if missing. */
@@ -35,6 +37,18 @@ export interface NatsServerOptions {
   sync?: string;
   /** Makes the server a member of a cluster: its route port and the route URLs of the members. */
   cluster?: { name: string; port: number; routes: string[] };
+  /**
+   * Accounts and users (cluster/auth.ts): the `accounts` block, written to
+   * `dir/accounts.conf` and included, and the credentials file the readiness
+   * probe connects with. Absent: no authorization at all (only for tests of that).
+   */
+  auth?: { accounts: string; creds: string };
+  /**
+   * TLS on the client port: the server's certificate and key, the CA clients
+   * verify it with; `verifyClients` requires a client certificate signed by that
+   * CA (the readiness probe presents clientCert/clientKey).
+   */
+  tls?: TlsFiles & { verifyClients?: boolean };
 }
 
 export interface RunningNats {
@@ -46,6 +60,10 @@ export interface RunningNats {
   pid: number;
   /** The config file written for this server. */
   configFile: string;
+  /** The included accounts file (with auth): rewrite it and reload() to change users. */
+  accountsFile?: string;
+  /** Makes the server read its config again (SIGHUP), and resolves once it has: users change without a restart. */
+  reload(): Promise<void>;
   /** Settles when the server process ends, whether by stop() or not (a crash, a kill). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGTERM, wait for the exit, SIGKILL after a few seconds. Safe to call twice. */
@@ -135,7 +153,7 @@ const q = (s: string): string => JSON.stringify(s);
 
 function configText(c: {
   host: string; port: number; monitorPort: number; maxPayload: number; storeDir: string; serverName: string;
-  sync?: string; cluster?: NatsServerOptions['cluster'];
+  sync?: string; cluster?: NatsServerOptions['cluster']; accountsFile?: string; tls?: NatsServerOptions['tls'];
 }): string {
   const lines = [
     '# Written by vdb (cluster/nats-server.ts) on every start; edits are overwritten.',
@@ -147,6 +165,16 @@ function configText(c: {
     `  store_dir: ${q(c.storeDir)}`,
     ...(c.sync === undefined ? [] : [`  sync_interval: ${q(c.sync)}`]),
     '}',
+    ...(c.accountsFile === undefined ? [] : [`include ${q(c.accountsFile)}`]),
+    ...(c.tls === undefined ? [] : [
+      'tls {',
+      `  cert_file: ${q(c.tls.cert)}`,
+      `  key_file: ${q(c.tls.key)}`,
+      `  ca_file: ${q(c.tls.ca)}`,
+      ...(c.tls.verifyClients ? ['  verify: true'] : []),
+      '  timeout: 5',
+      '}',
+    ]),
   ];
   if (c.cluster) {
     lines.push(
@@ -259,6 +287,8 @@ async function launch(a: {
 }): Promise<RunningNats> {
   const serverName = a.opts.serverName ?? `vdb_${randomBytes(6).toString('hex')}`;
   const configFile = join(a.dir, 'nats-server.conf');
+  const accountsFile = a.opts.auth ? join(a.dir, 'accounts.conf') : undefined;
+  if (a.opts.auth) writeSecret(accountsFile!, a.opts.auth.accounts);
   writeFileSync(
     configFile,
     configText({
@@ -270,6 +300,8 @@ async function launch(a: {
       serverName,
       sync: a.opts.sync,
       cluster: a.opts.cluster,
+      accountsFile: accountsFile && 'accounts.conf',
+      tls: a.opts.tls,
     }),
   );
 
@@ -307,6 +339,7 @@ async function launch(a: {
     })();
     return stopping;
   };
+  const reload = (): Promise<void> => reloadNats(child.pid!, a.monitorPort);
   const kill = async (): Promise<void> => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
@@ -329,10 +362,10 @@ async function launch(a: {
 
   while (!dead && Date.now() < deadline) {
     try {
-      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())));
+      const probe = ready(url, serverName, Math.max(250, Math.min(2_000, deadline - Date.now())), a.opts.auth?.creds, a.opts.tls);
       probe.catch(() => {}); // may settle after the server's exit has ended the race
       if ((await Promise.race([probe.then(() => 'ready' as const), exited])) === 'ready') {
-        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, exited, stop, kill };
+        return { url, port: a.port, monitorPort: a.monitorPort, pid: child.pid!, configFile, accountsFile, reload, exited, stop, kill };
       }
     } catch (e) {
       lastError = (e as Error).message;
@@ -360,9 +393,32 @@ async function launch(a: {
   throw new VdbError(ErrorCode.UNAVAILABLE, message);
 }
 
+async function configLoadTime(monitorPort: number): Promise<string> {
+  const r = await fetch(`http://127.0.0.1:${monitorPort}/varz`);
+  return ((await r.json()) as { config_load_time?: string }).config_load_time ?? '';
+}
+
+/**
+ * Sends nats-server `pid` its reload signal (SIGHUP) and waits until its
+ * monitoring port reports a new config load time: a client that connects
+ * while the server is swapping its users can be refused, one after it is not.
+ */
+export async function reloadNats(pid: number, monitorPort: number, timeoutMs = 10_000): Promise<void> {
+  const before = await configLoadTime(monitorPort);
+  process.kill(pid, 'SIGHUP');
+  const deadline = Date.now() + timeoutMs;
+  while ((await configLoadTime(monitorPort)) === before) {
+    if (Date.now() > deadline) throw new VdbError(ErrorCode.UNAVAILABLE, `nats-server (pid ${pid}) did not reload its configuration within ${timeoutMs} ms: see its log`);
+    await sleep(50);
+  }
+}
+
 /** One readiness probe: a client connection to *our* server, then a JetStream account info. */
-async function ready(url: string, serverName: string, timeout: number): Promise<void> {
-  const nc = await connect({ servers: url, timeout, reconnect: false, name: 'vdb-nats-ready' });
+async function ready(url: string, serverName: string, timeout: number, creds: string | undefined, tls: NatsServerOptions['tls']): Promise<void> {
+  const nc = await connect({
+    servers: url, timeout, reconnect: false, name: 'vdb-nats-ready', ...(creds === undefined ? {} : readCreds(creds)),
+    ...(tls === undefined ? {} : { tls: { caFile: tls.ca, ...(tls.clientCert && tls.clientKey ? { certFile: tls.clientCert, keyFile: tls.clientKey } : {}) } }),
+  });
   try {
     const name = nc.info?.server_name;
     if (name !== serverName) throw new Error(`port ${url} is served by another server (${name ?? 'unknown'})`);
@@ -384,6 +440,8 @@ export interface NatsClusterOptions {
   /** Receives every line a node logs, with the node's name. */
   log?: (node: string, line: string) => void;
   readyTimeoutMs?: number;
+  /** Accounts and users, the same on every node (see NatsServerOptions.auth). */
+  auth?: NatsServerOptions['auth'];
 }
 
 /** One server of a cluster: its name, store and ports stay the same across restarts. */
@@ -438,7 +496,7 @@ export async function startNatsCluster(opts: NatsClusterOptions): Promise<Runnin
         if (node.server) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `nats cluster: node ${name} is running`);
         node.server = await startNatsServer({
           dir: join(opts.dir, `n${i}`), port: p.port, host, maxPayload: opts.maxPayload, sync: opts.sync,
-          readyTimeoutMs: opts.readyTimeoutMs, serverName: name, log: opts.log && ((l) => opts.log!(name, l)),
+          readyTimeoutMs: opts.readyTimeoutMs, serverName: name, auth: opts.auth, log: opts.log && ((l) => opts.log!(name, l)),
           cluster: { name: clusterName, port: p.clusterPort, routes: routes.filter((_, j) => j !== i) },
         });
       },

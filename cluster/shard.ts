@@ -21,18 +21,23 @@ import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
 import type { KvEntry } from 'nats';
+import type { NatsAuth } from './nats-connect.js';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
 
 export interface ShardOptions extends ShardLimits {
   nats: string;
+  /** Credentials (an internal-account user) and TLS files to connect with. */
+  auth?: NatsAuth;
   name: string;
   data: string;
   prefix?: string;
   log?: (line: string) => void;
   /** Port of /metrics and /healthz; 0 or absent picks a free one. */
   metricsPort?: number;
+  /** Interface of /metrics and /healthz (default 127.0.0.1: other machines need a deliberate choice, docs/security.md). */
+  metricsHost?: string;
 }
 
 /** A replica this many log entries behind a live peer copies the peer instead of replaying. */
@@ -48,7 +53,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   const limits = limitsFrom(opts);
   mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat
   const n = names(opts.prefix);
-  const nc = await connectNats(opts.nats, opts.name);
+  const nc = await connectNats(opts.nats, opts.name, opts.auth);
   const connection = trackConnection(nc);
   const meta = await Meta.open(nc, n);
   const service = await nc.services.add({ name: 'vdb-shard', version: '0.1.0', description: `shard process ${opts.name}`, metadata: { member: opts.name } });
@@ -92,6 +97,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   });
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
+    host: opts.metricsHost,
     health: () => {
       const failed = Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed]));
       const conn = connection.state();

@@ -11,7 +11,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'nats';
 import type { RunningCluster, UpOptions } from '../cluster/launcher.js';
 import type { Member } from '../cluster/meta.js';
 import { VdbClient } from '../ts/client.js';
@@ -20,7 +19,7 @@ import { HashPartitioner } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import { mulberry32 } from './helpers.js';
-import { CLI, ROOT, TestCluster, requireDist, waitFor } from './cluster-helpers.js';
+import { CLI, ROOT, TestCluster, connectAs, requireDist, waitFor } from './cluster-helpers.js';
 
 let cl: TestCluster;
 beforeAll(async () => {
@@ -157,7 +156,7 @@ describe('capacity is checked before the acknowledgement', () => {
 
   it('vdb shard refuses limits out of range before it starts', () => {
     for (const [flag, value, why] of [['--max-index-mb', '5000', /max-index-mb must be an integer from 1 to 4095/], ['--max-points', '0', /max-points must be a positive integer/], ['--min-free-disk-mb', 'lots', /--min-free-disk-mb must be a non-negative integer/]] as const) {
-      const r = spawnSync(process.execPath, [CLI, 'shard', '--nats', cl.natsUrl, '--name', 'bad', '--data', join(cl.dir, 'bad'), flag, value], { encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(process.execPath, [CLI, 'shard', '--nats', cl.natsUrl, '--creds', cl.credentials.internal, '--name', 'bad', '--data', join(cl.dir, 'bad'), flag, value], { encoding: 'utf8', timeout: 60_000 });
       expect(r.status, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/INVALID_ARGUMENT/);
       expect(r.stderr).toMatch(why);
@@ -194,7 +193,7 @@ describe('vdb up', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vdb-up-capacity-'));
     const lines: string[] = [];
     const cluster = await up({ shards: 2, data: dir, limits: { maxIndexMb: 64, maxPoints: 7, minFreeDiskMb: 1 }, log: (l) => lines.push(l), output: (n, l) => lines.push(`${n}: ${l}`) });
-    const nc = await connect({ servers: cluster.url });
+    const nc = await connectAs(cluster.url, cluster.credentials!.files.admin);
     try {
       const client = new VdbClient(nc, { timeoutMs: 15_000 });
       const st = await client.status();

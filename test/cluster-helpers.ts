@@ -13,7 +13,9 @@ import { connect, headers as natsHeaders } from 'nats';
 import type { Msg, NatsConnection } from 'nats';
 import { startNatsCluster, startNatsServer } from '../cluster/nats-server.js';
 import type { RunningNats, RunningNatsCluster } from '../cluster/nats-server.js';
-import { natsServers } from '../cluster/nats-connect.js';
+import { authOptions, natsServers } from '../cluster/nats-connect.js';
+import { openCredentials } from '../cluster/credentials.js';
+import type { CredentialsStore } from '../cluster/credentials.js';
 import { VdbClient } from '../ts/client.js';
 import { decode, encode } from '../ts/wire/codec.js';
 
@@ -90,6 +92,15 @@ export interface ClusterOptions {
   natsNodes?: number;
 }
 
+/**
+ * A connection as one of the cluster's users: `internal` (the processes'
+ * account: logs, KV, shard subjects) or a client user (admin, writer, reader,
+ * or one added with addUser), which reaches only the public API.
+ */
+export function connectAs(url: string, creds: string, name = 'vdb-cluster-test'): Promise<NatsConnection> {
+  return connect({ servers: natsServers(url), name, maxReconnectAttempts: -1, ...authOptions({ creds }) });
+}
+
 export class TestCluster {
   readonly procs = new Map<string, Proc>();
   private maxPayload: number | undefined;
@@ -103,7 +114,12 @@ export class TestCluster {
     readonly natsCluster: RunningNatsCluster | undefined,
     /** What the processes get as --nats: one URL, or a NATS cluster's URLs joined by commas. */
     readonly natsUrl: string,
+    /** The credentials every process and `nc` connect with, and the client users' files. */
+    readonly credentials: CredentialsStore,
+    /** A connection in the internal account (as the processes): logs, KV, shard subjects. */
     readonly nc: NatsConnection,
+    /** A client-account connection as the `admin` user: the public API only, as an application sees it. */
+    readonly clientNc: NatsConnection,
     readonly client: VdbClient,
     readonly deadlineMs: number | undefined,
     readonly coordinatorArgs: string[] = [],
@@ -124,7 +140,11 @@ export class TestCluster {
     await this.nats.kill();
     this.server = undefined;
     await sleep(downMs);
-    this.server = await startNatsServer({ dir: join(this.dir, 'nats'), port, maxPayload: this.maxPayload });
+    this.server = await startNatsServer({ dir: join(this.dir, 'nats'), port, maxPayload: this.maxPayload, auth: this.auth() });
+  }
+
+  private auth() {
+    return { accounts: this.credentials.accounts, creds: this.credentials.internal };
   }
 
   /** Starts nats-server, `shards` shard processes (shard-0..) and the coordinators (c-0..), and waits until all are members. */
@@ -134,15 +154,20 @@ export class TestCluster {
     let nats: RunningNats | undefined;
     let natsCluster: RunningNatsCluster | undefined;
     let nc: NatsConnection | undefined;
+    let clientNc: NatsConnection | undefined;
     try {
+      // Authenticated, as `vdb up` runs: every process and connection has credentials.
+      const credentials = openCredentials(join(dir, 'credentials'), 'vdb');
+      const auth = { accounts: credentials.accounts, creds: credentials.internal };
       // Throws the install hint when nats-server is missing: the suite fails, it does not skip.
-      if (opts.natsNodes === undefined) nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: opts.maxPayload });
-      else natsCluster = await startNatsCluster({ dir: join(dir, 'nats'), nodes: opts.natsNodes, maxPayload: opts.maxPayload });
+      if (opts.natsNodes === undefined) nats = await startNatsServer({ dir: join(dir, 'nats'), maxPayload: opts.maxPayload, auth });
+      else natsCluster = await startNatsCluster({ dir: join(dir, 'nats'), nodes: opts.natsNodes, maxPayload: opts.maxPayload, auth });
       const url = nats?.url ?? natsCluster!.url;
-      // Reconnects for as long as the test runs: some tests restart or kill nats-servers.
-      nc = await connect({ servers: natsServers(url), name: 'vdb-cluster-test', maxReconnectAttempts: -1 });
-      const client = new VdbClient(nc, { timeoutMs: opts.clientTimeoutMs ?? 15_000 });
-      const cl = new TestCluster(dir, nats, natsCluster, url, nc, client, opts.deadlineMs, opts.coordinatorArgs, opts.shardArgs);
+      // Reconnect for as long as the test runs: some tests restart or kill nats-servers.
+      nc = await connectAs(url, credentials.internal);
+      clientNc = await connectAs(url, credentials.files.admin, 'vdb-cluster-test-client');
+      const client = new VdbClient(clientNc, { timeoutMs: opts.clientTimeoutMs ?? 15_000 });
+      const cl = new TestCluster(dir, nats, natsCluster, url, credentials, nc, clientNc, client, opts.deadlineMs, opts.coordinatorArgs, opts.shardArgs);
       cl.maxPayload = opts.maxPayload;
       try {
         for (let i = 0; i < opts.shards; i++) cl.startShard(`shard-${i}`);
@@ -155,6 +180,7 @@ export class TestCluster {
       return cl;
     } catch (e) {
       if (nc && !nc.isClosed()) await nc.close();
+      if (clientNc && !clientNc.isClosed()) await clientNc.close();
       await nats?.stop();
       await natsCluster?.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -165,7 +191,7 @@ export class TestCluster {
   private spawn(role: Proc['role'], name: string, args: string[]): Proc {
     const old = this.procs.get(name);
     if (old && isRunning(old)) throw new Error(`${name} is still running`);
-    const child = spawn(process.execPath, [CLI, role, '--nats', this.natsUrl, '--name', name, ...args], {
+    const child = spawn(process.execPath, [CLI, role, '--nats', this.natsUrl, '--creds', this.credentials.internal, '--name', name, ...args], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -238,7 +264,9 @@ export class TestCluster {
   async waitMembers(names: string[], timeoutMs = 30_000): Promise<void> {
     await waitFor(`members ${names.join(', ')}`, async () => {
       this.checkRunning(names);
-      const st = await this.client.status();
+      // Asked in the internal account: there a request nobody serves yet fails at once (no responders),
+      // while through the client account's import it waits out the client's whole timeout.
+      const st = await new VdbClient(this.nc, { timeoutMs: 5_000 }).status();
       const live = new Set(((st.members as { name: string }[] | undefined) ?? []).map((m) => m.name));
       return names.every((n) => live.has(n)) ? true : undefined;
     }, timeoutMs, 150, () => this.logs());
@@ -278,6 +306,7 @@ export class TestCluster {
     await Promise.all([...this.procs.keys()].map((n) => this.kill(n, 'SIGTERM')));
     process.removeListener('exit', this.killOnExit);
     if (!this.nc.isClosed()) await this.nc.close().catch(() => undefined);
+    if (!this.clientNc.isClosed()) await this.clientNc.close().catch(() => undefined);
     await this.server?.stop();
     await this.natsCluster?.stop();
     rmSync(this.dir, { recursive: true, force: true });

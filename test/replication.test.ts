@@ -179,7 +179,7 @@ describe('replication', () => {
       const s2 = await cl!.client.status() as { collections: { shards: { replicas: { lag: number | null }[] }[] }[] };
       return s2.collections[0].shards[0].replicas.every((r) => r.lag === 0) ? true : undefined;
     });
-    const out = spawnSync(process.execPath, [CLI, 'status', '--nats', cl.natsUrl], { encoding: 'utf8', timeout: 30_000 });
+    const out = spawnSync(process.execPath, [CLI, 'status', '--nats', cl.natsUrl, '--creds', cl.credentials.files.reader], { encoding: 'utf8', timeout: 30_000 });
     expect(out.status, out.stderr).toBe(0);
     expect(out.stdout).toMatch(/collection r:\n {2}shard 0: 2150 points, log \d+\.\.\d+/);
     expect(out.stdout).toMatch(/shard-0 +live {2}applied \d+ {2}lag 0/);

@@ -11,13 +11,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from 'nats';
 import { nextDelay, DEFAULT_BACKOFF } from '../cluster/supervisor.js';
 import type { ClusterFile, ClusterProcess, RunningCluster, UpOptions } from '../cluster/launcher.js';
 import { VdbClient } from '../ts/client.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import type { Point } from '../ts/collection.js';
-import { CLI, ROOT, pidAlive, requireDist, sleep, waitFor } from './cluster-helpers.js';
+import { CLI, ROOT, connectAs, pidAlive, requireDist, sleep, waitFor } from './cluster-helpers.js';
 import { mulberry32 } from './helpers.js';
 
 const dirs: string[] = [];
@@ -70,7 +69,7 @@ describe('up() supervision', () => {
     const proc = (name: string) => read().processes.find((p) => p.name === name)!;
     const context = () => lines.slice(-40).join('\n');
     const seen: ClusterProcess[] = [...read().processes];
-    const nc = await connect({ servers: cluster.url });
+    const nc = await connectAs(cluster.url, cluster.credentials!.files.admin);
     try {
       const client = new VdbClient(nc, { timeoutMs: 15_000 });
       const rand = mulberry32(5);

@@ -83,6 +83,7 @@ export class VdbClient {
       const code = (e as { code?: string }).code;
       if (code === '503') throw new VdbError(ErrorCode.UNAVAILABLE, `no coordinator answers on ${subject}`);
       if (code === 'TIMEOUT') throw new VdbError(ErrorCode.TIMEOUT, `no answer on ${subject} within ${this.timeout} ms`);
+      if (code === 'PERMISSIONS_VIOLATION') throw new VdbError(ErrorCode.PERMISSION_DENIED, `this connection's user may not publish to ${subject}`);
       throw e;
     }
     const out = decode(reply.data, false);

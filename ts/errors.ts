@@ -38,6 +38,8 @@ export const ErrorCode = {
   /** A write would take a shard past a limit of what its replicas can hold
    * (index memory, points, free disk); it was refused and not applied. */
   RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
+  /** The connection's user may not call this operation (its role, or its collections); nothing was done. */
+  PERMISSION_DENIED: 'PERMISSION_DENIED',
   /** This replica has not applied the write the request must see within its wait; another replica may have. */
   LAGGING: 'LAGGING',
   /** Metadata changed between reading and writing it (a compare-and-set lost); retry. */
