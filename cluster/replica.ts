@@ -127,9 +127,9 @@ export class ServedShard {
   // collection is reopened at what was committed and the shard stops applying
   // rather than lose an entry.
   private applyBatch(batch: AppliedEntry[], log: (line: string) => void): boolean {
-    const skippedBefore = this.store.skippedCount;
+    let skipped: { seq: number; reason: string }[];
     try {
-      this.store.applyLog(batch);
+      skipped = this.store.applyLog(batch);
     } catch (e) {
       this.halt(`applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}`, log);
       try {
@@ -139,12 +139,7 @@ export class ServedShard {
       }
       return false;
     }
-    if (this.store.skippedCount > skippedBefore) {
-      const first = batch[0].seq;
-      for (const sk of this.store.skippedEntries(this.store.skippedCount - skippedBefore).filter((x) => x.seq >= first)) {
-        log(`shard ${this.collection}/${this.shard}: log entry ${sk.seq} skipped: ${sk.reason}`);
-      }
-    }
+    for (const sk of skipped) log(`shard ${this.collection}/${this.shard}: log entry ${sk.seq} skipped: ${sk.reason}`);
     const ready = this.waiters.filter((w) => w.seq <= this.applied);
     this.waiters = this.waiters.filter((w) => w.seq > this.applied);
     for (const w of ready) w.resolve();

@@ -419,7 +419,7 @@ describe('applyLog: entries the collection refuses are skipped and recorded, sto
   it('a refused entry is recorded with its reason, its sequence counts as applied, and the entries after it apply', () => {
     const dir = tempDir();
     const c = open(dir);
-    c.applyLog([
+    const skippedNow = c.applyLog([
       { seq: 1, op: 'upsert', points: [{ id: 'a', vector: vec(1) }] },
       { seq: 2, op: 'upsert', points: [{ id: 'z', vector: [0, 0, 0, 0] }] },
       { seq: 3, op: 'skip', reason: 'BAD_REQUEST: unreadable' },
@@ -429,13 +429,14 @@ describe('applyLog: entries the collection refuses are skipped and recorded, sto
     ]);
     expect(c.appliedSeq).toBe(6);
     expect(c.ids().sort()).toEqual(['a', 'b']);
+    expect(skippedNow.map((x) => x.seq)).toEqual([2, 3, 4, 5]);
     expect(c.skippedCount).toBe(4);
     const skipped = c.skippedEntries();
     expect(skipped.map((s) => s.seq)).toEqual([5, 4, 3, 2]);
     expect(skipped.find((s) => s.seq === 2)!.reason).toMatch(/^INVALID_VECTOR: .*zero vector/);
     expect(skipped.find((s) => s.seq === 4)!.reason).toMatch(/^INVALID_ID/);
     // A replay of the same entries changes nothing.
-    c.applyLog([{ seq: 2, op: 'upsert', points: [{ id: 'z', vector: [0, 0, 0, 0] }] }, { seq: 6, op: 'delete', ids: ['b'] }]);
+    expect(c.applyLog([{ seq: 2, op: 'upsert', points: [{ id: 'z', vector: [0, 0, 0, 0] }] }, { seq: 6, op: 'delete', ids: ['b'] }])).toEqual([]);
     expect(c.skippedCount).toBe(4);
     expect(c.ids().sort()).toEqual(['a', 'b']);
 

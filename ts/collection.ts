@@ -506,9 +506,14 @@ export class Collection {
    * its sequence counts as applied: the same decision on every replica, so they
    * stay identical and the entries after it apply. Any other failure (storage,
    * memory) stores nothing of the batch and closes the collection (its index
-   * may hold part of the batch): reopen it to recover from storage. */
-  applyLog(entries: LogEntry[]): void {
+   * may hold part of the batch): reopen it to recover from storage. Returns
+   * the entries of this call that were skipped. */
+  applyLog(entries: LogEntry[]): { seq: number; reason: string }[] {
     this.open_();
+    const skipped: { seq: number; reason: string }[] = [];
+    const skip = (seq: number, reason: string) => {
+      if (this.skip(seq, reason)) skipped.push({ seq, reason });
+    };
     try {
       this.store.transaction(() => {
         for (const e of entries) {
@@ -517,11 +522,11 @@ export class Collection {
             if (e.op === 'upsert') this.upsert(e.points, { seq: e.seq, version: e.version });
             else if (e.op === 'delete') this.delete(e.ids, { seq: e.seq, version: e.version });
             else if (e.op === 'horizon') this.raiseHorizon(e.version, { seq: e.seq });
-            else if (e.op === 'skip') this.skip(e.seq, e.reason);
+            else if (e.op === 'skip') skip(e.seq, e.reason);
             else throw new VdbError(ErrorCode.BAD_REQUEST, `log entry ${seq}: not an upsert, a delete or a horizon`);
           } catch (err) {
             if (!(err instanceof VdbError) || !isRequestError(err.code)) throw err;
-            this.skip(seq, `${err.code}: ${err.message}`);
+            skip(seq, `${err.code}: ${err.message}`);
           }
         }
       });
@@ -529,14 +534,16 @@ export class Collection {
       this.abandon();
       throw e;
     }
+    return skipped;
   }
 
   // Refusals happen before anything is written, so recording the skip is all
-  // that the entry changes.
-  private skip(seq: number, reason: string): void {
-    if (this.nextSeq(seq) === undefined) return;
+  // that the entry changes. False for an entry applied before (a replay).
+  private skip(seq: number, reason: string): boolean {
+    if (this.nextSeq(seq) === undefined) return false;
     this.store.skip(this.name, seq, reason.slice(0, SKIP_REASON_MAX));
     this.seq = seq;
+    return true;
   }
 
   /** Log entries not applied (see applyLog), newest first. */
