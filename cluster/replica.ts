@@ -32,7 +32,7 @@ export type LogEntry =
 /** A log entry as stored, checked for its kind (its fields are checked when
  * applied); one that cannot be read becomes a `skip` with the reason, the same
  * on every replica. */
-export function readEntry(data: Uint8Array, seq: number): LogEntry | { op: 'skip'; reason: string } {
+function readEntry(data: Uint8Array, seq: number): LogEntry | { op: 'skip'; reason: string } {
   let entry: unknown;
   try {
     entry = decode(data, false);

@@ -105,21 +105,24 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     },
   });
 
-  const beat = () => meta.heartbeat({
-    name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
-    shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
-    points: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().points])),
-    failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
-    skipped: Object.fromEntries([...served].map(([k, sh]) => [k, sh.stats().skipped])),
-    // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
-    room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
-    disk: diskOf(opts.data, limits),
-    limits: { maxIndexBytes: limits.maxIndexBytes, maxPoints: limits.maxPoints },
-    building: Object.fromEntries([
-      ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
-      ...[...built].map((k) => [k, { applied: 0, ready: true }]),
-    ]),
-  }).catch(() => undefined);
+  const beat = () => {
+    const stats = new Map([...served].map(([k, sh]) => [k, sh.stats()]));
+    return meta.heartbeat({
+      name: opts.name, role: 'shard', pid: process.pid, metricsPort: metrics.port,
+      shards: Object.fromEntries([...served].map(([k, sh]) => [k, sh.applied])),
+      points: Object.fromEntries([...stats].map(([k, st]) => [k, st.points])),
+      failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
+      skipped: Object.fromEntries([...stats].map(([k, st]) => [k, st.skipped])),
+      // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
+      room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
+      disk: diskOf(opts.data, limits),
+      limits: { maxIndexBytes: limits.maxIndexBytes, maxPoints: limits.maxPoints },
+      building: Object.fromEntries([
+        ...[...building].map(([k, sh]) => [k, { applied: sh.applied, ready: false }]),
+        ...[...built].map((k) => [k, { applied: 0, ready: true }]),
+      ]),
+    }).catch(() => undefined);
+  };
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
 
