@@ -20,7 +20,7 @@ import type { Partitioner } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
-import { Meta, HEARTBEAT_MS, shardKey } from './meta.js';
+import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, shardKey, whileJetStreamStarts } from './meta.js';
 import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
@@ -88,7 +88,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const nc: NatsConnection = await connectNats(opts.nats, opts.name, opts.auth);
   const connection = trackConnection(nc);
   const js: JetStreamClient = nc.jetstream();
-  const jsm: JetStreamManager = await nc.jetstreamManager();
+  const jsm: JetStreamManager = await whileJetStreamStarts(() => nc.jetstreamManager(), START_TIMEOUT_MS);
   const meta = await Meta.open(nc, n);
   const deadline = opts.deadlineMs ?? 2000;
   const cache = new Map<string, Known>();

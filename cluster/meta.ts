@@ -125,6 +125,32 @@ export function nextShardMap(map: ShardMap, patch: Partial<ShardMap>): ShardMap 
   return next;
 }
 
+/** How long a process waits at start for JetStream to answer. */
+export const START_TIMEOUT_MS = 60_000;
+
+/**
+ * Runs `fn` again while JetStream does not answer yet: a NATS cluster that has
+ * just formed, or is electing a leader, times out or has no responder for its
+ * API; creating a replicated bucket there can take longer than one API
+ * timeout. Any other error, or the deadline, ends it.
+ */
+export async function whileJetStreamStarts<T>(fn: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let wait = 100; ; wait = Math.min(2000, wait * 2)) {
+    try {
+      return await fn();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      const starting = code === 'TIMEOUT' || code === '503' || /temporarily unavailable|no suitable peers/i.test((e as Error).message);
+      if (!starting) throw e;
+      if (Date.now() + wait > deadline) {
+        throw new VdbError(ErrorCode.UNAVAILABLE, `JetStream did not answer within ${timeoutMs} ms: ${(e as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
 const enc = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
 const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
@@ -145,14 +171,15 @@ export class Meta {
     readonly leases: KV,
   ) {}
 
-  static async open(nc: NatsConnection, n: Names): Promise<Meta> {
+  static async open(nc: NatsConnection, n: Names, opts: { startTimeoutMs?: number } = {}): Promise<Meta> {
     const js: JetStreamClient = nc.jetstream();
     const replicas = jetstreamReplicas(nc);
     // The replica count counts only when a bucket is created; an existing one is used as it is.
-    const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') => js.views.kv(n.bucket(kind), { history: 1, replicas });
+    const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') =>
+      whileJetStreamStarts(() => js.views.kv(n.bucket(kind), { history: 1, replicas }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
     const meta = new Meta(replicas, await kv('collections'), await kv('shardmap'), await kv('members'), await kv('leases'));
-    const members = await meta.members.watch();
-    const collections = await meta.collections.watch();
+    const members = await whileJetStreamStarts(() => meta.members.watch(), opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    const collections = await whileJetStreamStarts(() => meta.collections.watch(), opts.startTimeoutMs ?? START_TIMEOUT_MS);
     meta.watches.push(members, collections);
     void (async () => {
       for await (const e of members) {

@@ -224,7 +224,7 @@ export class ServedShard {
   async start(nc: NatsConnection, n: Names, member: string, service: Service | undefined, copies: CopySource, log: (line: string) => void, observe: (op: string) => Observe): Promise<void> {
     const { collection: c, shard: s } = this;
     const js = nc.jetstream();
-    const jsm = await nc.jetstreamManager();
+    const jsm = await nc.jetstreamManager({ checkAPI: false }); // the process checked the API when it started
     const stream = n.stream(c, this.source);
     await this.follow(js, stream, log);
     // A consumer can stop delivering (a dropped connection, a server restart):

@@ -12,7 +12,7 @@ import type { OpenOptions } from '../ts/collection.js';
 import { checkCollectionName } from '../ts/validate.js';
 import { partitionerFromJSON } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import { Meta, HEARTBEAT_MS, shardKey, storeName, parseStoreName } from './meta.js';
+import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, shardKey, storeName, parseStoreName, whileJetStreamStarts } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import { requestMetrics } from './service.js';
@@ -126,7 +126,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   await beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
 
-  const jsm = await nc.jetstreamManager();
+  const jsm = await whileJetStreamStarts(() => nc.jetstreamManager(), START_TIMEOUT_MS);
   const copies = new CopySource(join(opts.data, 'copies'), Math.min(1024 * 1024, Math.floor((nc.info?.max_payload ?? 1024 * 1024) / 2)));
 
   // A replica with nothing applied, or whose next entry was compacted out of

@@ -13,7 +13,7 @@ import { connect } from 'nats';
 import type { JetStreamManager, NatsConnection } from 'nats';
 import { startNatsServer } from '../cluster/nats-server.js';
 import type { RunningNats } from '../cluster/nats-server.js';
-import { Meta, addLogStream, newUid, nextShardMap, parseStoreName, storeName } from '../cluster/meta.js';
+import { Meta, addLogStream, newUid, whileJetStreamStarts, nextShardMap, parseStoreName, storeName } from '../cluster/meta.js';
 import type { ShardMap } from '../cluster/meta.js';
 import { createCollection, dropCollection, logStreams, planCollection } from '../cluster/collections-admin.js';
 import { names } from '../cluster/subjects.js';
@@ -57,6 +57,33 @@ const split: ShardMap = {
   retain: [0],
   settle: { 1: 40 },
 };
+
+describe('whileJetStreamStarts', () => {
+  const failing = (errors: Error[]) => {
+    let calls = 0;
+    return { fn: async () => { const e = errors[calls++]; if (e) throw e; return calls; }, calls: () => calls };
+  };
+  const natsError = (code: string, message = code) => Object.assign(new Error(message), { code });
+
+  it('tries again on a timeout, no responders or a JetStream not ready yet, and returns the first answer', async () => {
+    const f = failing([natsError('TIMEOUT'), natsError('503'), natsError('10008', 'JetStream system temporarily unavailable')]);
+    expect(await whileJetStreamStarts(f.fn, 10_000)).toBe(4);
+  });
+
+  it('passes any other error at once', async () => {
+    const f = failing([natsError('PERMISSIONS_VIOLATION', 'Permissions Violation for Publish')]);
+    await expect(whileJetStreamStarts(f.fn, 10_000)).rejects.toThrow(/Permissions Violation/);
+    expect(f.calls()).toBe(1);
+  });
+
+  it('gives up with UNAVAILABLE past its deadline', async () => {
+    const f = failing(Array.from({ length: 100 }, () => natsError('TIMEOUT')));
+    const err = await whileJetStreamStarts(f.fn, 250).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VdbError);
+    expect((err as VdbError).code).toBe(ErrorCode.UNAVAILABLE);
+    expect(f.calls()).toBeGreaterThan(1);
+  });
+});
 
 describe('nextShardMap', () => {
   const members = fc.array(fc.array(fc.constantFrom('s0', 's1', 's2', 's3'), { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 4 });
