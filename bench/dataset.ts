@@ -38,7 +38,7 @@ export function cacheRoot(): string {
 export function loadDataset(dir: string): Dataset {
   const metaPath = join(dir, 'meta.json');
   if (!existsSync(metaPath)) {
-    throw new Error(`${dir} has no meta.json. For fashion-mnist run: node ../shared/data/fashion-mnist-784/prepare.mjs`);
+    throw new Error(`${dir} has no meta.json. For fashion-mnist run: node dist/bench/fashion.js (reads the Debian package dataset-fashion-mnist)`);
   }
   const meta = JSON.parse(readFileSync(metaPath, 'utf8'));
   const dim = Number(meta.dim);

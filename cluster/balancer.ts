@@ -1,4 +1,4 @@
-// The balancer (DESIGN §5, §7): every coordinator runs one, and the one that
+// The balancer (docs/cluster.md): every coordinator runs one, and the one that
 // holds the lease in KV acts. It restores a shard's replica count when a
 // replica has been gone (or failed: stopped applying its log) longer than the
 // grace period (one compare-and-set of

@@ -115,6 +115,9 @@ Formats, by extension (or --format):
   .npy             NumPy 2-D float32 or float64 array, C order, little-endian
   .jsonl           one {"id": ..., "vector": [...], "payload": {...}} per line
                    (id a string or an integer; payload optional)
+  IDX              MNIST's format: names like train-images-idx3-ubyte or
+                   x.idx, gzipped or not (a .gz is read into memory whole);
+                   unsigned byte or float32 values, a row per first-axis entry
 Ids are the row numbers (from 0) for all but .jsonl.
 
 Options:
@@ -124,7 +127,7 @@ Options:
   --m N                    HNSW links per node of a new collection (default 16)
   --ef-construction N      HNSW build candidate list (default 200)
   --batch N                points per transaction, up to 100000 (default 1000)
-  --format FORMAT          fvecs, bvecs, f32, npy or jsonl, whatever the extension
+  --format FORMAT          fvecs, bvecs, f32, npy, jsonl or idx, whatever the extension
   -h, --help               this help
 
 Progress goes to stderr; a summary line to stdout.`;
@@ -339,7 +342,7 @@ const viaCluster = (argv: string[]) => argv.some((a) => a === '--nats' || a.star
 
 const COMMANDS: Record<string, Command> = {
   import: {
-    summary: 'import vectors from a file into a collection (fvecs, bvecs, f32, npy, jsonl)',
+    summary: 'import vectors from a file into a collection (fvecs, bvecs, f32, npy, jsonl, idx)',
     help: IMPORT_HELP,
     run: (argv) => (viaCluster(argv) ? clusterImport(argv) : importCommand(argv)),
   },

@@ -137,8 +137,10 @@ ${LIMIT_HELP}`,
       console.log(`NATS URL: ${cluster.url}${cluster.tls ? ` (TLS: trust ${cluster.tls.ca}; client certificate ${cluster.tls.clientCert ?? 'none'})` : ''}`);
       if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
       if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, cluster.clientAuth('admin') ?? auth(o), (c) => runDemo(c, shards, replicas));
+      // Listening before saying so: a SIGTERM right after the line stops cleanly.
+      const stopped = untilSignal(cluster.stop);
       console.log('serving; Ctrl-C stops the cluster');
-      await untilSignal(cluster.stop);
+      await stopped;
     },
   },
   shard: {

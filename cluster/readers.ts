@@ -4,16 +4,20 @@
 //   .f32             raw little-endian float32 rows; dim from meta.json beside it
 //   .npy             NumPy float32 or float64, 2-D, C order, little-endian
 //   .jsonl           one {id, vector, payload?} object per line
+//   IDX              MNIST's format (…-idx3-ubyte, .idx, either gzipped): unsigned
+//                    byte or float32 tensors, one row per first-axis entry;
+//                    a gzipped file is decompressed into memory whole
 // Row-format files give each vector its row number (from 0) as id. Every
 // problem is a VdbError naming the file and the row or line.
 
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { endianness } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { basename, dirname, extname, join } from 'node:path';
 import { DIM_MAX, ErrorCode, VdbError } from '../ts/index.js';
 import type { Metric, Payload, Point } from '../ts/index.js';
 
-export const FORMATS = ['fvecs', 'bvecs', 'f32', 'npy', 'jsonl'] as const;
+export const FORMATS = ['fvecs', 'bvecs', 'f32', 'npy', 'jsonl', 'idx'] as const;
 export type Format = (typeof FORMATS)[number];
 
 /** A batch of points and where each came from, for error messages. */
@@ -40,16 +44,20 @@ export interface VectorReader {
   close(): void;
 }
 
+/** MNIST-style IDX names: `train-images-idx3-ubyte`, `x.idx`, each maybe `.gz`. */
+const IDX_NAME = /(-idx\d+-ubyte|\.idx)(\.gz)?$/i;
+
 const EXTENSIONS: Record<string, Format> = {
   '.fvecs': 'fvecs', '.bvecs': 'bvecs', '.f32': 'f32', '.npy': 'npy', '.jsonl': 'jsonl', '.ndjson': 'jsonl',
 };
 
 export function formatOf(path: string): Format {
+  if (IDX_NAME.test(basename(path))) return 'idx';
   const ext = extname(path).toLowerCase();
   const f = EXTENSIONS[ext];
   if (!f) {
     throw new VdbError(ErrorCode.INVALID_ARGUMENT,
-      `${path}: unknown format${ext ? ` (extension ${ext})` : ' (no extension)'}; vdb reads .fvecs, .bvecs, .f32 with meta.json, .npy, .jsonl (or give --format)`);
+      `${path}: unknown format${ext ? ` (extension ${ext})` : ' (no extension)'}; vdb reads .fvecs, .bvecs, .f32 with meta.json, .npy, .jsonl, IDX (or give --format)`);
   }
   return f;
 }
@@ -64,6 +72,7 @@ export function openReader(path: string, format: Format = formatOf(path)): Vecto
       case 'f32': return RawF32Reader.open(file);
       case 'npy': return NpyReader.open(file);
       case 'jsonl': return JsonlReader.open(file);
+      case 'idx': return IdxReader.open(file.path.toLowerCase().endsWith('.gz') ? file.gunzipped() : file);
       default: throw new VdbError(ErrorCode.INVALID_ARGUMENT, `unknown format ${String(format)}; one of ${FORMATS.join(', ')}`);
     }
   } catch (e) {
@@ -80,7 +89,20 @@ function bad(path: string, msg: string, code: ErrorCode = ErrorCode.INVALID_ARGU
 
 /** A file read with explicit offsets. */
 class FileBytes {
-  private constructor(readonly path: string, private fd: number | undefined, readonly size: number) {}
+  private constructor(readonly path: string, private fd: number | undefined, readonly size: number, private readonly bytes?: Uint8Array) {}
+
+  /** The file's gzip-decompressed content, in memory (this file is closed). */
+  gunzipped(): FileBytes {
+    const packed = this.read(0, this.size);
+    this.close();
+    let bytes: Uint8Array;
+    try {
+      bytes = gunzipSync(packed);
+    } catch (e) {
+      throw bad(this.path, `is not a valid gzip file (${(e as Error).message})`);
+    }
+    return new FileBytes(this.path, -1, bytes.length, bytes);
+  }
 
   static open(path: string): FileBytes {
     let fd: number;
@@ -102,6 +124,10 @@ class FileBytes {
   /** Exactly `len` bytes at `pos` (into `into` when given and big enough). */
   read(pos: number, len: number, into?: Uint8Array): Uint8Array {
     if (this.fd === undefined) throw new VdbError(ErrorCode.CLOSED, `${this.path} is closed`);
+    if (this.bytes) {
+      if (pos + len > this.size) throw bad(this.path, `unexpected end of file at byte ${this.size}`);
+      return this.bytes.subarray(pos, pos + len);
+    }
     const buf = into && into.length >= len ? into.subarray(0, len) : new Uint8Array(len);
     let got = 0;
     while (got < len) {
@@ -118,7 +144,7 @@ class FileBytes {
   }
 
   close(): void {
-    if (this.fd !== undefined) closeSync(this.fd);
+    if (this.fd !== undefined && !this.bytes) closeSync(this.fd);
     this.fd = undefined;
   }
 }
@@ -281,6 +307,49 @@ class RawF32Reader extends RecordReader {
 
   protected decode(bytes: Uint8Array, off: number): Float32Array {
     return f32At(bytes, off, this.dim);
+  }
+}
+
+// --------------------------------------------------------------------- IDX
+
+/** IDX element types vdb reads: unsigned byte and float32 (both big-endian in the file). */
+const IDX_TYPES: Record<number, { name: string; bytes: number }> = { 0x08: { name: 'unsigned byte', bytes: 1 }, 0x0d: { name: 'float32', bytes: 4 } };
+
+class IdxReader extends RecordReader {
+  readonly format = 'idx' as const;
+
+  constructor(file: FileBytes, dim: number, count: number, start: number, private readonly type: number) {
+    super(file, dim, count, start, dim * IDX_TYPES[type].bytes);
+  }
+
+  static open(file: FileBytes): IdxReader {
+    const p = file.path;
+    if (file.size < 8) throw bad(p, `is ${file.size} bytes, too short for an IDX header`);
+    const head = file.read(0, 4);
+    const type = head[2];
+    const axes = head[3];
+    if (head[0] !== 0 || head[1] !== 0 || axes < 1) throw bad(p, 'does not start with an IDX magic number (0, 0, type, axes)');
+    if (!IDX_TYPES[type]) throw bad(p, `holds IDX element type 0x${type.toString(16)}; vdb reads unsigned byte (0x08) and float32 (0x0d)`);
+    const start = 4 + 4 * axes;
+    if (file.size < start) throw bad(p, `is ${file.size} bytes, too short for an IDX header of ${axes} axes`);
+    const sizes = Array.from({ length: axes }, (_, i) => {
+      const b = file.read(4 + 4 * i, 4);
+      return new DataView(b.buffer, b.byteOffset, 4).getUint32(0, false);
+    });
+    const count = sizes[0];
+    const dim = sizes.slice(1).reduce((a, b) => a * b, 1);
+    if (dim < 1 || dim > DIM_MAX) throw bad(p, `rows of ${sizes.slice(1).join(' × ')} = ${dim} values; dim must be 1 to ${DIM_MAX}`);
+    const want = start + count * dim * IDX_TYPES[type].bytes;
+    if (file.size !== want) throw bad(p, `is ${file.size} bytes, but its header (${sizes.join(' × ')} ${IDX_TYPES[type].name}) needs ${want}: truncated, or not an IDX file`);
+    return new IdxReader(file, dim, count, start, type);
+  }
+
+  protected decode(bytes: Uint8Array, off: number): Float32Array {
+    if (this.type === 0x08) return u8At(bytes, off, this.dim);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset + off, 4 * this.dim);
+    const out = new Float32Array(this.dim);
+    for (let i = 0; i < this.dim; i++) out[i] = dv.getFloat32(4 * i, false);
+    return out;
   }
 }
 

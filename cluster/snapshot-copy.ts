@@ -1,4 +1,4 @@
-// Copying a shard replica from a live peer over request-reply (DESIGN §7): the
+// Copying a shard replica from a live peer over request-reply (docs/cluster.md): the
 // peer exports its collection (rows and an index snapshot at its applied
 // sequence) into one file and serves it in chunks; the new replica writes the
 // chunks, checks the digest, imports the file and then tails the log from that

@@ -1,4 +1,4 @@
-// Names on the NATS side (DESIGN §6): public API subjects, shard subjects, the
+// Names on the NATS side (docs/protocol.md): public API subjects, shard subjects, the
 // write-log streams and the metadata buckets, all under one prefix.
 
 export interface Names {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Collection } from '../ts/index.js';
@@ -146,6 +147,28 @@ describe('vdb import', () => {
     expect(back.points.map((p) => p.vector)).toEqual(rs);
   });
 
+  it('imports IDX unsigned bytes (MNIST images, gzipped) and big-endian float32, rows flattened', () => {
+    const rand = mulberry32(4);
+    const imgs = Array.from({ length: N }, () => Array.from({ length: 6 }, () => Math.floor(rand() * 256)));
+    const head = Buffer.alloc(16);
+    head.writeUInt32BE(0x00000803, 0);
+    [N, 2, 3].forEach((n, i) => head.writeUInt32BE(n, 4 + 4 * i));
+    const gz = file('train-images-idx3-ubyte.gz', gzipSync(Buffer.concat([head, Buffer.from(imgs.flat())])));
+    const dirU = join(tmp, 'db-idx-u8');
+    ok(vdb('import', '--dir', dirU, '--collection', 'u', '--batch', '10', gz));
+    expect(readBack(dirU, 'u', range(N))).toMatchObject({ count: N, dim: 6, points: imgs.map((vector) => ({ vector })) });
+
+    const rs = f32rows(rows(4, N, 5));
+    const fh = Buffer.alloc(12 + 4 * 5 * N);
+    fh.writeUInt32BE(0x00000d02, 0);
+    fh.writeUInt32BE(N, 4);
+    fh.writeUInt32BE(5, 8);
+    rs.flat().forEach((x, i) => fh.writeFloatBE(x, 12 + 4 * i));
+    const dirF = join(tmp, 'db-idx-f32');
+    ok(vdb('import', '--dir', dirF, '--collection', 'f', '--batch', '10', file('vectors.idx', fh)));
+    expect(readBack(dirF, 'f', range(N)).points.map((q) => q.vector)).toEqual(rs);
+  });
+
   it('imports .f32 with the dim (and metric) of meta.json beside it', () => {
     const rs = f32rows(rows(3));
     const p = file('folder/base.f32', rawF32(rs));
@@ -284,6 +307,19 @@ describe('bad input', () => {
     fails(imp(file('dims.fvecs', texmex(f32rows(rows(10, 4)), 'f', [12, 12, 11, 12]))), 'import', 'DIMENSION_MISMATCH', /row 2 has dim 11/);
     fails(imp(file('zero.fvecs', Buffer.alloc(0))), 'import', 'INVALID_ARGUMENT', /is empty/);
     fails(imp(file('huge.bvecs', Buffer.from([0xff, 0xff, 0xff, 0x7f, 1, 2, 3]))), 'import', 'INVALID_ARGUMENT', /not a bvecs file/);
+  });
+
+  it('refuses IDX files of other element types, with a bad magic, truncated, or not gzip', () => {
+    const idx = (magic: number, sizes: number[], body: number) => {
+      const b = Buffer.alloc(4 + 4 * sizes.length + body);
+      b.writeUInt32BE(magic, 0);
+      sizes.forEach((n, i) => b.writeUInt32BE(n, 4 + 4 * i));
+      return b;
+    };
+    fails(imp(file('i32.idx', idx(0x00000c02, [2, 3], 24))), 'import', 'INVALID_ARGUMENT', /element type 0xc/);
+    fails(imp(file('magic.idx', idx(0x01000802, [2, 3], 6))), 'import', 'INVALID_ARGUMENT', /IDX magic/);
+    fails(imp(file('short.idx', idx(0x00000802, [3, 3], 6))), 'import', 'INVALID_ARGUMENT', /truncated, or not an IDX file/);
+    fails(imp(file('a-idx1-ubyte.gz', Buffer.from('not gzip'))), 'import', 'INVALID_ARGUMENT', /not a valid gzip file/);
   });
 
   it('refuses .npy files that are not 2-D little-endian float32/float64 in C order', () => {

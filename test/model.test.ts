@@ -1,4 +1,4 @@
-// Model-based test of the cluster (issue 9: every acknowledged write is
+// Model-based test of the cluster (every acknowledged write is
 // applied). fast-check generates random sequences of commands — create,
 // upsert, delete, get, exact search (with or without a label filter), count,
 // scroll, drop, and SIGKILL / restart of a shard process — runs them through a

@@ -1,4 +1,4 @@
-// Request and reply bodies of the wire protocol (DESIGN §6, docs/protocol.md).
+// Request and reply bodies of the wire protocol (docs/protocol.md).
 // A validator takes what `decode` returned and gives back a typed, normalised
 // request, or throws a VdbError whose code says what is wrong and whose message
 // starts with the path of the field (`points[3].vector: expected 128 numbers,
@@ -78,7 +78,7 @@ export type EmptyRequest = Record<string, never>;
 /** Per shard (its number as a string), the log sequence a read must see: the `seqs` of the client's write replies. */
 export type SessionSeqs = Record<string, number>;
 
-/** Which replicas may answer a read, and what it must see (DESIGN §7). */
+/** Which replicas may answer a read, and what it must see (docs/cluster.md). */
 export interface ReadConsistency {
   /** Default 'session'. */
   consistency: Consistency;
