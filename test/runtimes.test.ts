@@ -51,7 +51,10 @@ describe('the probe itself, under Node', () => {
     expect(s.beforeInit.calls).toMatchObject({ add: -1, search: -1, remove: -1, save: -1, loadEnd: -1, loadBegin: -5 });
     expect(Object.values(s.beforeInit.badInit)).toEqual(Array(7).fill(-2));
     expect(s.beforeInit.hugeCapacity).toBe(-3);
-    expect(s.beforeInit.afterHugeCapacity.add).toBe(-1);
+    // What index_init's −3 leaves behind (docs/wasm-abi.md): uninitialised, but dim and the fixed buffers set.
+    expect(s.beforeInit.afterHugeCapacity).toMatchObject({ add: -1, filter: 0,
+      counters: { size: 0, capacity: 0, dim: 8, metric: -1 } });
+    expect(s.beforeInit.afterHugeCapacity.input).toBeGreaterThan(0);
     expect(s.beforeInit.initAfterFailure).toBe(0);
     expect(s.beforeInit.initMax).toBe(0);
   });
@@ -75,7 +78,11 @@ describe('the probe itself, under Node', () => {
       expect(m.nextSlots[0]).toEqual(m.nextSlots[1]);
       expect(m.sameAfterAdd).toBe(true);
       expect(m.corruptSection.end).toBe(-5);
+      expect(m.afterCorruptSection).toMatchObject({ add: 0, loadAgain: -1,
+        counters: { size: 0, slots: 0, dim: 13, metric: m.metric } });
       expect(m.corruptHeader).toEqual({ begin: -5 });
+      expect(m.afterCorruptHeader.counters).toMatchObject({ size: 0, metric: -1 });
+      expect(m.afterCorruptHeader.loadAgain).toEqual({ begin: 0, end: 0, consumed: true });
       expect(m.errors).toMatchObject({
         initAgain: -1, k0: -2, kOver: -2, efBelowK: -2, efOver: -2, filterMode: -2, exactFiltered: -2,
         nanAdd: -6, infQuery: -6, removeOutOfRange: -4, removeTwice: [0, -4], statePastSlots: -4,

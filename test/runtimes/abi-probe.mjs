@@ -160,13 +160,20 @@ async function metricRun(fresh, metric) {
   const more = dataset(3000 + metric, 20);
   out.nextSlots = [more.map((v) => r.add(v)), more.map((v) => copy.add(v))];
   out.sameAfterAdd = fnv(r.save().bytes) === fnv(copy.save().bytes);
-  // A damaged section is refused at load_end, a damaged header at load_begin.
+  // A damaged section is refused at load_end, which leaves an empty, working index;
+  // a damaged header is refused at load_begin, which leaves the instance uninitialised.
   const bad = snap.bytes.slice();
   bad[bad.length - 100] ^= 1;
-  out.corruptSection = (await fresh()).load(bad);
+  const emptied = await fresh();
+  out.corruptSection = emptied.load(bad);
+  out.afterCorruptSection = {
+    counters: emptied.counters(), add: emptied.add(points[0]), loadAgain: emptied.w.index_load_begin(),
+  };
   const badHeader = snap.bytes.slice();
   badHeader[8] ^= 1;
-  out.corruptHeader = (await fresh()).load(badHeader);
+  const refused = await fresh();
+  out.corruptHeader = refused.load(badHeader);
+  out.afterCorruptHeader = { counters: refused.counters(), loadAgain: refused.load(snap.bytes) };
   out.errors = {
     initAgain: w.index_init(DIM, metric, 8, 64, 0, 0, 0),
     k0: r.search(queries[0], 0, EF, 0).status,
@@ -212,7 +219,9 @@ async function beforeInit(fresh) {
   };
   out.afterBadInit = r.counters();
   out.hugeCapacity = w.index_init(8, COSINE, 16, 200, 1, 0, 0xffffffff);
-  out.afterHugeCapacity = { counters: r.counters(), input: w.index_input_ptr(), add: w.index_add() };
+  out.afterHugeCapacity = {
+    counters: r.counters(), input: w.index_input_ptr(), filter: w.index_filter_ptr(), add: w.index_add(),
+  };
   out.initAfterFailure = w.index_init(4, IP, 4, 10, 1, 0, 100);
   out.afterRetry = r.counters();
   out.initMax = (await fresh()).w.index_init(65536, COSINE, 256, 1 << 20, 0xffffffff, 0xffffffff, 0);
