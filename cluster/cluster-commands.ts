@@ -39,7 +39,10 @@ function need(v: unknown, flag: string): string {
 function untilSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
     let stopping: Promise<void> | undefined;
-    const done = () => { stopping ??= stop().then(resolve, reject); };
+    const done = (signal: string) => {
+      if (!stopping) logger().info(`${signal}: stopping`);
+      stopping ??= stop().then(resolve, reject);
+    };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
@@ -162,6 +165,7 @@ ${LIMIT_HELP}`,
       const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, ...LOG_FLAGS, data: { type: 'string' } });
       setLogger(createLogger({ role: 'shard', name: need(o.name, '--name'), level: logLevel(o['log-level']) }));
       const s = await runShard({ metricsHost: o['metrics-host'] as string | undefined, nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
+      logger().info(`shard process started: data ${o.data as string}`);
       await untilSignal(s.stop);
     },
   },
@@ -187,6 +191,7 @@ ${METRICS_HELP}`,
         nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
         metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
+      logger().info('coordinator started');
       await untilSignal(c.stop);
     },
   },
