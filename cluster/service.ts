@@ -5,11 +5,11 @@
 // and count in the endpoint's $SRV.STATS `num_errors`.
 
 import type { QueuedIterator, Service, ServiceMsg } from 'nats';
+import { logger } from './log.js';
 import { decode, encode, isJsonContentType } from '../ts/wire/codec.js';
 import { serviceError } from '../ts/wire/messages.js';
 import { VdbError, ErrorCode, isFault } from '../ts/errors.js';
 import type { Registry } from './metrics.js';
-import { logger } from './log.js';
 
 export type Handler = (body: unknown, msg: ServiceMsg) => Promise<unknown> | unknown;
 
