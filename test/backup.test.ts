@@ -131,6 +131,11 @@ describe('vdb backup and vdb restore', () => {
       expect(b.stdout).toMatch(/^backed up src: 2 shards at sequences \d+, \d+ into /);
       expect(during, 'writes acknowledged while the backup ran').toBeGreaterThan(0);
 
+      expect(b.stderr).toMatch(/^shard 0: copied from shard-[01] at sequence \d+$/m);
+      const missing = await vdb(['backup', '--nats', src.natsUrl, '--creds', src.credentials.internal, '--collection', 'nope', '--out', join(work, 'nope.vdbbak')]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/^vdb backup: COLLECTION_NOT_FOUND: no collection nope$/m);
+
       const { header } = readBackup(file);
       const seqs = header.shards.map((s) => s.seq);
       expect(header.collection).toMatchObject({ name: 'src', dim: DIM, metric: 'l2', replicas: 2 });
