@@ -18,7 +18,7 @@ import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
 import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
 import type { NatsAuth } from './nats-connect.js';
-import { createLogger, logLevel, logger, setLogger, LOG_LEVELS } from './log.js';
+import { createLogger, logCrashes, logLevel, logger, setLogger, LOG_LEVELS } from './log.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -164,6 +164,7 @@ ${LIMIT_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, ...LOG_FLAGS, data: { type: 'string' } });
       setLogger(createLogger({ role: 'shard', name: need(o.name, '--name'), level: logLevel(o['log-level']) }));
+      logCrashes();
       const s = await runShard({ metricsHost: o['metrics-host'] as string | undefined, nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
       logger().info(`shard process started: data ${o.data as string}`);
       await untilSignal(s.stop);
@@ -187,6 +188,7 @@ ${METRICS_HELP}`,
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;
       setLogger(createLogger({ role: 'coordinator', name, level: logLevel(o['log-level']) }));
+      logCrashes();
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
         metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),

@@ -62,6 +62,15 @@ export function setLogger(l: Logger): Logger {
   return l;
 }
 
+/** An exception nothing caught (or a rejection nothing handled) ends the process
+ * as Node would, exit status 1, but logged as one `fatal` record with its cause. */
+export function logCrashes(): void {
+  process.once('uncaughtException', (e) => {
+    logger().fatal({ cause: e }, `uncaught exception: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+}
+
 const LEVEL_WIDTH = 5;
 /** Fields every record has, shown in the line's head rather than after it. */
 const HEAD = new Set(['level', 'time', 'role', 'name', 'pid', 'hostname', 'msg']);

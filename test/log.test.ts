@@ -5,6 +5,10 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { ROOT, requireDist } from './cluster-helpers.js';
 import { createLogger, logLevel, readableLine } from '../cluster/log.js';
 import type { LogLevel } from '../cluster/log.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
@@ -57,6 +61,17 @@ describe('process logger', () => {
     for (const bad of ['INFO', 'verbose', '', 3]) {
       expect(() => logLevel(bad)).toThrow(expect.objectContaining({ code: ErrorCode.INVALID_ARGUMENT }));
     }
+  });
+
+  it('an exception nothing catches ends the process with status 1 and one fatal JSON record with its cause', () => {
+    requireDist();
+    const mod = pathToFileURL(join(ROOT, 'dist', 'cluster', 'log.js')).href;
+    const script = `const m = await import(${JSON.stringify(mod)}); m.setLogger(m.createLogger({ role: 'shard', name: 's' })); m.logCrashes(); setTimeout(() => Promise.reject(new Error('boom')), 1);`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(1);
+    const lines = r.stderr.split('\n').filter(Boolean);
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({ level: 'fatal', role: 'shard', name: 's', msg: 'uncaught exception: boom', cause: { message: 'boom' } });
   });
 
   it('a terminal line shows time, level, name and message, then every other field', () => {
