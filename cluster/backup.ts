@@ -15,7 +15,7 @@
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { NatsConnection } from 'nats';
 import { Collection } from '../ts/collection.js';
 import type { Point } from '../ts/collection.js';
@@ -45,7 +45,8 @@ async function sources(meta: Meta, collection: string, shard: number, replicas: 
 /** Backs `collection` up into `out`; returns the header written (each shard's recorded sequence). */
 export async function takeBackup(nc: NatsConnection, n: Names, collection: string, out: string, log: (line: string) => void = () => undefined): Promise<BackupHeader> {
   const meta = await Meta.open(nc, n);
-  const work = mkdtempSync(join(tmpdir(), 'vdb-backup-'));
+  // Beside the output: the shards' copies take as much room as the file will.
+  const work = mkdtempSync(join(dirname(resolve(out)), '.vdb-backup-'));
   try {
     const cm = await meta.collection(collection);
     const map = await meta.shardMap(collection);
