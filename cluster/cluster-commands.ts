@@ -18,6 +18,7 @@ import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
 import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
 import type { NatsAuth } from './nats-connect.js';
+import { createLogger, logCrashes, logLevel, logger, setLogger, LOG_LEVELS } from './log.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -38,7 +39,10 @@ function need(v: unknown, flag: string): string {
 function untilSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve, reject) => {
     let stopping: Promise<void> | undefined;
-    const done = () => { stopping ??= stop().then(resolve, reject); };
+    const done = (signal: string) => {
+      if (!stopping) logger().info(`${signal}: stopping`);
+      stopping ??= stop().then(resolve, reject);
+    };
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
@@ -59,6 +63,11 @@ const COMMON = { nats: { type: 'string' }, prefix: { type: 'string' }, name: { t
 const METRICS_FLAGS = { 'metrics-host': { type: 'string' } } as const;
 const METRICS_HELP = `--metrics-host: the interface of /metrics and /healthz (default 127.0.0.1; 0.0.0.0 opens them to
 the network, unauthenticated: see docs/security.md).`;
+
+/** Every process's log: JSON lines on stderr (readable on a terminal), at --log-level and above. */
+const LOG_FLAGS = { 'log-level': { type: 'string' } } as const;
+const LOG_HELP = `--log-level: ${LOG_LEVELS.join(', ')} (default info); the log is one JSON object per line on
+stderr, readable lines when stderr is a terminal (docs/operations.md).`;
 
 /** Files only, never a secret: a command line is visible to every user of the machine. */
 const AUTH_USAGE = '[--creds FILE] [--tls-ca FILE] [--tls-cert FILE --tls-key FILE]';
@@ -105,7 +114,7 @@ export const CLUSTER_COMMANDS = {
     summary: 'start a local cluster: its own nats-server, N shard processes, a coordinator',
     help: `Usage: vdb up [--shards N] [--replicas R] [--data DIR] [--nats URL] [--prefix P] [--demo]
   [--tls [--tls-verify-clients] | --tls-cert FILE --tls-key FILE --tls-ca FILE] ${AUTH_USAGE}
-  [--metrics-host H] ${LIMIT_USAGE}
+  [--metrics-host H] ${LIMIT_USAGE} [--log-level L]
 Without --nats, the nats-server it starts requires credentials: it makes them in
 DIR/credentials (0600 files: admin.json, writer.json, reader.json for clients,
 internal.json for its processes; add users with vdb user add). --tls generates a CA
@@ -120,11 +129,15 @@ DIR/cluster.json (pids, restart counts, metrics URLs); Ctrl-C or SIGTERM stops
 everything. --replicas R (at most N, default 1) is the replica count of the demo
 collection. --demo also creates a collection "demo", imports sample data and
 runs a search. The capacity flags go to every shard process:
-${LIMIT_HELP}`,
+${LIMIT_HELP}
+Each process's log is appended to DIR/logs/<name>.log; --log-level goes to every process.
+${LOG_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
-        ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, tls: { type: 'boolean' }, 'tls-verify-clients': { type: 'boolean' }, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
+        ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, ...LOG_FLAGS, tls: { type: 'boolean' }, 'tls-verify-clients': { type: 'boolean' }, shards: { type: 'string', default: '2' }, replicas: { type: 'string', default: '1' }, data: { type: 'string', default: './data' }, demo: { type: 'boolean' },
       });
+      const level = logLevel(o['log-level']);
+      setLogger(createLogger({ role: 'up', name: 'vdb-up', level }));
       const shards = Number(o.shards);
       if (!Number.isInteger(shards) || shards < 1 || shards > 64) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--shards must be 1 to 64');
       const replicas = Number(o.replicas);
@@ -133,7 +146,7 @@ ${LIMIT_HELP}`,
         throw new VdbError(ErrorCode.INVALID_ARGUMENT, "--tls and --tls-verify-clients configure the nats-server vdb up starts; with --nats give that server's CA and a client certificate as --tls-ca, --tls-cert, --tls-key");
       }
       if (!o.nats && o.creds !== undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--creds goes with --nats: without it vdb up makes its own credentials in DIR/credentials');
-      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o), metricsHost: o['metrics-host'] as string | undefined });
+      const cluster = await up({ shards, replicas, data: o.data as string, nats: o.nats as string | undefined, auth: o.nats ? auth(o) : undefined, tls: o.nats ? undefined : tlsOption(o), prefix: o.prefix as string | undefined, limits: limitOptions(o), metricsHost: o['metrics-host'] as string | undefined, logLevel: level, log: (line) => logger().info(line) });
       console.log(`NATS URL: ${cluster.url}${cluster.tls ? ` (TLS: trust ${cluster.tls.ca}; client certificate ${cluster.tls.clientCert ?? 'none'})` : ''}`);
       if (cluster.credentials) console.log(`credentials (0600 files, pass one as --creds FILE or VDB_CREDS): ${Object.entries(cluster.credentials.files).map(([u, f]) => `${u} ${f}`).join(', ')}`);
       if (o.demo) await withClient(cluster.url, o.prefix as string | undefined, cluster.clientAuth('admin') ?? auth(o), (c) => runDemo(c, shards, replicas));
@@ -145,20 +158,24 @@ ${LIMIT_HELP}`,
   },
   shard: {
     summary: 'run a shard process (serves the shards assigned to it)',
-    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${AUTH_USAGE} [--metrics-host H] ${LIMIT_USAGE}
+    help: `Usage: vdb shard --nats URL --name NAME --data DIR [--prefix P] ${AUTH_USAGE} [--metrics-host H] ${LIMIT_USAGE} [--log-level L]
 ${AUTH_HELP}
+${LOG_HELP}
 ${METRICS_HELP}
 ${LIMIT_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, data: { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...LIMIT_FLAGS, ...METRICS_FLAGS, ...LOG_FLAGS, data: { type: 'string' } });
+      setLogger(createLogger({ role: 'shard', name: need(o.name, '--name'), level: logLevel(o['log-level']) }));
+      logCrashes();
       const s = await runShard({ metricsHost: o['metrics-host'] as string | undefined, nats: need(o.nats, '--nats'), auth: auth(o), name: need(o.name, '--name'), data: need(o.data, '--data'), prefix: o.prefix as string | undefined, ...limitOptions(o) });
+      logger().info(`shard process started: data ${o.data as string}`);
       await untilSignal(s.stop);
     },
   },
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
-  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000]
+  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000] [--log-level L]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
 --compact-after: log entries every replica has applied before the log is compacted below them;
 --split-at: points that make a hash-partitioned shard split in two (0: never);
@@ -166,14 +183,19 @@ ${LIMIT_HELP}`,
   within this long of taking its version; version tombstones live about twice it (at least 1000;
   give every coordinator of a cluster the same value).
 ${AUTH_HELP}
+${LOG_HELP}
 ${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
+      const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;
+      setLogger(createLogger({ role: 'coordinator', name, level: logLevel(o['log-level']) }));
+      logCrashes();
       const c = await runCoordinator({
-        nats: need(o.nats, '--nats'), auth: auth(o), name: (o.name as string | undefined) ?? `coordinator-${process.pid}`, prefix: o.prefix as string | undefined,
+        nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
         metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
       });
+      logger().info('coordinator started');
       await untilSignal(c.stop);
     },
   },

@@ -33,6 +33,7 @@ import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
+import { logger } from './log.js';
 import type { NatsAuth } from './nats-connect.js';
 import { WriteGuard } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
@@ -171,7 +172,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const { order, anyLive } = replicaOrder(k.map.replicas[s] ?? [], shardKey(c, s), live, minSeq, turn++);
     const send: Send = async (member, req, timeoutMs) => decode((await requester.request(n.replica(c, s, member, op), encode(req, false), timeoutMs)).data, false) as Record<string, unknown>;
     const onReplicaError = (member: string, err: VdbError) =>
-      process.stderr.write(`${new Date().toISOString()} ${opts.name}: ${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica\n`);
+      logger().warn({ subject: n.replica(c, s, member, op), code: err.code, cause: err }, `${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica`);
     return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError })) };
   }
 
@@ -507,7 +508,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
     versionWindowMs,
-  }, (line) => process.stderr.write(`${line}\n`));
+  }, (line) => logger().info(line));
 
   return {
     async stop() {

@@ -22,6 +22,7 @@ import type { Backoff, Supervised } from './supervisor.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { limitsFrom } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
+import type { LogLevel } from './log.js';
 
 export interface UpOptions {
   shards: number;
@@ -48,6 +49,8 @@ export interface UpOptions {
   metricsHost?: string;
   /** Capacity limits of every shard process (their flags). */
   limits?: ShardLimits;
+  /** --log-level of every process (default info). */
+  logLevel?: LogLevel;
 }
 
 export interface RunningCluster {
@@ -124,18 +127,21 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   const file = join(data, 'cluster.json');
   let stopped = false;
 
+  const logDir = join(data, 'logs');
+  mkdirSync(logDir, { recursive: true });
   const supervisor = new Supervisor({
     command: [process.execPath, CLI],
     backoff: opts.backoff,
     log,
     output: opts.output,
+    logDir,
     onRestart: (c) => {
       ports.delete(c.name);
       write();
       void backAgain(c, c.proc.pid!);
     },
   });
-  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth), ...(opts.metricsHost === undefined ? [] : ['--metrics-host', opts.metricsHost])];
+  const common = ['--nats', url, '--prefix', prefix, ...authArgs(auth), ...(opts.metricsHost === undefined ? [] : ['--metrics-host', opts.metricsHost]), ...(opts.logLevel === undefined ? [] : ['--log-level', opts.logLevel])];
   // The metrics URLs as this machine reaches them.
   const mhost = opts.metricsHost === undefined || ['0.0.0.0', '::', ''].includes(opts.metricsHost) ? '127.0.0.1' : opts.metricsHost.includes(':') ? `[${opts.metricsHost}]` : opts.metricsHost;
   const limitArgs = Object.entries({ 'max-index-mb': opts.limits?.maxIndexMb, 'max-points': opts.limits?.maxPoints, 'min-free-disk-mb': opts.limits?.minFreeDiskMb })
@@ -204,6 +210,6 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   supervisor.supervise();
   write();
   for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://${mhost}:${ports.get(c.name)}/metrics and /healthz`);
-  log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}`);
+  log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}; logs in ${logDir}`);
   return { url, credentials, tls, clientAuth, stop };
 }

@@ -19,6 +19,7 @@ import { addEndpoint } from './service.js';
 import type { Observe } from './service.js';
 import { checkShardRequest, checkShardWait, shardReplyBody } from './shard-requests.js';
 import type { CopySource } from './snapshot-copy.js';
+import { logger } from './log.js';
 
 /** A write-log entry, as the coordinator publishes it; `version` for collections not placed by id (cluster/versions.ts). */
 export type LogEntry =
@@ -131,7 +132,7 @@ export class ServedShard {
     try {
       skipped = this.store.applyLog(batch);
     } catch (e) {
-      this.halt(`applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}`, log);
+      this.halt(`applying log entries ${batch[0].seq}..${batch[batch.length - 1].seq} failed: ${(e as Error).message}`);
       try {
         this.store = this.reopen();
       } catch (again) {
@@ -159,8 +160,9 @@ export class ServedShard {
     }
   }
 
-  private halt(why: string, log: (line: string) => void): void {
-    log(`shard ${this.collection}/${this.shard}: ${why}; stopped applying`);
+  // An operator must act on this one: at `error`, not through the shard's info lines.
+  private halt(why: string): void {
+    logger().error({ collection: this.collection, shard: this.shard }, `shard ${this.collection}/${this.shard}: ${why}; stopped applying`);
     this.failed = why;
   }
 
@@ -238,7 +240,7 @@ export class ServedShard {
         if (info.state.last_seq < applied) {
           // The log lost entries this replica applied (a NATS store lost or
           // recreated): new writes would reuse applied sequences and be skipped.
-          this.halt(`applied ${applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries`, log);
+          this.halt(`applied ${applied} but the log ends at ${info.state.last_seq}: the log lost acknowledged entries`);
           this.consuming?.stop();
           return;
         }

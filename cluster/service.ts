@@ -5,6 +5,7 @@
 // and count in the endpoint's $SRV.STATS `num_errors`.
 
 import type { QueuedIterator, Service, ServiceMsg } from 'nats';
+import { logger } from './log.js';
 import { decode, encode, isJsonContentType } from '../ts/wire/codec.js';
 import { serviceError } from '../ts/wire/messages.js';
 import { VdbError, ErrorCode, isFault } from '../ts/errors.js';
@@ -16,10 +17,13 @@ export type Handler = (body: unknown, msg: ServiceMsg) => Promise<unknown> | unk
 export type Observe = (seconds: number, errorCode?: string) => void;
 
 // A fault answers the caller with a code and a short message; the cause (and
-// stack) goes to the process's log, where an operator can find it.
-function logFault(subject: string, code: string, cause: unknown): void {
-  const detail = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
-  process.stderr.write(`${new Date().toISOString()} error answering ${subject}: ${code}: ${detail.replace(/\n\s*/g, ' | ')}\n`);
+// stack) goes to the process's log at `error`, where an operator can find it.
+// Any other error reply (the caller's mistake, a missing collection) is logged
+// at `debug`: seen with --log-level debug, not flooding the log by default.
+function logError(subject: string, code: string, cause: unknown, fault: boolean): void {
+  const l = logger();
+  if (fault) l.error({ subject, code, cause }, `error answering ${subject}: ${code}`);
+  else l.debug({ subject, code, cause }, `error answering ${subject}: ${code}`);
 }
 
 /** `countError` is told of every error reply (with its `Nats-Service-Error` line). */
@@ -30,7 +34,7 @@ export function handle(fn: Handler, observe?: Observe, countError?: (e: Error) =
     const json = isJsonContentType(msg.headers?.get('Content-Type'));
     const fail = (e: unknown) => {
       const se = serviceError(e);
-      if (!(e instanceof VdbError) || isFault(e.code)) logFault(msg.subject, se.body.error.code, e);
+      logError(msg.subject, se.body.error.code, e, !(e instanceof VdbError) || isFault(e.code));
       msg.respondError(se.status, se.description, encode(se.body, json));
       countError?.(new Error(se.description));
       observe?.((performance.now() - t0) / 1000, se.body.error.code);

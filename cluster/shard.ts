@@ -25,6 +25,7 @@ import type { NatsAuth } from './nats-connect.js';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
 import { trackConnection, connectionDetail } from './nats-status.js';
+import { logger } from './log.js';
 
 export interface ShardOptions extends ShardLimits {
   nats: string;
@@ -48,7 +49,7 @@ const RESYNC_MS = 10_000;
 const RETRY_MS = 3000;
 
 export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<void> }> {
-  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = opts.log ?? ((line: string) => logger().info(line));
   checkCollectionName(opts.name, 'name');
   const limits = limitsFrom(opts);
   mkdirSync(opts.data, { recursive: true }); // its free disk is reported from the first heartbeat

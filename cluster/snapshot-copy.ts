@@ -105,35 +105,46 @@ async function call(nc: NatsConnection, subject: string, body: unknown, timeout:
   return reply;
 }
 
+/** Fetches the export a peer serves on `subject` (its snapshot endpoint) into
+ * `file`, checked against its digest; returns what `begin` answered (the
+ * sequence the export is at). `vdb backup` keeps the file as it is. */
+export async function fetchSnapshot(nc: NatsConnection, subject: string, file: string, timeoutMs = 30_000): Promise<CopyBegin> {
+  const begin = checkBegin(await call(nc, subject, { op: 'begin' }, timeoutMs), subject);
+  try {
+    const fd = openSync(file, 'w');
+    try {
+      let next = 0;
+      const worker = async () => {
+        while (next < begin.bytes) {
+          const offset = next;
+          next += begin.chunk;
+          const { data } = (await call(nc, subject, { op: 'read', token: begin.token, offset }, timeoutMs)) as { data: unknown };
+          if (!(data instanceof Uint8Array) || data.length !== Math.min(begin.chunk, begin.bytes - offset)) {
+            throw new VdbError(ErrorCode.STORAGE, `${subject}: the chunk at ${offset} has the wrong size`);
+          }
+          writeSync(fd, data, 0, data.length, offset);
+        }
+      };
+      await Promise.all(Array.from({ length: WINDOW }, worker));
+    } finally {
+      closeSync(fd);
+    }
+    if (sha256(file) !== begin.sha256) throw new VdbError(ErrorCode.STORAGE, `the copy from ${subject} does not match its digest`);
+    return begin;
+  } finally {
+    await call(nc, subject, { op: 'end', token: begin.token }, timeoutMs).catch(() => undefined);
+  }
+}
+
 /** Copies a replica's collection from `subject` (a peer's snapshot endpoint) into `dir` as `name`; returns its sequence. */
 export async function copyFromPeer(nc: NatsConnection, subject: string, dir: string, name: string, timeoutMs = 30_000): Promise<{ seq: number; bytes: number }> {
-  const begin = checkBegin(await call(nc, subject, { op: 'begin' }, timeoutMs), subject);
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `copy-${name}-${begin.token}.sqlite`);
-  const fd = openSync(file, 'w');
-  let open = true;
+  const file = join(dir, `copy-${name}-${randomUUID()}.sqlite`);
   try {
-    let next = 0;
-    const worker = async () => {
-      while (next < begin.bytes) {
-        const offset = next;
-        next += begin.chunk;
-        const { data } = (await call(nc, subject, { op: 'read', token: begin.token, offset }, timeoutMs)) as { data: unknown };
-        if (!(data instanceof Uint8Array) || data.length !== Math.min(begin.chunk, begin.bytes - offset)) {
-          throw new VdbError(ErrorCode.STORAGE, `${subject}: the chunk at ${offset} has the wrong size`);
-        }
-        writeSync(fd, data, 0, data.length, offset);
-      }
-    };
-    await Promise.all(Array.from({ length: WINDOW }, worker));
-    closeSync(fd);
-    open = false;
-    if (sha256(file) !== begin.sha256) throw new VdbError(ErrorCode.STORAGE, `the copy from ${subject} does not match its digest`);
+    const begin = await fetchSnapshot(nc, subject, file, timeoutMs);
     Collection.importFrom(dir, name, file, begin.name);
     return { seq: begin.seq, bytes: begin.bytes };
   } finally {
-    if (open) closeSync(fd);
     rmSync(file, { force: true });
-    await call(nc, subject, { op: 'end', token: begin.token }, timeoutMs).catch(() => undefined);
   }
 }

@@ -5,6 +5,8 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface Backoff {
   /** The first wait before a restart. */
@@ -41,8 +43,10 @@ export interface SupervisorOptions {
   command: string[];
   backoff?: Partial<Backoff>;
   log: (line: string) => void;
-  /** Each line a child writes; absent: children write to this process's stdout and stderr. */
+  /** Each line a child writes; absent: children write to their log file, else to this process's stdout and stderr. */
   output?: (name: string, line: string) => void;
+  /** A directory where each child's output is appended to `<name>.log` (kept across restarts). */
+  logDir?: string;
   /** Called once a restart has spawned the new process. */
   onRestart: (c: Supervised) => void;
 }
@@ -72,16 +76,25 @@ export class Supervisor {
   private spawn(role: Role, name: string, args: string[]): ChildProcess {
     const [program, ...lead] = this.opts.command;
     const out = this.opts.output;
-    const proc = spawn(program, [...lead, role, '--name', name, ...args], { stdio: ['ignore', out ? 'pipe' : 'inherit', out ? 'pipe' : 'inherit'] });
+    // Without `output` the child writes its file itself, so its log outlives this process.
+    const file = this.opts.logDir === undefined ? undefined : openSync(join(this.opts.logDir, `${name}.log`), 'a');
+    const sink = out ? 'pipe' : (file ?? 'inherit');
+    const proc = spawn(program, [...lead, role, '--name', name, ...args], { stdio: ['ignore', sink, sink] });
     if (out) {
       for (const stream of [proc.stdout!, proc.stderr!]) {
         let rest = '';
         stream.on('data', (d: Buffer) => {
           const lines = (rest + d.toString()).split('\n');
           rest = lines.pop() ?? '';
-          for (const l of lines) out(name, l);
+          for (const l of lines) {
+            if (file !== undefined) writeSync(file, `${l}\n`);
+            out(name, l);
+          }
         });
       }
+      if (file !== undefined) proc.once('close', () => closeSync(file));
+    } else if (file !== undefined) {
+      closeSync(file);
     }
     return proc;
   }

@@ -44,6 +44,8 @@ export const ErrorCode = {
   LAGGING: 'LAGGING',
   /** Metadata changed between reading and writing it (a compare-and-set lost); retry. */
   CONFLICT: 'CONFLICT',
+  /** A backup file (`vdb restore`) is damaged, truncated or not a backup; nothing was restored. */
+  CORRUPT_BACKUP: 'CORRUPT_BACKUP',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
