@@ -29,6 +29,8 @@ import { Requester } from './requester.js';
 import { askReplicas, replicaOrder } from './replica-choice.js';
 import type { Send } from './replica-choice.js';
 import { Registry, serveMetrics } from './metrics.js';
+import { coordinatorMetrics } from './coordinator-metrics.js';
+import { natsMetrics } from './process-metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
@@ -172,7 +174,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const send: Send = async (member, req, timeoutMs) => decode((await requester.request(n.replica(c, s, member, op), encode(req, false), timeoutMs)).data, false) as Record<string, unknown>;
     const onReplicaError = (member: string, err: VdbError) =>
       process.stderr.write(`${new Date().toISOString()} ${opts.name}: ${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica\n`);
-    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError })) };
+    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError, onHedge: () => counted.hedged(op) })) };
   }
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */
@@ -452,6 +454,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_coordinator');
   const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
+  const counted = coordinatorMetrics(registry, { collections: () => meta.list(), shardMap: async (c) => (await known(c)).map, live: () => meta.live() });
+  natsMetrics(registry, connection.state);
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
     host: opts.metricsHost,
@@ -507,7 +511,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
     versionWindowMs,
-  }, (line) => process.stderr.write(`${line}\n`));
+  }, (line) => process.stderr.write(`${line}\n`), counted.balancerAction);
 
   return {
     async stop() {
