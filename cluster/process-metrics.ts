@@ -18,8 +18,10 @@ export function natsMetrics(registry: Registry, state: () => ConnectionState): v
   });
 }
 
-/** `vdb_disk_free_bytes` and `vdb_disk_size_bytes` of the filesystem holding `dir`. */
-export function diskMetrics(registry: Registry, dir: string): void {
+/** `vdb_disk_free_bytes` and `vdb_disk_size_bytes` of the filesystem holding
+ * `dir`, and `vdb_disk_min_free_bytes`: below it the process takes no upserts. */
+export function diskMetrics(registry: Registry, dir: string, minFreeBytes: number): void {
+  registry.gauge('vdb_disk_min_free_bytes', 'Free disk below which the process refuses upserts (--min-free-disk-mb)').set(minFreeBytes);
   const free = registry.gauge('vdb_disk_free_bytes', 'Bytes free (to this user) on the filesystem of the data directory');
   const size = registry.gauge('vdb_disk_size_bytes', 'Size in bytes of the filesystem of the data directory');
   registry.onCollect(() => {

@@ -19,7 +19,6 @@ import { addEndpoint } from './service.js';
 import type { Observe } from './service.js';
 import { checkShardRequest, checkShardWait, shardReplyBody } from './shard-requests.js';
 import type { CopySource } from './snapshot-copy.js';
-import { behindSince } from './shard-metrics.js';
 
 /** A write-log entry, as the coordinator publishes it; `version` for collections not placed by id (cluster/versions.ts). */
 export type LogEntry =
@@ -79,8 +78,8 @@ export class ServedShard {
   private bound: { table: Map<string, ((body: unknown) => unknown) | undefined>; name: string; fn: (body: unknown) => unknown }[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
-  /** Since when log entries have been waiting (shard-metrics.ts), for the lag in seconds. */
-  behindSince?: number;
+  /** While entries wait behind the last one delivered, that entry's time in the log (ms): the lag in seconds (shard-metrics.ts). */
+  pendingSince?: number;
   private stopped = false;
   /** Why the shard stopped applying its log (a storage fault, or a log behind
    * what was applied); it then answers no reads and says so in heartbeats. */
@@ -200,7 +199,7 @@ export class ServedShard {
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
-        this.behindSince = behindSince(this.behindSince, this.pending, Date.now());
+        this.pendingSince = this.pending > 0 ? m.info.timestampNanos / 1e6 : undefined;
         const entry = readEntry(m.data, m.seq);
         if (entry.op === 'retain') {
           let ok = batch.length === 0 || this.applyBatch(batch, log);

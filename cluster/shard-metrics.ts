@@ -8,16 +8,12 @@ import type { ServedShard } from './replica.js';
 import { shardRoom } from './capacity.js';
 import type { Limits } from './capacity.js';
 
-/** Since when a replica has been behind its log: set when entries start to
- * wait, kept while they do, cleared once none waits. */
-export function behindSince(since: number | undefined, pending: number, now: number): number | undefined {
-  if (pending <= 0) return undefined;
-  return since ?? now;
-}
-
-/** Seconds a replica has been behind, 0 when it is not. */
-export function lagSeconds(since: number | undefined, now: number): number {
-  return since === undefined ? 0 : Math.max(0, (now - since) / 1000);
+/** A replica's lag in seconds: the age of the log entry it is applying while
+ * more wait behind it (`pendingSince`, the entry's time in the log, ms), as a
+ * database replica's "seconds behind" is; 0 once none waits. It grows while a
+ * stuck replica receives nothing. */
+export function lagSeconds(pendingSince: number | undefined, now: number): number {
+  return pendingSince === undefined ? 0 : Math.max(0, (now - pendingSince) / 1000);
 }
 
 export interface ShardMetricsSource {
@@ -49,7 +45,7 @@ export function shardMetrics(registry: Registry, src: ShardMetricsSource): void 
   const points = g('vdb_shard_points', 'Points stored in the replica');
   const applied = g('vdb_shard_applied_seq', 'Last write-log sequence the replica applied');
   const lag = g('vdb_shard_lag_entries', 'Write-log entries not yet applied by the replica, as of the last delivery');
-  const lagSecs = g('vdb_shard_lag_seconds', 'Seconds the replica has had log entries waiting to be applied (0 when caught up)');
+  const lagSecs = g('vdb_shard_lag_seconds', 'Age of the log entry the replica is applying while more wait (0 when caught up)');
   const first = g('vdb_shard_log_first_seq', 'First sequence still held in the write log the replica follows (earlier ones are compacted)');
   const last = g('vdb_shard_log_last_seq', 'Last sequence of the write log the replica follows');
   const memory = g('vdb_shard_wasm_memory_bytes', 'Wasm memory held by the replica\'s index');
@@ -71,7 +67,7 @@ export function shardMetrics(registry: Registry, src: ShardMetricsSource): void 
       points.set(l, st.points);
       applied.set(l, sh.applied);
       lag.set(l, sh.pending);
-      lagSecs.set(l, lagSeconds(sh.behindSince, now));
+      lagSecs.set(l, lagSeconds(sh.pendingSince, now));
       memory.set(l, st.indexBytes);
       memoryLimit.set(l, src.limits.maxIndexBytes);
       skipped.set(l, st.skipped);

@@ -87,7 +87,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     copies: () => ({ serving: logs ? copies.inFlight : 0, receiving }),
   });
   natsMetrics(registry, connection.state);
-  diskMetrics(registry, opts.data);
+  diskMetrics(registry, opts.data, limits.minFreeDiskBytes);
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
     host: opts.metricsHost,
