@@ -2,7 +2,8 @@
 // it: for each shard of each collection, its replicas, the live ones (their
 // process heartbeats) and the failed ones (they stopped applying their log).
 // Every coordinator reports the same view; alerts aggregate with max/min.
-// Also the coordinator's own counters: hedged requests, balancer actions.
+// Also the coordinator's own counters: partial answers, hedged requests,
+// balancer actions.
 
 import type { Registry } from './metrics.js';
 import type { Member, ShardMap } from './meta.js';
@@ -37,7 +38,11 @@ export interface ClusterView {
   live: () => Member[];
 }
 
+/** The reads a shard may miss (partial answers) or a replica be hedged for: shown at 0 from the start. */
+const READS = ['search', 'get', 'count', 'scroll'];
+
 export interface CoordinatorMetrics {
+  partial(op: string): void;
   hedged(op: string): void;
   balancerAction(action: BalancerAction): void;
 }
@@ -47,8 +52,13 @@ export function coordinatorMetrics(registry: Registry, view: ClusterView): Coord
   const replicas = registry.gauge('vdb_cluster_shard_replicas', 'Replicas the shard map places for the shard', { labels });
   const live = registry.gauge('vdb_cluster_shard_live_replicas', 'Replicas of the shard that serve it: their process heartbeats, and they hold the shard and apply its log', { labels });
   const failed = registry.gauge('vdb_cluster_shard_failed_replicas', 'Replicas of the shard that stopped applying their log (a storage fault)', { labels });
+  const partial = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards (no replica answered within the deadline), by operation', { labels: ['op'] });
   const hedged = registry.counter('vdb_coordinator_hedged_total', 'Extra replicas asked because the first had not answered within a quarter of the deadline, by operation', { labels: ['op'] });
   const actions = registry.counter('vdb_balancer_actions_total', 'Actions this coordinator\'s balancer took while it held the lease, by action', { labels: ['action'] });
+  for (const op of READS) {
+    partial.inc({ op }, 0);
+    hedged.inc({ op }, 0);
+  }
   for (const a of BALANCER_ACTIONS) actions.inc({ action: a }, 0);
 
   registry.onCollect(async () => {
@@ -66,6 +76,7 @@ export function coordinatorMetrics(registry: Registry, view: ClusterView): Coord
     }
   });
   return {
+    partial: (op) => partial.inc({ op }),
     hedged: (op) => hedged.inc({ op }),
     balancerAction: (action) => actions.inc({ action }),
   };

@@ -453,7 +453,6 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_coordinator');
-  const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
   const counted = coordinatorMetrics(registry, { collections: () => meta.list(), shardMap: async (c) => (await known(c)).map, live: () => meta.live() });
   natsMetrics(registry, connection.state);
   const metrics = await serveMetrics(registry, {
@@ -468,7 +467,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   for (const op of COLLECTION_ENDPOINTS) {
     addEndpoint(service, op, { subject: n.api('*', op) }, async (body, msg) => {
       const reply = await ops[op](msg.subject.split('.')[2], body) as { partial?: boolean };
-      if (reply.partial) partials.inc({ op });
+      if (reply.partial) counted.partial(op);
       return reply;
     }, observe(op));
   }

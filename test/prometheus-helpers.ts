@@ -70,3 +70,20 @@ export function daemon(binary: string, args: string[]): Daemon {
     },
   };
 }
+
+export interface PanelQuery {
+  panel: string;
+  refId: string;
+  /** The PromQL, with the dashboard's variables replaced as Grafana would (all collections, a 1 m rate window). */
+  expr: string;
+}
+
+/** Every query of every panel of a Grafana dashboard (rows hold none). */
+export function dashboardQueries(dashboard: { panels: { type: string; title: string; targets?: { refId: string; expr: string }[] }[] }): PanelQuery[] {
+  return dashboard.panels
+    .filter((p) => p.type !== 'row')
+    .flatMap((p) => {
+      if (!p.targets?.length) throw new Error(`panel "${p.title}" has no query`);
+      return p.targets.map((t) => ({ panel: p.title, refId: t.refId, expr: t.expr.replaceAll('$collection', '.*').replaceAll('$__rate_interval', '1m') }));
+    });
+}
