@@ -81,12 +81,13 @@ export function shardMetrics(registry: Registry, src: ShardMetricsSource): void 
       }
       room.set(l, r);
       if (jsm) {
-        const info = Promise.race([jsm.streams.info(src.stream(sh)), new Promise<undefined>((ok) => setTimeout(ok, STREAM_INFO_MS))]);
-        infos.push(info.then((i) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<undefined>((ok) => { timer = setTimeout(() => ok(undefined), STREAM_INFO_MS); });
+        infos.push(Promise.race([jsm.streams.info(src.stream(sh)), late]).then((i) => {
           if (!i) return;
           first.set(l, i.state.first_seq);
           last.set(l, i.state.last_seq);
-        }, () => undefined));
+        }, () => undefined).finally(() => clearTimeout(timer)));
       }
     }
     await Promise.all(infos);
