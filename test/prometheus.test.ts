@@ -3,7 +3,8 @@
 // rules the repo ships (their `for:` set to 0 s, and 1 s intervals, so the
 // test takes seconds), and a real Alertmanager routing to a webhook this test
 // serves on loopback.
-//  - every process kind's /metrics passes `promtool check metrics`;
+//  - every process kind's /metrics passes `promtool check metrics`, and every
+//    vdb_ metric is documented in docs/metrics.md;
 //  - every query of the Grafana dashboard returns data from that Prometheus;
 //  - SIGKILL of a shard's only replica brings VdbShardNoLiveReplica for that
 //    shard to the webhook.
@@ -136,6 +137,19 @@ describe('metrics of a real cluster', () => {
         expect(text).toMatch(/vdb_coordinator_request_seconds_count\{op="upsert"\} [1-9]/);
       }
     }
+  });
+
+  it('every vdb_ metric the processes serve is documented in docs/metrics.md, and every one documented is served', async () => {
+    const served = new Set<string>();
+    for (const m of await members()) {
+      const text = await (await fetch(`http://127.0.0.1:${m.metricsPort}/metrics`)).text();
+      for (const [, name] of text.matchAll(/^# TYPE (vdb_\w+) /gm)) served.add(name!);
+    }
+    const doc = readFileSync(join(ROOT, 'docs', 'metrics.md'), 'utf8');
+    // The tables: rows that start with a metric name.
+    const documented = new Set([...doc.matchAll(/^\| `(vdb_\w+)` \|/gm)].map((m) => m[1]!));
+    expect([...served].filter((n) => !documented.has(n)), 'served but not documented').toEqual([]);
+    expect([...documented].filter((n) => !served.has(n)), 'documented but not served').toEqual([]);
   });
 
   it('every query of the Grafana dashboard returns data from Prometheus', async () => {
