@@ -5,7 +5,6 @@ import { statSync } from 'node:fs';
 import type { JetStreamManager } from 'nats';
 import type { Registry } from './metrics.js';
 import type { ServedShard } from './replica.js';
-import { shardRoom } from './capacity.js';
 import type { Limits } from './capacity.js';
 
 /** A replica's lag in seconds: the age of the log entry it is applying while
@@ -19,6 +18,8 @@ export function lagSeconds(pendingSince: number | undefined, now: number): numbe
 export interface ShardMetricsSource {
   served: () => Iterable<ServedShard>;
   limits: Limits;
+  /** Points the replica can still take (0 when its store cannot be read). */
+  room: (sh: ServedShard) => number;
   /** The SQLite file the replicas share. */
   sqliteFile: string;
   /** The stream a replica follows, to read its first and last sequence; none while JetStream is not reachable yet. */
@@ -72,14 +73,7 @@ export function shardMetrics(registry: Registry, src: ShardMetricsSource): void 
       memoryLimit.set(l, src.limits.maxIndexBytes);
       skipped.set(l, st.skipped);
       failed.set(l, sh.failed ? 1 : 0);
-      // A replica whose store cannot be read (closed after a fault) has no room.
-      let r = 0;
-      try {
-        r = shardRoom(sh.store, src.limits).points;
-      } catch {
-        r = 0;
-      }
-      room.set(l, r);
+      room.set(l, src.room(sh));
       if (jsm) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         const late = new Promise<undefined>((ok) => { timer = setTimeout(() => ok(undefined), STREAM_INFO_MS); });

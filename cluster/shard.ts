@@ -81,6 +81,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   shardMetrics(registry, {
     served: () => served.values(),
     limits,
+    room: (sh) => roomOf(sh)?.points ?? 0,
     sqliteFile: join(opts.data, 'vdb.sqlite'),
     stream: (sh) => n.stream(sh.collection, sh.source),
     jsm: () => logs,

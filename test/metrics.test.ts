@@ -11,8 +11,14 @@ import fc from 'fast-check';
 import { ErrorCode } from '../ts/errors.js';
 import { LATENCY_BUCKETS, METRICS_CONTENT_TYPE, Registry, serveMetrics } from '../cluster/metrics.js';
 import type { MetricsServer } from '../cluster/metrics.js';
-import { lagSeconds } from '../cluster/shard-metrics.js';
-import { shardHealth } from '../cluster/coordinator-metrics.js';
+import { lagSeconds, shardMetrics } from '../cluster/shard-metrics.js';
+import type { ServedShard } from '../cluster/replica.js';
+import type { JetStreamManager } from 'nats';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tempDir } from './cluster-helpers.js';
+import { coordinatorMetrics, shardHealth } from '../cluster/coordinator-metrics.js';
+import { natsMetrics } from '../cluster/process-metrics.js';
 import type { Member } from '../cluster/meta.js';
 import { promtool } from './prometheus-helpers.js';
 
@@ -284,9 +290,100 @@ describe('lag in seconds', () => {
   });
 });
 
+describe('shard metrics', () => {
+  /** A served replica as the metrics read it. */
+  const replica = (collection: string, shard: number, o: { points: number; applied: number; pending: number; pendingSince?: number; failed?: string }) =>
+    ({ collection, shard, source: shard, applied: o.applied, pending: o.pending, pendingSince: o.pendingSince, failed: o.failed,
+      stats: () => ({ points: o.points, skipped: 2, indexBytes: 65536 }) }) as unknown as ServedShard;
+
+  it('a series per served replica, gone once it is not served; log sequences from JetStream, absent when it fails', async () => {
+    const dir = tempDir('vdb-metrics-');
+    try {
+      writeFileSync(join(dir, 'vdb.sqlite'), Buffer.alloc(4096));
+      writeFileSync(join(dir, 'vdb.sqlite-wal'), Buffer.alloc(100));
+      let served = [
+        replica('docs', 0, { points: 10, applied: 40, pending: 0 }),
+        replica('docs', 1, { points: 7, applied: 30, pending: 5, pendingSince: Date.now() - 90_000, failed: 'disk I/O error' }),
+      ];
+      const jsm = { streams: { info: async (stream: string) => {
+        if (stream === 'log-1') throw new Error('stream not found');
+        return { state: { first_seq: 3, last_seq: 41 } };
+      } } } as unknown as JetStreamManager;
+      const r = bare();
+      shardMetrics(r, {
+        served: () => served, limits: { maxIndexBytes: 1 << 20, minFreeDiskBytes: 0 }, room: (sh) => sh.shard * 100,
+        sqliteFile: join(dir, 'vdb.sqlite'), stream: (sh) => `log-${sh.shard}`, jsm: () => jsm, copies: () => ({ serving: 1, receiving: 0 }),
+      });
+      let p = parse(await r.render());
+      const s0 = { collection: 'docs', shard: '0' };
+      const s1 = { collection: 'docs', shard: '1' };
+      expect(find(p, 'vdb_shard_points', s0)).toBe(10);
+      expect(find(p, 'vdb_shard_applied_seq', s1)).toBe(30);
+      expect(find(p, 'vdb_shard_lag_entries', s1)).toBe(5);
+      expect(find(p, 'vdb_shard_lag_seconds', s0)).toBe(0);
+      expect(find(p, 'vdb_shard_lag_seconds', s1)).toBeGreaterThanOrEqual(90);
+      expect(find(p, 'vdb_shard_failed', s0)).toBe(0);
+      expect(find(p, 'vdb_shard_failed', s1)).toBe(1);
+      expect(find(p, 'vdb_shard_room_points', s1)).toBe(100);
+      expect(find(p, 'vdb_shard_wasm_memory_limit_bytes', s0)).toBe(1 << 20);
+      expect(find(p, 'vdb_shard_log_first_seq', s0)).toBe(3);
+      expect(find(p, 'vdb_shard_log_last_seq', s0)).toBe(41);
+      expect(find(p, 'vdb_shard_log_last_seq', s1)).toBeUndefined();
+      expect(find(p, 'vdb_shard_sqlite_bytes')).toBe(4196);
+      expect(find(p, 'vdb_shard_copies_in_flight', { direction: 'serving' })).toBe(1);
+
+      served = served.slice(0, 1);
+      p = parse(await r.render());
+      expect(find(p, 'vdb_shard_points', s0)).toBe(10);
+      expect(find(p, 'vdb_shard_points', s1)).toBeUndefined();
+      const out = promtool(['check', 'metrics'], await r.render());
+      expect(out.status, out.output).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('NATS connection metrics', () => {
+  it('follow the connection state; disconnects count up as a counter', async () => {
+    let state = { connected: true, since: 0, disconnects: 0 };
+    const r = bare();
+    natsMetrics(r, () => state);
+    let p = parse(await r.render());
+    expect(find(p, 'vdb_nats_connected')).toBe(1);
+    expect(find(p, 'vdb_nats_disconnects_total')).toBe(0);
+    state = { connected: false, since: 1, disconnects: 2 };
+    p = parse(await r.render());
+    expect(find(p, 'vdb_nats_connected')).toBe(0);
+    expect(find(p, 'vdb_nats_disconnects_total')).toBe(2);
+    expect(find(parse(await r.render()), 'vdb_nats_disconnects_total')).toBe(2); // read again: not counted twice
+  });
+});
+
 describe('shard health from the metadata', () => {
   const member = (name: string, shards: Record<string, number>, failed?: Record<string, string>): Member =>
     ({ name, role: 'shard', pid: 1, heartbeat: 0, shards, ...(failed ? { failed } : {}) });
+
+  it("a coordinator's gauges; a collection whose map cannot be read is left out", async () => {
+    const r = bare();
+    const counted = coordinatorMetrics(r, {
+      collections: () => ['c', 'dropping'],
+      shardMap: async (c) => (c === 'c' ? { replicas: [['a'], ['b']] } : Promise.reject(new Error('no collection'))),
+      live: () => [member('a', { 'c/0': 1 }), { name: 'c-0', role: 'coordinator', pid: 1, heartbeat: 0 }],
+    });
+    counted.hedged('search');
+    counted.balancerAction('compact');
+    const p = parse(await r.render());
+    expect(find(p, 'vdb_cluster_shard_live_replicas', { collection: 'c', shard: '0' })).toBe(1);
+    expect(find(p, 'vdb_cluster_shard_live_replicas', { collection: 'c', shard: '1' })).toBe(0);
+    expect(find(p, 'vdb_cluster_shard_replicas', { collection: 'c', shard: '1' })).toBe(1);
+    expect(p.samples.some((x) => x.labels.collection === 'dropping')).toBe(false);
+    expect(find(p, 'vdb_coordinator_hedged_total', { op: 'search' })).toBe(1);
+    expect(find(p, 'vdb_coordinator_hedged_total', { op: 'get' })).toBe(0);
+    expect(find(p, 'vdb_coordinator_partial_total', { op: 'count' })).toBe(0);
+    expect(find(p, 'vdb_balancer_actions_total', { action: 'compact' })).toBe(1);
+    expect(find(p, 'vdb_balancer_actions_total', { action: 'replace' })).toBe(0);
+  });
 
   it('counts replicas placed, serving, and failed per shard', () => {
     const live = [
