@@ -19,6 +19,7 @@ const PROCESS_TESTS = [
   'test/demo.test.ts',
   'test/process-logs.test.ts',
   'test/backup.test.ts',
+  'test/prometheus.test.ts',
 ];
 
 export default defineConfig({

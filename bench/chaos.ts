@@ -129,7 +129,7 @@ const stats = {
   writesAcked: 0, idOpsAcked: 0, writesFailed: 0,
   reads: 0, readsComplete: 0, searchMs: [] as number[],
   kills: [] as Kill[],
-  /** The largest `vdb_shard_lag` any replica reported: log entries it had not applied, as of its last delivery. */
+  /** The largest `vdb_shard_lag_entries` any replica reported: log entries it had not applied, as of its last delivery. */
   maxLag: 0,
 };
 
@@ -431,7 +431,7 @@ async function main(): Promise<number> {
       bar(`${((now() - t0) / 1000).toFixed(0)}/${SECONDS} s  writes ${stats.writesAcked} acked, ${stats.writesFailed} not  reads ${stats.reads} (${avail} % complete)  kills ${stats.kills.length} (${down} down)`);
     }, 250);
     const lagSampler = setInterval(() => {
-      perReplica('vdb_shard_lag').then((m) => {
+      perReplica('vdb_shard_lag_entries').then((m) => {
         for (const shards of m.values()) for (const lag of shards.values()) stats.maxLag = Math.max(stats.maxLag, lag);
       }).catch(() => undefined);
     }, 1000);

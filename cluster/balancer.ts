@@ -85,14 +85,19 @@ export async function balancerState(meta: Meta): Promise<BalancerState | undefin
 /** A request to another process: its decoded reply, or a thrown coded error. */
 export type Request = (subject: string, body: unknown) => Promise<unknown>;
 
-export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, request: Request, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void): { stop(): void } {
+/** What the balancer does, as `vdb_balancer_actions_total` counts it. */
+export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact'] as const;
+export type BalancerAction = (typeof BALANCER_ACTIONS)[number];
+
+export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamManager, request: Request, n: Names, me: string, opts: BalancerOptions, log: (line: string) => void, onAction?: (action: BalancerAction) => void): { stop(): void } {
   const goneSince = new Map<string, number>();
   /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
   const failedSince = new Map<string, number>();
   let done: string[] = [];
   const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas), horizonAge(opts.versionWindowMs));
 
-  const act = (line: string) => {
+  const act = (action: BalancerAction, line: string) => {
+    onAction?.(action);
     log(`balancer ${me}: ${line}`);
     done = [...done, `${new Date().toISOString()} ${line}`].slice(-KEEP_DONE);
   };
@@ -153,7 +158,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         next[next.indexOf(r)] = spare.name;
         load.set(spare.name, (load.get(spare.name) ?? 0) + 1);
         changed = true;
-        act(`${name}/${s}: replica ${r} ${why(r, name, s, live)} for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
+        act('replace', `${name}/${s}: replica ${r} ${why(r, name, s, live)} for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
       }
       while (next.length < want) {
         const spare = leastLoaded(live, load, next)[0];
@@ -161,7 +166,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         next.push(spare.name);
         load.set(spare.name, (load.get(spare.name) ?? 0) + 1);
         changed = true;
-        act(`${name}/${s}: ${spare.name} added as a replica`);
+        act('add_replica', `${name}/${s}: ${spare.name} added as a replica`);
       }
       return next;
     });
@@ -179,7 +184,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const settle: Record<number, number> = {};
       for (const s of map.retain) {
         settle[s] = (await js.publish(n.log(name, s), encode({ op: 'retain', partitioner: p.toJSON() as PartitionerJSON, shard: s }, false))).seq;
-        act(`${name}/${s}: retain appended at ${settle[s]} (drops what a split moved away)`);
+        act('retain', `${name}/${s}: retain appended at ${settle[s]} (drops what a split moved away)`);
       }
       await cas({ retain: undefined, settle });
       return true;
@@ -243,7 +248,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
       await addLogStream(jsm, n, name, into, meta.replicas);
       await cas({ split: { shard: s, into, replicas: builders, fenced: false, partitioner: next.toJSON() } });
-      act(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
+      act('split_start', `${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
       return true;
     }
     const key = shardKey(name, sp.into);
@@ -251,7 +256,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     if (gone.some((r) => Date.now() - goneSince.get(r)! >= opts.graceMs)) {
       await cas({ split: undefined });
       await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
-      act(`${name}/${sp.shard}: split abandoned, ${gone.join(', ')} gone`);
+      act('split_abandon', `${name}/${sp.shard}: split abandoned, ${gone.join(', ')} gone`);
       return true;
     }
     const states = sp.replicas.map((r) => live.get(r)?.building?.[key]);
@@ -260,7 +265,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const behind = Math.max(...states.map((st) => (st ? state.last_seq - st.applied : Infinity)));
       if (behind <= FENCE_WHEN_BEHIND) {
         await cas({ split: { ...sp, fenced: true } });
-        act(`${name}/${sp.shard}: builders of ${key} ${behind} entries behind; writes to ${name}/${sp.shard} held`);
+        act('split_fence', `${name}/${sp.shard}: builders of ${key} ${behind} entries behind; writes to ${name}/${sp.shard} held`);
       } else {
         work.push(`${name}/${sp.shard} → ${sp.into}: building, ${behind === Infinity ? 'copying' : `${behind} entries behind`}`);
       }
@@ -273,14 +278,14 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
         return true;
       }
       await cas({ split: { ...sp, sealedAt: state.last_seq } });
-      act(`${name}/${sp.shard}: sealed at sequence ${state.last_seq}`);
+      act('split_seal', `${name}/${sp.shard}: sealed at sequence ${state.last_seq}`);
       return true;
     }
     if (state.last_seq !== sp.sealedAt) {
       // A write reached the log after the seal (a coordinator that missed the fence): start over.
       await cas({ split: undefined });
       await jsm.streams.delete(n.stream(name, sp.into)).catch(() => undefined);
-      act(`${name}/${sp.shard}: split abandoned, the log moved past its seal (${state.last_seq} > ${sp.sealedAt})`);
+      act('split_abandon', `${name}/${sp.shard}: split abandoned, the log moved past its seal (${state.last_seq} > ${sp.sealedAt})`);
       return true;
     }
     if (!states.every((st) => st?.ready)) {
@@ -288,7 +293,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       return true;
     }
     await cas({ split: undefined, replicas: [...map.replicas, sp.replicas], partitioner: sp.partitioner, retain: [sp.shard] });
-    act(`${name}/${sp.shard}: split done; ${key} served by ${sp.replicas.join(', ')}`);
+    act('split_done', `${name}/${sp.shard}: split done; ${key} served by ${sp.replicas.join(', ')}`);
     return true;
   }
 
@@ -304,7 +309,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       // A sequence past the log's end was applied from another log (a heartbeat of a dropped incarnation).
       if (min > state.last_seq || min - (state.first_seq - 1) < opts.compactAfter) continue;
       await jsm.streams.purge(stream, { seq: min + 1 });
-      act(`${name}/${s}: log compacted below ${min + 1} (every replica has applied ${min})`);
+      act('compact', `${name}/${s}: log compacted below ${min + 1} (every replica has applied ${min})`);
     }
   }
 

@@ -29,6 +29,8 @@ import { Requester } from './requester.js';
 import { askReplicas, replicaOrder } from './replica-choice.js';
 import type { Send } from './replica-choice.js';
 import { Registry, serveMetrics } from './metrics.js';
+import { coordinatorMetrics } from './coordinator-metrics.js';
+import { natsMetrics } from './process-metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
@@ -173,7 +175,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const send: Send = async (member, req, timeoutMs) => decode((await requester.request(n.replica(c, s, member, op), encode(req, false), timeoutMs)).data, false) as Record<string, unknown>;
     const onReplicaError = (member: string, err: VdbError) =>
       logger().warn({ subject: n.replica(c, s, member, op), code: err.code, cause: err }, `${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica`);
-    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError })) };
+    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError, onHedge: () => counted.hedged(op) })) };
   }
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */
@@ -452,7 +454,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_coordinator');
-  const partials = registry.counter('vdb_coordinator_partial_total', 'Answers without some shards, by operation', { labels: ['op'] });
+  const counted = coordinatorMetrics(registry, { collections: () => meta.list(), shardMap: async (c) => (await known(c)).map, live: () => meta.live() });
+  natsMetrics(registry, connection.state);
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
     host: opts.metricsHost,
@@ -465,7 +468,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   for (const op of COLLECTION_ENDPOINTS) {
     addEndpoint(service, op, { subject: n.api('*', op) }, async (body, msg) => {
       const reply = await ops[op](msg.subject.split('.')[2], body) as { partial?: boolean };
-      if (reply.partial) partials.inc({ op });
+      if (reply.partial) counted.partial(op);
       return reply;
     }, observe(op));
   }
@@ -508,7 +511,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
     versionWindowMs,
-  }, (line) => logger().info(line));
+  }, (line) => logger().info(line), counted.balancerAction);
 
   return {
     async stop() {

@@ -1,8 +1,9 @@
 // `vdb up`: a local cluster on this machine. Starts its own nats-server (unless
 // given one), N shard processes and a coordinator, supervises them (a process
 // that dies is restarted, cluster/supervisor.ts), keeps DIR/cluster.json with
-// every process's role, pid, restart count and ports, and stops everything on
-// SIGINT/SIGTERM.
+// every process's role, pid, restart count and ports (and DIR/prometheus with
+// the scrape targets from them, cluster/scrape-config.ts), and stops
+// everything on SIGINT/SIGTERM.
 
 import { renameSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -21,6 +22,7 @@ import { Supervisor } from './supervisor.js';
 import type { Backoff, Supervised } from './supervisor.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
 import { limitsFrom } from './capacity.js';
+import { writePrometheusConfig, writeTargets } from './scrape-config.js';
 import type { ShardLimits } from './capacity.js';
 import type { LogLevel } from './log.js';
 
@@ -125,6 +127,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   const meta = await Meta.open(nc, names(prefix));
   const ports = new Map<string, number | undefined>();
   const file = join(data, 'cluster.json');
+  const promDir = join(data, 'prometheus');
   let stopped = false;
 
   const logDir = join(data, 'logs');
@@ -167,6 +170,7 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
     };
     writeFileSync(`${file}.tmp`, JSON.stringify(body, null, 2));
     renameSync(`${file}.tmp`, file);
+    writeTargets(promDir, body.processes);
   }
 
   // A restarted process counts as back once its own pid heartbeats.
@@ -209,7 +213,9 @@ export async function up(opts: UpOptions): Promise<RunningCluster> {
   }
   supervisor.supervise();
   write();
+  writePrometheusConfig(promDir);
   for (const c of supervisor.children) log(`${c.name}: pid ${c.proc.pid}, http://${mhost}:${ports.get(c.name)}/metrics and /healthz`);
   log(`cluster up: ${opts.shards} shard processes and a coordinator, supervised; ${file}; logs in ${logDir}`);
+  log(`Prometheus: prometheus --config.file=${join(promDir, 'prometheus.yml')} (targets.json follows restarts; docs/operations.md)`);
   return { url, credentials, tls, clientAuth, stop };
 }

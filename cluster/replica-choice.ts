@@ -38,6 +38,8 @@ export interface AskOptions {
   minSeq?: number;
   /** Told of a replica's error answer that sends the request on to the next replica (not LAGGING or TIMEOUT). */
   onReplicaError?: (member: string, err: VdbError) => void;
+  /** Called when another replica is asked while one has not answered yet (a hedge). */
+  onHedge?: () => void;
 }
 
 /**
@@ -97,7 +99,10 @@ export function askReplicas(order: string[], anyLive: boolean, body: Record<stri
         launch();
       });
     };
-    const hedge = setInterval(launch, deadlineMs / 4);
+    const hedge = setInterval(() => {
+      if (!done && inFlight > 0 && next < order.length) opts.onHedge?.();
+      launch();
+    }, deadlineMs / 4);
     launch();
   });
 }

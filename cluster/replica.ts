@@ -79,6 +79,8 @@ export class ServedShard {
   private bound: { table: Map<string, ((body: unknown) => unknown) | undefined>; name: string; fn: (body: unknown) => unknown }[] = [];
   /** Log entries after the last one delivered, as JetStream last reported: the replica's lag. */
   pending = 0;
+  /** While entries wait behind the last one delivered, that entry's time in the log (ms): the lag in seconds (shard-metrics.ts). */
+  pendingSince?: number;
   private stopped = false;
   /** Why the shard stopped applying its log (a storage fault, or a log behind
    * what was applied); it then answers no reads and says so in heartbeats. */
@@ -199,6 +201,7 @@ export class ServedShard {
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
+        this.pendingSince = this.pending > 0 ? m.info.timestampNanos / 1e6 : undefined;
         const entry = readEntry(m.data, m.seq);
         if (entry.op === 'retain') {
           let ok = batch.length === 0 || this.applyBatch(batch, log);

@@ -17,10 +17,12 @@ import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import { requestMetrics } from './service.js';
 import { Registry, serveMetrics } from './metrics.js';
+import { shardMetrics } from './shard-metrics.js';
+import { natsMetrics, diskMetrics } from './process-metrics.js';
 import { CopySource, copyFromPeer } from './snapshot-copy.js';
 import { ServedShard, placedElsewhere } from './replica.js';
 import { connectNats } from './nats-connect.js';
-import type { KvEntry } from 'nats';
+import type { KvEntry, JetStreamManager } from 'nats';
 import type { NatsAuth } from './nats-connect.js';
 import { limitsFrom, shardRoom, diskOf } from './capacity.js';
 import type { ShardLimits } from './capacity.js';
@@ -66,14 +68,6 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
 
   const registry = new Registry();
   const observe = requestMetrics(registry, 'vdb_shard');
-  const labels = ['collection', 'shard'];
-  const points = registry.gauge('vdb_shard_points', 'Points stored in the shard', { labels });
-  const applied = registry.gauge('vdb_shard_applied_seq', 'Last write-log sequence applied', { labels });
-  const lag = registry.gauge('vdb_shard_lag', 'Write-log entries not yet applied, as of the last delivery', { labels });
-  const memory = registry.gauge('vdb_shard_index_bytes', 'Wasm memory held by the shard\'s index', { labels });
-  const skipped = registry.gauge('vdb_shard_skipped_entries', 'Write-log entries the shard refused and skipped (recorded in its store)', { labels });
-  const failedShard = registry.gauge('vdb_shard_failed', '1 when the shard stopped applying its log (a storage fault)', { labels });
-  const room = registry.gauge('vdb_shard_room_points', 'Points the shard can still take under this process\'s limits', { labels });
   // A replica whose store cannot be read (closed after a fault) reports no room.
   const roomOf = (sh: ServedShard) => {
     try {
@@ -82,20 +76,20 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       return undefined;
     }
   };
-  registry.onCollect(() => {
-    for (const g of [points, applied, lag, memory, skipped, failedShard, room]) g.reset();
-    for (const sh of served.values()) {
-      const l = { collection: sh.collection, shard: sh.shard };
-      const st = sh.stats();
-      points.set(l, st.points);
-      applied.set(l, sh.applied);
-      lag.set(l, sh.pending);
-      memory.set(l, st.indexBytes);
-      skipped.set(l, st.skipped);
-      failedShard.set(l, sh.failed ? 1 : 0);
-      room.set(l, roomOf(sh)?.points ?? 0);
-    }
+  // JetStream's manager once it answers (set below with `copies`), for the logs' sequences; copies received now.
+  let logs: JetStreamManager | undefined;
+  let receiving = 0;
+  shardMetrics(registry, {
+    served: () => served.values(),
+    limits,
+    room: (sh) => roomOf(sh)?.points ?? 0,
+    sqliteFile: join(opts.data, 'vdb.sqlite'),
+    stream: (sh) => n.stream(sh.collection, sh.source),
+    jsm: () => logs,
+    copies: () => ({ serving: logs ? copies.inFlight : 0, receiving }),
   });
+  natsMetrics(registry, connection.state);
+  diskMetrics(registry, opts.data, limits.minFreeDiskBytes);
   const metrics = await serveMetrics(registry, {
     port: opts.metricsPort,
     host: opts.metricsHost,
@@ -129,6 +123,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
 
   const jsm = await whileJetStreamStarts(() => nc.jetstreamManager(), START_TIMEOUT_MS);
   const copies = new CopySource(join(opts.data, 'copies'), Math.min(1024 * 1024, Math.floor((nc.info?.max_payload ?? 1024 * 1024) / 2)));
+  logs = jsm;
 
   // A replica with nothing applied, or whose next entry was compacted out of
   // the log, first copies the shard from a live peer; otherwise it replays.
@@ -164,7 +159,8 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     for (const p of peers) {
       try {
         const t0 = Date.now();
-        const r = await copyFromPeer(nc, n.replica(collection, s, p.name, 'snapshot'), opts.data, name);
+        receiving++;
+        const r = await copyFromPeer(nc, n.replica(collection, s, p.name, 'snapshot'), opts.data, name).finally(() => receiving--);
         log(`${opts.name}: copied ${collection}/${s} from ${p.name} at sequence ${r.seq} (${r.bytes} bytes in ${Date.now() - t0} ms)`);
         return;
       } catch (e) {

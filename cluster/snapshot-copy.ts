@@ -42,6 +42,11 @@ export class CopySource {
 
   constructor(private readonly dir: string, private readonly chunk: number) {}
 
+  /** Copies being sent now. */
+  get inFlight(): number {
+    return this.open.size;
+  }
+
   handle(store: Collection, body: unknown): unknown {
     const b = body as { op?: unknown; token?: unknown; offset?: unknown };
     if (b?.op === 'begin') {

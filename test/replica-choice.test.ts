@@ -50,12 +50,16 @@ describe('askReplicas: failover', () => {
   });
 
   it('an unreachable replica is passed over at once; a silent one after a quarter of the deadline (hedging)', async () => {
+    let hedges = 0;
+    const onHedge = () => hedges++;
     let { send, asked } = replicas({ a: 'unreachable', b: { ok: 1 } });
-    expect((await askReplicas(['a', 'b'], true, {}, send, { deadlineMs: 2000 })).body).toEqual({ ok: 1 });
+    expect((await askReplicas(['a', 'b'], true, {}, send, { deadlineMs: 2000, onHedge })).body).toEqual({ ok: 1 });
     expect(asked).toEqual(['a', 'b']);
+    expect(hedges).toBe(0); // a failover, not a hedge (the metric vdb_coordinator_hedged_total counts hedges)
     ({ send, asked } = replicas({ a: 'silent', b: { ok: 2 } }));
-    expect((await askReplicas(['a', 'b'], true, {}, send, { deadlineMs: 400 })).body).toEqual({ ok: 2 });
+    expect((await askReplicas(['a', 'b'], true, {}, send, { deadlineMs: 400, onHedge })).body).toEqual({ ok: 2 });
     expect(asked).toEqual(['a', 'b']);
+    expect(hedges).toBe(1);
   });
 
   it('a shard whose replicas all fail is missing: at once with no live lease, at the deadline with one', async () => {

@@ -4,6 +4,7 @@
 // cluster.json, heartbeats and serves its shard again (including writes
 // acknowledged while it was down), a killed coordinator comes back too, and
 // after stop() no process of the cluster is left and none is restarted.
+// DIR/prometheus/targets.json follows the restarts.
 // `vdb up --replicas R` with fewer than R shard processes is refused.
 
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nextDelay, DEFAULT_BACKOFF } from '../cluster/supervisor.js';
 import type { ClusterFile, ClusterProcess, RunningCluster, UpOptions } from '../cluster/launcher.js';
+import type { TargetGroup } from '../cluster/scrape-config.js';
 import { VdbClient } from '../ts/client.js';
 import { decode, encode } from '../ts/wire/codec.js';
 import type { Point } from '../ts/collection.js';
@@ -67,6 +69,8 @@ describe('up() supervision', () => {
     const file = join(dir, 'cluster.json');
     const read = () => JSON.parse(readFileSync(file, 'utf8')) as ClusterFile;
     const proc = (name: string) => read().processes.find((p) => p.name === name)!;
+    // Prometheus's discovery file follows cluster.json: the metrics host:port of each process by name.
+    const target = (name: string) => (JSON.parse(readFileSync(join(dir, 'prometheus', 'targets.json'), 'utf8')) as TargetGroup[]).find((t) => t.labels.name === name)?.targets[0];
     const context = () => lines.slice(-40).join('\n');
     const seen: ClusterProcess[] = [...read().processes];
     const nc = await connectAs(cluster.url, cluster.credentials!.files.admin);
@@ -82,6 +86,8 @@ describe('up() supervision', () => {
 
       const before = proc('shard-0');
       expect(before.restarts).toBe(0);
+      expect(target('shard-0')).toBe(new URL(before.metrics!).host);
+      expect(target('coordinator-0')).toBe(new URL(proc('coordinator-0').metrics!).host);
       expect(pidAlive(before.pid)).toBe(true);
       process.kill(before.pid, 'SIGKILL');
       // Acknowledged while shard 0 has no process: the log keeps it for the restart.
@@ -93,6 +99,7 @@ describe('up() supervision', () => {
       }, 30_000, 100, context);
       seen.push(after);
       expect(after.restarts).toBe(1);
+      expect(target('shard-0')).toBe(new URL(after.metrics!).host);
       expect(pidAlive(after.pid)).toBe(true);
       expect(pidAlive(before.pid)).toBe(false);
       expect(proc('shard-1').restarts).toBe(0);
