@@ -14,6 +14,7 @@ import type { Filter, Hit, Metric } from '../ts/index.js';
 import { FORMATS, openReader } from './readers.js';
 import { CLUSTER_COMMANDS, clusterImport, clusterSearch } from './cluster-commands.js';
 import { USER_COMMANDS } from './user-commands.js';
+import { CONSOLE_COMMANDS } from './console-command.js';
 import type { Format, VectorReader } from './readers.js';
 import { RateProgress, duration } from './progress.js';
 
@@ -353,6 +354,7 @@ const COMMANDS: Record<string, Command> = {
   },
   ...CLUSTER_COMMANDS,
   ...USER_COMMANDS,
+  ...CONSOLE_COMMANDS,
 };
 
 function version(): string {
