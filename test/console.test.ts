@@ -121,8 +121,13 @@ describe('web console', () => {
     expect(payloads.map((p) => JSON.parse(p) as unknown)).toEqual(mine.hits.map((h) => h.payload));
 
     // Traffic for the charts, then the screenshot the README shows.
-    for (let i = 0; i < 40; i++) await cl.client.search('fashion', vec(i), { k: 10 });
-    await waitFor('samples on the latency chart', async () => ((await page.locator('#chart-latency path.line').count()) > 0 ? true : undefined), 30_000, 250);
+    let i = 0;
+    await waitFor('a few samples on the charts', async () => {
+      await cl.client.upsert('docs', Array.from({ length: 20 }, (_, j) => ({ id: `more-${i}-${j}`, vector: vec(2000 + i * 20 + j) })));
+      for (const end = i + 10; i < end; i++) await cl.client.search('fashion', vec(i), { k: 10, ef: 16 + (i % 64) });
+      const d = (await page.locator('#chart-latency path.line').first().getAttribute('d')) ?? '';
+      return (d.match(/L/g) ?? []).length >= 8 ? true : undefined;
+    }, 60_000, 250);
     mkdirSync(join(ROOT, 'docs', 'results'), { recursive: true });
     await page.screenshot({ path: join(ROOT, 'docs', 'results', 'console.png'), fullPage: true });
   });

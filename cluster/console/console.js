@@ -56,8 +56,8 @@ function renderCollections(o) {
         r.member, ' · applied ', fmt(r.applied), ' · lag ', el('b', { class: 'lag' }, fmt(r.lag)),
         r.skipped ? ` · skipped ${r.skipped}` : '')))));
     return el('div', { class: 'collection', 'data-collection': c.name },
-      el('h3', {}, c.name, el('span', { class: 'sub' }, el('span', { class: 'shard-count' }, c.shards.length), ' shards · ', el('span', { class: 'points' }, fmt(c.points)), ' points')),
-      el('table', {}, el('thead', {}, el('tr', {}, ...['shard', 'health', 'points', 'log', 'replicas (applied, lag in entries)'].map((h) => el('th', {}, h)))), el('tbody', {}, ...rows)));
+      el('h3', {}, c.name, el('span', { class: 'sub' }, el('span', { class: 'shard-count' }, c.shards.length), c.shards.length === 1 ? ' shard · ' : ' shards · ', el('span', { class: 'points' }, fmt(c.points)), ' points')),
+      el('table', {}, el('thead', {}, el('tr', {}, ...[['shard'], ['health'], ['points', 'num'], ['log'], ['replicas (applied, lag in entries)']].map(([h, cls]) => el('th', { class: cls }, h)))), el('tbody', {}, ...rows)));
   });
   $('collections').replaceChildren(...(out.length ? out : [el('p', { class: 'muted' }, 'no collections')]));
 }
