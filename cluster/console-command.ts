@@ -32,9 +32,9 @@ export function tokenFrom(file: string | undefined, env: NodeJS.ProcessEnv = pro
   return { token, generated: false };
 }
 
+/** Any answer's body: an unhealthy process's /healthz is a 503 with the detail the console shows. */
 async function fetchText(url: string): Promise<string> {
   const r = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
   return r.text();
 }
 
@@ -122,10 +122,17 @@ Open the printed URL, paste the token; scripts send "Authorization: Bearer TOKEN
 --metrics-host: where the processes' /metrics and /healthz are reached (their --metrics-host).
 See docs/console.md.`,
     async run(argv: string[]) {
-      const { values: o } = parseArgs({
-        args: argv, allowPositionals: false,
-        options: { nats: { type: 'string' }, prefix: { type: 'string' }, ...AUTH_FLAGS, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8700' }, 'metrics-host': { type: 'string', default: '127.0.0.1' }, 'token-file': { type: 'string' } },
-      });
+      const flags = (() => {
+        try {
+          return parseArgs({
+            args: argv, allowPositionals: false,
+            options: { nats: { type: 'string' }, prefix: { type: 'string' }, ...AUTH_FLAGS, host: { type: 'string', default: '127.0.0.1' }, port: { type: 'string', default: '8700' }, 'metrics-host': { type: 'string', default: '127.0.0.1' }, 'token-file': { type: 'string' } },
+          });
+        } catch (e) {
+          throw new VdbError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
+        }
+      })();
+      const o = flags.values;
       if (!o.nats) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--nats is required');
       const port = Number(o.port);
       if (!Number.isInteger(port) || port < 0 || port > 65535) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--port must be 0 to 65535, got ${JSON.stringify(o.port)}`);

@@ -110,7 +110,7 @@ const READINGS = 300;
 
 export interface PollerDeps {
   status(): Promise<StatusReply>;
-  /** The body of an HTTP GET, or a rejection (unreachable, not 200, timed out). */
+  /** The body of an HTTP GET whatever its status, or a rejection (unreachable, timed out). */
   fetchText(url: string): Promise<string>;
   /** The host the processes' /metrics and /healthz are reached at. */
   metricsHost: string;

@@ -137,9 +137,9 @@ describe('web console', () => {
     const st = (await cl.client.status()) as { collections: { name: string; shards: { shard: number; replicas: { member: string }[] }[] }[] };
     const victim = st.collections.find((c) => c.name === 'fashion')!.shards.find((s) => s.shard === 1)!.replicas[0].member;
     await cl.kill(victim, 'SIGKILL');
-    await waitFor(`${victim} shown down`, async () => ((await page.locator(`#processes tr[data-name="${victim}"]`).getAttribute('data-state')) === 'down' ? true : undefined), 20_000, 200);
+    await waitFor(`${victim} shown down`, async () => ((await page.locator(`#processes tr[data-name="${victim}"]`).getAttribute('data-state')) === 'down' ? true : undefined), 30_000, 200);
     const shard1 = page.locator('.collection[data-collection="fashion"] tr[data-shard="1"]');
-    await waitFor('fashion shard 1 shown down', async () => ((await shard1.getAttribute('data-health')) === 'down' ? true : undefined), 20_000, 200);
+    await waitFor('fashion shard 1 shown down', async () => ((await shard1.getAttribute('data-health')) === 'down' ? true : undefined), 30_000, 200);
     expect(await shard1.locator(`.replica[data-member="${victim}"] .badge`).textContent()).toBe('gone');
   });
 });
