@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseMetrics, quantile, reading, series } from '../cluster/console-metrics.js';
 import type { Reading } from '../cluster/console-metrics.js';
-import { overview, processState, shardHealth } from '../cluster/console-state.js';
+import { overview, poller, processState, shardHealth } from '../cluster/console-state.js';
+import type { StatusReply } from '../cluster/console-state.js';
 import { COOKIE, handle, presented, sameToken } from '../cluster/console-http.js';
 import type { ConsoleApi, Reply, Request } from '../cluster/console-http.js';
 import { tokenFrom } from '../cluster/console-command.js';
@@ -134,6 +135,58 @@ describe('states', () => {
     expect(o.processes[1].heartbeatAgeMs).toBe(9000);
     expect(o.collections[0].points).toBeNull();
     expect(o.collections[0].shards.map((s) => s.health)).toEqual(['ok', 'down']);
+  });
+});
+
+describe('poller', () => {
+  it('asks status and every live process, shows their states, and keeps the last answer when status fails', async () => {
+    let t = 10_000;
+    const member = (name: string, role: string, port: number) => ({ name, role, pid: port, heartbeat: t - 500, metricsPort: port });
+    let reply: StatusReply | Error = {
+      members: [member('c-0', 'coordinator', 1), member('shard-0', 'shard', 2), member('shard-1', 'shard', 3), member('shard-2', 'shard', 4)],
+      collections: [{ name: 'c', shards: [{ shard: 0, logSeq: 4, firstSeq: 1, count: 7, replicas: [{ member: 'shard-0', live: true, applied: 3, lag: 1 }] }] }],
+      balancer: null,
+    };
+    const asked: string[] = [];
+    const texts: Record<string, string> = {
+      'http://127.0.0.1:1/healthz': '{"ok":true}',
+      'http://127.0.0.1:1/metrics': coordText('search', 5, 0.05, [['0.01', 5], ['+Inf', 5]]),
+      'http://127.0.0.1:2/healthz': '{"ok":true}',
+      'http://127.0.0.1:2/metrics': shardText([['c', 0, 7]]),
+      'http://127.0.0.1:3/healthz': '{"ok":false,"detail":{}}',
+      'http://127.0.0.1:3/metrics': '',
+    };
+    const p = poller({
+      metricsHost: '127.0.0.1',
+      now: () => t,
+      status: async () => {
+        if (reply instanceof Error) throw reply;
+        return reply;
+      },
+      fetchText: async (url) => {
+        asked.push(url);
+        if (texts[url] === undefined) throw new Error('ECONNREFUSED');
+        return texts[url];
+      },
+    });
+    expect(p.latest()).toBeUndefined();
+    const first = await p.poll();
+    expect(asked.sort()).toEqual([1, 2, 3, 4].flatMap((n) => [`http://127.0.0.1:${n}/healthz`, `http://127.0.0.1:${n}/metrics`]));
+    expect(first.processes.map((x) => [x.name, x.state])).toEqual([['c-0', 'up'], ['shard-0', 'up'], ['shard-1', 'unhealthy'], ['shard-2', 'unreachable']]);
+    expect(first.collections[0].shards[0].replicas[0].lag).toBe(1);
+    t += 2000;
+    texts['http://127.0.0.1:1/metrics'] = coordText('search', 25, 0.45, [['0.01', 15], ['+Inf', 25]]);
+    const second = await p.poll();
+    expect(second.charts.rate.search).toEqual([10]);
+    expect(second.charts.searchMeanMs[0]).toBeCloseTo(20);
+    expect(second.charts.points.c).toEqual([7]);
+    t += 2000;
+    reply = new VdbError('PERMISSION_DENIED', 'not allowed');
+    const third = await p.poll();
+    expect(third.error).toEqual({ code: 'PERMISSION_DENIED', message: 'not allowed' });
+    expect(third.collections).toEqual(second.collections);
+    expect(third.charts.t).toEqual(second.charts.t);
+    expect(p.latest()).toBe(third);
   });
 });
 
