@@ -35,7 +35,13 @@ export function presented(headers: Record<string, string | string[] | undefined>
   if (typeof cookie !== 'string') return undefined;
   for (const part of cookie.split(';')) {
     const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === COOKIE) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq > 0 && part.slice(0, eq).trim() === COOKIE) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return undefined; // malformed escapes: no token
+      }
+    }
   }
   return undefined;
 }
@@ -165,8 +171,8 @@ export function login(files: ReadonlyMap<string, Reply>, token: string, req: Req
 
 /** Any request: the login form is open, everything else needs the token (401 and the form otherwise). */
 export async function handle(api: ConsoleApi, files: ReadonlyMap<string, Reply>, token: string, req: Request): Promise<Reply> {
-  const { pathname } = new URL(req.url, 'http://console');
   try {
+    const { pathname } = new URL(req.url, 'http://console');
     if (pathname === '/login' && req.method === 'POST') return login(files, token, req);
     // The login form and its style are open: they hold nothing of the cluster.
     if ((pathname === '/login' || pathname === '/console.css') && req.method === 'GET') return files.get(pathname)!;

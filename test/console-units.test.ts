@@ -225,6 +225,7 @@ describe('token and routing', () => {
     expect(presented({ cookie: `other=1; ${COOKIE}=xyz; more=2` })).toBe('xyz');
     expect(presented({ cookie: 'other=1' })).toBeUndefined();
     expect(presented({})).toBeUndefined();
+    expect(presented({ cookie: `${COOKIE}=%E0%A4%A` })).toBeUndefined();
   });
 
   it('refuses everything but the login form and its style without the token', async () => {
