@@ -20,6 +20,7 @@ const PROCESS_TESTS = [
   'test/process-logs.test.ts',
   'test/backup.test.ts',
   'test/prometheus.test.ts',
+  'test/console.test.ts',
 ];
 
 export default defineConfig({

@@ -15,6 +15,7 @@ import { FORMATS, openReader } from './readers.js';
 import { CLUSTER_COMMANDS, clusterImport, clusterSearch } from './cluster-commands.js';
 import { USER_COMMANDS } from './user-commands.js';
 import { BACKUP_COMMANDS } from './backup-commands.js';
+import { CONSOLE_COMMANDS } from './console-command.js';
 import type { Format, VectorReader } from './readers.js';
 import { RateProgress, duration } from './progress.js';
 
@@ -355,6 +356,7 @@ const COMMANDS: Record<string, Command> = {
   ...CLUSTER_COMMANDS,
   ...USER_COMMANDS,
   ...BACKUP_COMMANDS,
+  ...CONSOLE_COMMANDS,
 };
 
 function version(): string {

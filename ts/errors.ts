@@ -40,6 +40,8 @@ export const ErrorCode = {
   RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
   /** The connection's user may not call this operation (its role, or its collections); nothing was done. */
   PERMISSION_DENIED: 'PERMISSION_DENIED',
+  /** HTTP only (the web console): the request carries no login token, or a wrong one. */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
   /** This replica has not applied the write the request must see within its wait; another replica may have. */
   LAGGING: 'LAGGING',
   /** Metadata changed between reading and writing it (a compare-and-set lost); retry. */
