@@ -18,6 +18,7 @@ import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
 import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
 import type { NatsAuth } from './nats-connect.js';
+import { DEPLOY_COMMAND } from './deploy-command.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
@@ -212,6 +213,7 @@ ${AUTH_HELP}`,
       console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
+  deploy: DEPLOY_COMMAND,
 };
 
 /** `vdb import --nats URL --collection NAME FILE`: upserts through the coordinators. */
