@@ -111,8 +111,11 @@ export function natsUrls(o: DeployOptions, first?: string): string {
   return hosts.map((h) => `nats://${hostPort(h.address, o.ports.client)}`).join(',');
 }
 
-export const shardName = (host: string, i: number | string) => `${host}-shard-${i}`;
-export const coordinatorName = (host: string, i: number | string) => `${host}-coordinator-${i}`;
+// Instance first, host last: a collection's replicas go to consecutive shard
+// processes in name order (collections-admin.ts planCollection), and so the
+// consecutive ones are on different hosts.
+export const shardName = (host: string, i: number | string) => `shard-${i}-${host}`;
+export const coordinatorName = (host: string, i: number | string) => `coordinator-${i}-${host}`;
 
 /**
  * One host's nats-server config. Routes authenticate with a shared secret

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { publishAllow } from '../cluster/auth.js';
+import { planCollection } from '../cluster/collections-admin.js';
 import { DEFAULT_PATHS, DEFAULT_PORTS, checkOptions, inventory, natsConfig, natsUrls, parseHosts, shardCommand, units, writeDeployment } from '../cluster/deploy.js';
 import type { DeployHost, DeployOptions } from '../cluster/deploy.js';
 import { DEPLOY_COMMAND } from '../cluster/deploy-command.js';
@@ -110,16 +111,27 @@ describe('units', () => {
     expect(exec('vdb-nats.service')).toEqual(['/usr/sbin/nats-server', '-c', '/etc/vdb/nats.conf']);
     expect(exec('vdb-shard@.service')).toEqual(shardCommand(o, b));
     expect(exec('vdb-shard@.service')).toEqual(['/usr/bin/node', '/opt/vdb/dist/cluster/cli.js', 'shard', '--nats', 'nats://10.0.0.2:4222,nats://10.0.0.1:4222,nats://10.0.0.3:4222',
-      '--prefix', 'vdb', '--creds', '/etc/vdb/internal.json', '--tls-ca', '/etc/vdb/tls/ca.pem', '--name', 'b-shard-%i', '--data', '/var/lib/vdb/shard-%i']);
+      '--prefix', 'vdb', '--creds', '/etc/vdb/internal.json', '--tls-ca', '/etc/vdb/tls/ca.pem', '--name', 'shard-%i-b', '--data', '/var/lib/vdb/shard-%i']);
     const coord = exec('vdb-coordinator@.service');
     expect(coord.slice(2, 3)).toEqual(['coordinator']);
-    expect(coord.slice(coord.indexOf('--name'), coord.indexOf('--name') + 2)).toEqual(['--name', 'b-coordinator-%i']);
+    expect(coord.slice(coord.indexOf('--name'), coord.indexOf('--name') + 2)).toEqual(['--name', 'coordinator-%i-b']);
     for (const text of Object.values(u)) {
       expect(text).toMatch(/^User=vdb$/m);
       expect(text).toMatch(/^Restart=always$/m);
       expect(text).toMatch(/^WantedBy=multi-user.target$/m);
     }
     expect(u['vdb-shard@.service']).toMatch(/^After=network-online.target vdb-nats.service$/m);
+  });
+  it('names shard processes so that a collection\'s replicas land on different hosts', () => {
+    fc.assert(fc.property(hostSets, fc.integer({ min: 1, max: 12 }), fc.integer({ min: 1, max: 24 }), fc.integer({ min: 1, max: 3 }), (hosts, perHost, shards, r) => {
+      const replicas = Math.min(r, hosts.length);
+      const inv = inventory(options(hosts, { shardsPerHost: perHost }), []);
+      const hostOf = new Map(inv.hosts.flatMap((h) => h.processes.filter((p) => p.role === 'shard').map((p) => [p.name, h.name] as const)));
+      // In the order the coordinator lists live members (cluster/meta.ts live()).
+      const members = [...hostOf.keys()].sort((a, b) => a.localeCompare(b));
+      const { map } = planCollection({ name: 'c', dim: 4, metric: 'l2', partitioner: { kind: 'hash', shards }, replicas }, members);
+      for (const set of map.replicas) expect(new Set(set.map((m) => hostOf.get(m))).size).toBe(replicas);
+    }));
   });
   it('the inventory lists every process once, with the units to enable, NATS first', () => {
     fc.assert(fc.property(hostSets, fc.integer({ min: 0, max: 3 }), fc.integer({ min: 1, max: 3 }), (hosts, s, c) => {
