@@ -12,7 +12,7 @@ import { isIP } from 'node:net';
 import { join, posix, resolve } from 'node:path';
 import { ErrorCode, VdbError } from '../ts/errors.js';
 import { openCredentials, writeSecret } from './credentials.js';
-import { generateTls } from './tls.js';
+import { generateRouteTls, generateTls } from './tls.js';
 
 export interface DeployHost {
   /** Short name: the NATS server name and the prefix of its processes' names. */
@@ -146,6 +146,7 @@ export function natsConfig(o: DeployOptions, host: DeployHost, routePassword: st
       `  name: ${q(NATS_CLUSTER)}`,
       `  listen: ${q(hostPort(host.address, o.ports.cluster))}`,
       `  authorization { user: "route", password: ${q(routePassword)} }`,
+      ...(o.tls ? ['  tls {', `    cert_file: ${q(posix.join(etc, 'tls', 'route.pem'))}`, `    key_file: ${q(posix.join(etc, 'tls', 'route.key'))}`, `    ca_file: ${q(posix.join(etc, 'tls', 'ca.pem'))}`, '    timeout: 5', '  }'] : []),
       `  routes: [${others.map((h) => q(`nats-route://route:${routePassword}@${hostPort(h.address, o.ports.cluster)}`)).join(', ')}]`,
       '}',
     );
@@ -283,8 +284,9 @@ export function writeDeployment(o: DeployOptions, outDir: string): Written {
   mkdirSync(out, { recursive: true, mode: 0o700 });
   const creds = openCredentials(join(out, 'credentials'), o.prefix);
   const password = routePassword(creds.dir);
-  // One server certificate valid for every host's name and address.
-  const tls = o.tls ? generateTls(join(out, 'tls'), o.hosts.flatMap((h) => [h.name, h.address])) : undefined;
+  // One server certificate and one route certificate, valid for every host's name and address.
+  const names = o.hosts.flatMap((h) => [h.name, h.address]);
+  const tls = o.tls ? { ...generateTls(join(out, 'tls'), names), route: generateRouteTls(join(out, 'tls'), names) } : undefined;
   const written: Written = { hosts: {}, inventory: join(out, 'cluster.json'), credentials: creds.files, ...(tls ? { tlsCa: tls.ca } : {}) };
   for (const h of o.hosts) {
     const etc = join(out, h.name, 'etc');
@@ -297,7 +299,7 @@ export function writeDeployment(o: DeployOptions, outDir: string): Written {
     chmodSync(join(etc, 'internal.json'), 0o600);
     if (tls) {
       mkdirSync(join(etc, 'tls'), { recursive: true, mode: 0o700 });
-      for (const [src, name, mode] of [[tls.ca, 'ca.pem', 0o644], [tls.cert, 'server.pem', 0o644], [tls.key, 'server.key', 0o600]] as const) {
+      for (const [src, name, mode] of [[tls.ca, 'ca.pem', 0o644], [tls.cert, 'server.pem', 0o644], [tls.key, 'server.key', 0o600], [tls.route.cert, 'route.pem', 0o644], [tls.route.key, 'route.key', 0o600]] as const) {
         copyFileSync(src, join(etc, 'tls', name));
         chmodSync(join(etc, 'tls', name), mode);
       }

@@ -2,8 +2,8 @@
 // (`ip netns exec`), where the vitest process cannot go. One JSON request per
 // line on stdin, one JSON answer per line on stdout: {id, ok, result} or
 // {id, ok: false, error: {code, message}}. Argument: a JSON map of nats (the
-// URLs), creds (a client user's file) and internal (the processes' file, for
-// looking at the streams only).
+// URLs), creds (a client user's file), internal (the processes' file, for
+// looking at the streams only) and tlsCa (the CA of the servers' certificates).
 
 import { createInterface } from 'node:readline';
 import { connect } from 'nats';
@@ -11,7 +11,7 @@ import { VdbClient } from '../dist/ts/client.js';
 import { authOptions, natsServers } from '../dist/cluster/nats-connect.js';
 
 const cfg = JSON.parse(process.argv[2]);
-const open = (creds, name) => connect({ servers: natsServers(cfg.nats), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...authOptions({ creds }) });
+const open = (creds, name) => connect({ servers: natsServers(cfg.nats), name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...authOptions({ creds, tlsCa: cfg.tlsCa }) });
 const nc = await open(cfg.creds, 'deploy-test-client');
 const internal = await open(cfg.internal, 'deploy-test-internal');
 const client = new VdbClient(nc, { timeoutMs: 5_000 });

@@ -201,7 +201,12 @@ describe('writeDeployment', () => {
         unlinkSync(etc);
         expect(r.status, `nats-server -t on ${h.name}'s config (tls ${tls}): ${r.stderr}`).toBe(0);
         expect(r.stderr + r.stdout).toMatch(/is valid/);
-        if (tls) expect(mode(join(w.hosts[h.name].etc, 'tls', 'server.key'))).toBe(0o600);
+        if (tls) {
+          for (const key of ['server.key', 'route.key']) expect(mode(join(w.hosts[h.name].etc, 'tls', key))).toBe(0o600);
+          // Routes carry the internal traffic between hosts: TLS there too, with the certificate that serves both ends.
+          const cluster = readFileSync(join(w.hosts[h.name].etc, 'nats.conf'), 'utf8').split('cluster {')[1];
+          expect(field(cluster, 'cert_file')).toEqual([join(etc, 'tls', 'route.pem')]);
+        }
       }
       // Read from the output directory, a TLS config names certificate files that are not there yet.
       if (tls) expect(check(join(w.hosts.a.etc, 'nats.conf')).status).not.toBe(0);

@@ -1,12 +1,13 @@
 // docs/deploy.md for real, on one machine: three "hosts" are three network
 // namespaces on a bridge of their own (a fourth namespace, where the test's
-// client runs), with addresses 10.213.X.1-3 that exist only there. `vdb deploy`
-// writes the files; each host gets its copy of them, mounted at the paths the
-// files name (a bind mount inside the host's `ip netns exec`, which has a mount
-// namespace of its own), and runs the command lines of its systemd units. Then
-// a whole host is SIGKILLed at once (NATS node, shard process, coordinator):
-// writes are still acknowledged, searches still complete, and once the host
-// returns every acknowledged write is there. Needs root for `ip netns`.
+// client runs), with addresses 10.213.X.1-3 that exist only there. `vdb deploy
+// --tls` writes the files (TLS on client connections and on routes); each host
+// gets its copy of them, mounted at the paths the files name (a bind mount
+// inside the host's `ip netns exec`, which has a mount namespace of its own),
+// and runs the command lines of its systemd units. Then a whole host is
+// SIGKILLed at once (NATS node, shard process, coordinator): writes are still
+// acknowledged, searches still complete, and once the host returns every
+// acknowledged write is there. Needs root for `ip netns`.
 
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -145,7 +146,7 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
     dir = mkdtempSync(join(tmpdir(), 'vdb-deploy-'));
     const root = join(dir, 'root');
     // The deployment's paths: every host's files get mounted at root/ inside its namespace.
-    execFileSync(process.execPath, [CLI, 'deploy', '--hosts', HOSTS.map((h, i) => `${h}=${address(i)}`).join(','), '--out', join(dir, 'out'),
+    execFileSync(process.execPath, [CLI, 'deploy', '--tls', '--hosts', HOSTS.map((h, i) => `${h}=${address(i)}`).join(','), '--out', join(dir, 'out'),
       '--etc', join(root, 'etc'), '--data', join(root, 'data'), '--node', process.execPath, '--cli', CLI, '--nats-server', findNatsServer()], { cwd: ROOT, stdio: 'pipe' });
     inv = JSON.parse(readFileSync(join(dir, 'out', 'cluster.json'), 'utf8')) as DeployInventory;
     mkdirSync(root);
@@ -156,7 +157,7 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
     }
     buildNetwork();
     for (const h of HOSTS) startNats(h);
-    const cfg = { nats: inv.nats, creds: join(dir, 'out', inv.credentials.admin), internal: join(dir, 'out', 'credentials', 'internal.json') };
+    const cfg = { nats: inv.nats, creds: join(dir, 'out', inv.credentials.admin), internal: join(dir, 'out', 'credentials', 'internal.json'), tlsCa: join(dir, 'out', inv.tls!.ca) };
     client = spawn('ip', ['netns', 'exec', ns('net'), process.execPath, join(ROOT, 'test', 'deploy-client.mjs'), JSON.stringify(cfg)], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     let partial = '';
     client.stdout!.setEncoding('utf8');
