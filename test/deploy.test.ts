@@ -34,13 +34,15 @@ function ip(...args: string[]): void {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-/** Root and iproute2, or a clear failure: this test never skips. */
+/** Root, iproute2 and curl, or a clear failure: this test never skips. */
 function requireNetns(): void {
   if (process.getuid?.() !== 0) throw new Error('test/deploy.test.ts builds network namespaces (ip netns): run it as root');
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('test/deploy.test.ts needs the ip command (apt-get install -y iproute2)');
+  for (const [cmd, pkg] of [['ip', 'iproute2'], ['curl', 'curl']]) {
+    try {
+      execFileSync(cmd, ['-V'], { stdio: 'ignore' });
+    } catch {
+      throw new Error(`test/deploy.test.ts needs the ${cmd} command (apt-get install -y ${pkg})`);
+    }
   }
 }
 
@@ -184,6 +186,11 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
       const a = await call('nats', undefined, 10_000);
       return a.ok && a.result.connectUrls.length === 3 ? a.result : undefined;
     }, 60_000, 500, context);
+    // The check docs/deploy.md gives, on a host.
+    await waitFor('the JetStream meta cluster of three, as host a\'s monitoring port reports it', async () => {
+      const said = execFileSync('ip', ['netns', 'exec', ns('a'), 'sh', '-c', `curl -s http://127.0.0.1:${inv.hosts[0].ports.monitor}/jsz | grep -E '"(leader|cluster_size)"'`], { encoding: 'utf8' });
+      return /"cluster_size": 3/.test(said) && /"leader": "[abc]"/.test(said) ? said : undefined;
+    }, 30_000, 500, context);
     for (const h of HOSTS) startProcesses(h);
     await waitFor('six members', async () => {
       const st = await must('status');
