@@ -1,6 +1,7 @@
 // `vdb deploy`: the command line of cluster/deploy.ts.
 
 import { parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { ErrorCode, VdbError } from '../ts/errors.js';
 import { DEFAULT_PATHS, DEFAULT_PORTS, natsUrls, parseHosts, unitInstances, writeDeployment } from './deploy.js';
 import type { DeployOptions } from './deploy.js';
@@ -9,6 +10,16 @@ const count = (v: string, flag: string): number => {
   if (!/^\d+$/.test(v)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${flag} must be a non-negative integer, got ${JSON.stringify(v)}`);
   return Number(v);
 };
+
+/** parseArgs, with a mistyped flag reported as INVALID_ARGUMENT rather than an internal error. */
+function parseFlags<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    if (String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS')) throw new VdbError(ErrorCode.INVALID_ARGUMENT, (e as Error).message);
+    throw e;
+  }
+}
 
 export const DEPLOY_COMMAND = {
   summary: 'write the files of a deployment over several hosts (nats-server configs, credentials, systemd units)',
@@ -24,7 +35,7 @@ vdb-coordinator@.service) and DIR/cluster.json (hosts, processes, units to enabl
 --tls makes a CA and one server certificate for every host (openssl); clients trust DIR/tls/ca.pem.
 See docs/deploy.md.`,
   async run(argv: string[]) {
-    const { values: o } = parseArgs({
+    const { values: o } = parseFlags({
       args: argv,
       options: {
         hosts: { type: 'string' }, out: { type: 'string' }, 'shards-per-host': { type: 'string', default: '1' }, 'coordinators-per-host': { type: 'string', default: '1' },

@@ -215,9 +215,10 @@ describe('writeDeployment', () => {
 });
 
 describe('vdb deploy', () => {
-  it('says which flag is missing', async () => {
+  it('says which flag is missing or wrong', async () => {
     await expect(DEPLOY_COMMAND.run(['--out', tmp()])).rejects.toThrow(/--hosts is required/);
     await expect(DEPLOY_COMMAND.run(['--hosts', 'a=10.0.0.1'])).rejects.toThrow(/--out is required/);
     await expect(DEPLOY_COMMAND.run(['--hosts', 'a=10.0.0.1', '--out', tmp(), '--shards-per-host', 'x'])).rejects.toThrow(/non-negative integer/);
+    await expect(DEPLOY_COMMAND.run(['--hosts', 'a=10.0.0.1', '--out', tmp(), '--shard-per-host', '2'])).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT, message: expect.stringMatching(/--shard-per-host/) });
   });
 });
