@@ -7,7 +7,8 @@
 // and runs the command lines of its systemd units. Then a whole host is
 // SIGKILLed at once (NATS node, shard process, coordinator): writes are still
 // acknowledged, searches still complete, and once the host returns every
-// acknowledged write is there. Needs root for `ip netns`.
+// acknowledged write is there. With two hosts down no write is acknowledged.
+// Needs root for `ip netns`.
 
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -285,5 +286,24 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
       expect(byId.get(i)!.payload.i).toBe(i);
       expect(byId.get(i)!.vector[3]).toBeCloseTo(vec(i)[3], 4);
     }
+  });
+
+  it('with two hosts of three down no write is acknowledged; back, nothing acknowledged is lost', async () => {
+    await Promise.all([killHost('a'), killHost('b')]);
+    log.push('----- hosts a and b down -----');
+    // JetStream on c alone has no majority: the write is refused or times out, never acknowledged.
+    const before = acked.size;
+    const a = await writeBatch();
+    expect(a.ok, JSON.stringify(a)).toBe(false);
+    expect(['UNAVAILABLE', 'TIMEOUT']).toContain(a.error!.code);
+    expect(acked.size).toBe(before);
+    console.log(`hosts a and b down: the write got ${a.error!.code} after ${a.ms} ms`);
+    for (const h of ['a', 'b'] as const) startNats(h);
+    for (const h of ['a', 'b'] as const) startProcesses(h);
+    await waitFor('every replica live and caught up with hosts a and b back', () => allCaughtUp(6), 90_000, 500, context);
+    await waitFor('a write acknowledged again', async () => ((await writeBatch()).ok ? true : undefined), 60_000, 500, context);
+    const ids = [...acked];
+    const got = await must('get', { collection: COLL, ids });
+    expect(ids.filter((i) => !(got.points as { id: number }[]).some((p) => p.id === i))).toEqual([]);
   });
 });
