@@ -5,7 +5,7 @@
 // itself accepts every generated config (`nats-server -t`).
 
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -211,6 +211,28 @@ describe('writeDeployment', () => {
       // Read from the output directory, a TLS config names certificate files that are not there yet.
       if (tls) expect(check(join(w.hosts.a.etc, 'nats.conf')).status).not.toBe(0);
     }
+  });
+});
+
+describe('the units', () => {
+  it('pass systemd-analyze verify, as the instances a host starts (it also checks the programs exist)', () => {
+    const d = tmp();
+    const w = writeDeployment(options(THREE, { paths: { ...DEFAULT_PATHS, node: process.execPath, natsServer: findNatsServer() } }), join(d, 'out'));
+    const units = join(d, 'units');
+    mkdirSync(units);
+    const dir = w.hosts.c.systemd;
+    // An instance of a template is what systemd starts: verify those, as named on a host.
+    for (const [from, to] of [['vdb-nats.service', 'vdb-nats.service'], ['vdb-shard@.service', 'vdb-shard@0.service'], ['vdb-coordinator@.service', 'vdb-coordinator@3.service']]) {
+      copyFileSync(join(dir, from), join(units, to));
+    }
+    const verify = (files: string[]) => spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { cwd: units, encoding: 'utf8' });
+    const r = verify(['vdb-nats.service', 'vdb-shard@0.service', 'vdb-coordinator@3.service']);
+    if (r.error) throw new Error(`systemd-analyze: ${r.error.message} (Debian: apt-get install -y systemd)`);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    // And it does refuse: a program that is not there.
+    writeFileSync(join(units, 'vdb-broken.service'), readFileSync(join(units, 'vdb-nats.service'), 'utf8').replace(findNatsServer(), join(d, 'no-such-nats-server')));
+    expect(verify(['vdb-broken.service']).status).not.toBe(0);
   });
 });
 
