@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { ErrorCode, VdbError } from '../ts/errors.js';
-import { DEFAULT_PATHS, DEFAULT_PORTS, natsUrls, parseHosts, unitInstances, writeDeployment } from './deploy.js';
+import { DEFAULT_PATHS, DEFAULT_PORTS, addDeployUser, natsUrls, parseHosts, unitInstances, writeDeployment } from './deploy.js';
+import type { Role } from './auth.js';
 import type { DeployOptions } from './deploy.js';
 
 const count = (v: string, flag: string): number => {
@@ -33,6 +34,9 @@ tls/), DIR/NAME/systemd (copy to /etc/systemd/system: vdb-nats.service, vdb-shar
 vdb-coordinator@.service) and DIR/cluster.json (hosts, processes, units to enable).
 1 host, or 3 or more: NATS runs one cluster over them with JetStream replicas min(3, hosts).
 --tls makes a CA and one server certificate for every host (openssl); clients trust DIR/tls/ca.pem.
+       vdb deploy --out DIR --add-user NAME --role reader|writer|admin [--collections a,b]
+adds a client user (or gives one a new key): DIR/credentials/NAME.json (0600) and every host's
+DIR/NAME/etc/accounts.conf; copy those to the hosts and run systemctl reload vdb-nats on each.
 See docs/deploy.md.`,
   async run(argv: string[]) {
     const { values: o } = parseFlags({
@@ -43,8 +47,18 @@ See docs/deploy.md.`,
         etc: { type: 'string', default: DEFAULT_PATHS.etc }, data: { type: 'string', default: DEFAULT_PATHS.data }, node: { type: 'string', default: DEFAULT_PATHS.node },
         cli: { type: 'string', default: DEFAULT_PATHS.cli }, 'nats-server': { type: 'string', default: DEFAULT_PATHS.natsServer },
         'client-port': { type: 'string', default: String(DEFAULT_PORTS.client) }, 'cluster-port': { type: 'string', default: String(DEFAULT_PORTS.cluster) }, 'monitor-port': { type: 'string', default: String(DEFAULT_PORTS.monitor) },
+        'add-user': { type: 'string' }, role: { type: 'string' }, collections: { type: 'string' },
       },
     });
+    if (o['add-user'] !== undefined) {
+      if (o.out === undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--add-user needs --out: the directory vdb deploy wrote');
+      if (o.hosts !== undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--add-user takes the hosts from DIR/cluster.json: no --hosts');
+      const r = addDeployUser(o.out, { name: o['add-user'], role: (o.role ?? '') as Role, collections: o.collections?.split(',').map((c) => c.trim()) });
+      console.log(`credentials of ${o['add-user']}: ${r.creds}`);
+      console.log(`copy to each host's etc directory and run systemctl reload vdb-nats there: ${r.accounts.join(', ')}`);
+      return;
+    }
+    if (o.role !== undefined || o.collections !== undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--role and --collections go with --add-user');
     if (o.hosts === undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--hosts is required, e.g. --hosts a=10.0.0.1,b=10.0.0.2,c=10.0.0.3');
     if (o.out === undefined) throw new VdbError(ErrorCode.INVALID_ARGUMENT, '--out is required: the directory the files go to');
     const opts: DeployOptions = {

@@ -11,7 +11,8 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFile
 import { isIP } from 'node:net';
 import { join, posix, resolve } from 'node:path';
 import { ErrorCode, VdbError } from '../ts/errors.js';
-import { openCredentials, writeSecret } from './credentials.js';
+import { addUser, openCredentials, writeSecret } from './credentials.js';
+import type { Role } from './auth.js';
 import { generateRouteTls, generateTls } from './tls.js';
 
 export interface DeployHost {
@@ -309,4 +310,21 @@ export function writeDeployment(o: DeployOptions, outDir: string): Written {
   }
   writeFileSync(written.inventory, JSON.stringify(inventory(o, Object.keys(creds.files)), null, 2) + '\n', { mode: 0o644 });
   return written;
+}
+
+/**
+ * Adds a client user to the deployment written in `outDir` (or gives one of
+ * that name a new key): its 0600 credentials file, and every host's
+ * accounts.conf rewritten. Each host takes it once its copy is there and its
+ * nats-server reloads (`systemctl reload vdb-nats`): no connection drops.
+ */
+export function addDeployUser(outDir: string, u: { name: string; role: Role; collections?: string[] }): { creds: string; accounts: string[] } {
+  const out = resolve(outDir);
+  const file = join(out, 'cluster.json');
+  if (!existsSync(file)) throw bad(`${file} does not exist: --out names the directory vdb deploy wrote`);
+  const inv = JSON.parse(readFileSync(file, 'utf8')) as DeployInventory;
+  const store = addUser(join(out, 'credentials'), inv.prefix, u);
+  const accounts = inv.hosts.map((h) => join(out, h.name, 'etc', 'accounts.conf'));
+  for (const f of accounts) writeFileSync(f, store.accounts, { mode: 0o644 });
+  return { creds: store.files[u.name], accounts };
 }

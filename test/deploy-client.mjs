@@ -36,6 +36,18 @@ const ops = {
   count: (a) => client.count(a.collection, a.opts),
   get: (a) => client.get(a.collection, a.ids, a.opts),
   status: () => client.status(),
+  /** As another user: count, and whether an upsert is allowed (its error code if not). */
+  async as(a) {
+    const other = await open(a.creds, 'deploy-test-as');
+    try {
+      const c = new VdbClient(other, { timeoutMs: 5_000 });
+      const count = await c.count(a.collection);
+      const upsert = await c.upsert(a.collection, a.points).then(() => 'ok', (e) => e.code);
+      return { count, upsert };
+    } finally {
+      await other.close();
+    }
+  },
 };
 
 const rl = createInterface({ input: process.stdin });

@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { publishAllow } from '../cluster/auth.js';
 import { planCollection } from '../cluster/collections-admin.js';
-import { DEFAULT_PATHS, DEFAULT_PORTS, checkOptions, inventory, natsConfig, natsUrls, parseHosts, shardCommand, units, writeDeployment } from '../cluster/deploy.js';
+import { DEFAULT_PATHS, DEFAULT_PORTS, addDeployUser, checkOptions, inventory, natsConfig, natsUrls, parseHosts, shardCommand, units, writeDeployment } from '../cluster/deploy.js';
 import type { DeployHost, DeployOptions } from '../cluster/deploy.js';
 import { DEPLOY_COMMAND } from '../cluster/deploy-command.js';
 import { findNatsServer } from '../cluster/nats-server.js';
@@ -185,6 +185,28 @@ describe('writeDeployment', () => {
     const before = ['a/etc/nats.conf', 'a/etc/internal.json', 'credentials/admin.json'].map((f) => readFileSync(join(out, f), 'utf8'));
     writeDeployment(options(THREE), out);
     expect(['a/etc/nats.conf', 'a/etc/internal.json', 'credentials/admin.json'].map((f) => readFileSync(join(out, f), 'utf8'))).toEqual(before);
+  });
+
+  it('adds a client user to every host\'s accounts file, and a second time gives it a new key', () => {
+    const out = join(tmp(), 'out');
+    writeDeployment(options(THREE), out);
+    const nkeyOf = () => (readJson(join(out, 'credentials', 'users.json')).clients as { name: string; nkey: string }[]).find((c) => c.name === 'alice')!.nkey;
+    const r = addDeployUser(out, { name: 'alice', role: 'reader', collections: ['docs'] });
+    expect(r.creds).toBe(join(out, 'credentials', 'alice.json'));
+    expect(mode(r.creds)).toBe(0o600);
+    const first = nkeyOf();
+    for (const h of THREE) {
+      const line = readFileSync(join(out, h.name, 'etc', 'accounts.conf'), 'utf8').split('\n').find((l) => l.includes(first))!;
+      expect(line).toContain('"vdb.v1.docs.search"');
+      expect(line).not.toContain('_admin');
+    }
+    addDeployUser(out, { name: 'alice', role: 'reader' });
+    expect(nkeyOf()).not.toBe(first);
+    expect(readFileSync(join(out, 'c', 'etc', 'accounts.conf'), 'utf8')).not.toContain(first);
+    // Written again, the deployment keeps the user.
+    writeDeployment(options(THREE), out);
+    expect(readFileSync(join(out, 'a', 'etc', 'accounts.conf'), 'utf8')).toContain(nkeyOf());
+    invalid(() => addDeployUser(tmp(), { name: 'bob', role: 'reader' }), /cluster.json does not exist/);
   });
 
   it('nats-server accepts every host\'s config, plain and with TLS (and refuses one whose files are not there)', () => {

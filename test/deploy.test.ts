@@ -306,4 +306,19 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
     const got = await must('get', { collection: COLL, ids });
     expect(ids.filter((i) => !(got.points as { id: number }[]).some((p) => p.id === i))).toEqual([]);
   });
+
+  it('a user added with vdb deploy --add-user connects once every host has its accounts file and reloads', async () => {
+    execFileSync(process.execPath, [CLI, 'deploy', '--out', join(dir, 'out'), '--add-user', 'alice', '--role', 'reader'], { cwd: ROOT, stdio: 'pipe' });
+    const as = { collection: COLL, creds: join(dir, 'out', 'credentials', 'alice.json'), points: [{ id: 'alice', vector: vec(0) }] };
+    expect((await call('as', as)).ok).toBe(false);
+    // Copy to the hosts, then `systemctl reload vdb-nats` (ExecReload: SIGHUP) on each.
+    for (const h of HOSTS) cpSync(join(dir, 'out', h, 'etc', 'accounts.conf'), join(dir, 'hosts', h, 'etc', 'accounts.conf'));
+    for (const h of HOSTS) procs.get(`${h}/nats`)!.child.kill('SIGHUP');
+    const r = await waitFor('alice connects', async () => {
+      const a = await call('as', as);
+      return a.ok ? a.result : undefined;
+    }, 30_000, 500, context);
+    expect(r.count).toBeGreaterThanOrEqual(acked.size);
+    expect(r.upsert).toBe('PERMISSION_DENIED');
+  });
 });
