@@ -14,11 +14,11 @@ import { runCoordinator } from './coordinator.js';
 import { up } from './launcher.js';
 import type { UpOptions } from './launcher.js';
 import { openReader } from './readers.js';
+import { DEPLOY_COMMAND } from './deploy-command.js';
 import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
 import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
 import type { NatsAuth } from './nats-connect.js';
-import { DEPLOY_COMMAND } from './deploy-command.js';
 
 type Opts = NonNullable<Parameters<typeof parseArgs>[0]>['options'];
 
