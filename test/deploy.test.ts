@@ -71,7 +71,7 @@ function execStart(unitFile: string, instance = '0'): string[] {
   return line.slice('ExecStart='.length).replaceAll('%i', instance).split(' ');
 }
 
-interface Proc { child: ChildProcess; lines: string[]; exited: Promise<void> }
+interface Proc { child: ChildProcess; exited: Promise<void> }
 
 function keep(child: ChildProcess, lines: string[], tag: string): Promise<void> {
   for (const s of [child.stdout, child.stderr]) {
@@ -84,7 +84,7 @@ function keep(child: ChildProcess, lines: string[], tag: string): Promise<void> 
   return new Promise((r) => child.once('exit', () => r()));
 }
 
-describe('a three-host deployment from vdb deploy, one host lost and back', () => {
+describe('a three-host deployment from the files of vdb deploy --tls', () => {
   let dir: string;
   let inv: DeployInventory;
   const procs = new Map<string, Proc>();
@@ -116,8 +116,7 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
     const host = join(dir, 'hosts', h);
     const script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"';
     const child = spawn('ip', ['netns', 'exec', ns(h), 'sh', '-c', script, 'vdb-host', host, join(dir, 'root'), ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const lines = log;
-    procs.set(`${h}/${unit}`, { child, lines, exited: keep(child, lines, `${h}/${unit}`) });
+    procs.set(`${h}/${unit}`, { child, exited: keep(child, log, `${h}/${unit}`) });
   }
   function startNats(h: Host): void {
     startOnHost(h, 'nats', execStart(join(dir, 'out', h, 'systemd', 'vdb-nats.service')));
@@ -199,16 +198,21 @@ describe('a three-host deployment from vdb deploy, one host lost and back', () =
     }, 60_000, 500, context);
   }, 150_000);
 
-  afterAll(async () => {
+  /** Everything this test made, gone; also on the worker's exit, should afterAll not run. */
+  function removeAll(): void {
     for (const p of procs.values()) p.child.kill('SIGKILL');
-    await Promise.all([...procs.values()].map((p) => p.exited));
-    if (client && client.exitCode === null) {
-      client.kill('SIGKILL');
-      await new Promise((r) => client!.once('exit', r));
-    }
+    client?.kill('SIGKILL');
     for (const h of [...HOSTS, 'net'] as const) {
-      try { ip('netns', 'del', ns(h)); } catch { /* not made: setup failed before it */ }
+      try { ip('netns', 'del', ns(h)); } catch { /* not made, or gone already */ }
     }
+  }
+  process.once('exit', removeAll);
+
+  afterAll(async () => {
+    const exits = [...[...procs.values()].map((p) => p.exited), ...(client && client.exitCode === null ? [new Promise((r) => client!.once('exit', r))] : [])];
+    removeAll();
+    await Promise.all(exits);
+    process.off('exit', removeAll);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
