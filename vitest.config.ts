@@ -21,6 +21,7 @@ const PROCESS_TESTS = [
   'test/backup.test.ts',
   'test/prometheus.test.ts',
   'test/console.test.ts',
+  'test/deploy.test.ts',
 ];
 
 export default defineConfig({

@@ -14,6 +14,7 @@ import { runCoordinator } from './coordinator.js';
 import { up } from './launcher.js';
 import type { UpOptions } from './launcher.js';
 import { openReader } from './readers.js';
+import { DEPLOY_COMMAND } from './deploy-command.js';
 import { RateProgress } from './progress.js';
 import { runDemo } from './demo.js';
 import { AUTH_FLAGS, authFromFlags, authOptions, natsServers } from './nats-connect.js';
@@ -234,6 +235,7 @@ ${AUTH_HELP}`,
       console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
+  deploy: DEPLOY_COMMAND,
 };
 
 /** `vdb import --nats URL --collection NAME FILE`: upserts through the coordinators. */

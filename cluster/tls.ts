@@ -31,8 +31,8 @@ function openssl(args: string[], cwd: string): void {
   }
 }
 
-/** Signs a new key's certificate with the CA in `dir`; `usage` is serverAuth or clientAuth. */
-function issue(dir: string, name: string, cn: string, usage: 'serverAuth' | 'clientAuth', san?: string): void {
+/** Signs a new key's certificate with the CA in `dir`; `usage` is serverAuth, clientAuth or both. */
+function issue(dir: string, name: string, cn: string, usage: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth', san?: string): void {
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
   const ext = `${name}.ext`;
   writeFileSync(join(dir, ext), [`extendedKeyUsage=${usage}`, 'basicConstraints=CA:FALSE', ...(san ? [`subjectAltName=${san}`] : [])].join('\n') + '\n');
@@ -52,9 +52,24 @@ export function generateTls(dir: string, hosts: string[] = []): Required<TlsFile
   openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '3650', '-sha256', '-subj', '/CN=vdb private CA',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
   chmodSync(join(dir, 'ca.key'), 0o600);
-  const names = [...new Set(['localhost', '127.0.0.1', '::1', ...hosts.filter((h) => h !== '' && h !== '0.0.0.0' && h !== '::')])];
-  const san = names.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
-  issue(dir, 'server', 'vdb nats-server', 'serverAuth', san);
+  issue(dir, 'server', 'vdb nats-server', 'serverAuth', subjectAltName(hosts));
   issue(dir, 'client', 'vdb client', 'clientAuth');
+  return files;
+}
+
+function subjectAltName(hosts: string[]): string {
+  const names = [...new Set(['localhost', '127.0.0.1', '::1', ...hosts.filter((h) => h !== '' && h !== '0.0.0.0' && h !== '::')])];
+  return names.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+}
+
+/**
+ * A certificate for NATS cluster routes, signed by the CA generateTls made in
+ * `dir`: a route both dials and accepts, so it serves as server and client
+ * certificate at once (nats-server verifies both ends of a TLS route). Kept when it exists.
+ */
+export function generateRouteTls(dir: string, hosts: string[]): { cert: string; key: string } {
+  const files = { cert: join(dir, 'route.pem'), key: join(dir, 'route.key') };
+  if (existsSync(files.cert) && existsSync(files.key)) return files;
+  issue(dir, 'route', 'vdb nats route', 'serverAuth,clientAuth', subjectAltName(hosts));
   return files;
 }

@@ -46,6 +46,7 @@ beforeAll(async () => {
   for (const name of ['a', 'b']) {
     await cl.client.createCollection({ name, dim: 4, metric: 'l2', replicas: 1, partitioner: { kind: 'hash', shards: 1 } });
     await cl.client.upsert(name, points(0, 10));
+    await cl.waitCount(name, 10); // other users' reads carry no session: they see what is applied
   }
 });
 
