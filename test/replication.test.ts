@@ -105,15 +105,15 @@ describe('replication', () => {
     await sleep(1000);
     await cl.kill('shard-1', 'SIGKILL');
     const before = searches.done;
+    // At least 2.5 s and 20 searches with the replica down, however loaded the machine.
     await sleep(2500);
-    const duringOutage = searches.done - before;
+    await waitFor('20 searches during the outage', async () => (searches.done - before >= 20 ? true : undefined), 60_000);
     cl.startShard('shard-1');
     await sleep(1500);
     stop = true;
     await Promise.all([writer, reader]);
 
     expect(acked.size, 'writes were acknowledged during the run').toBeGreaterThan(50);
-    expect(duringOutage, 'searches ran').toBeGreaterThan(10);
     expect(searches.partial, `${searches.partial} of ${searches.done} searches were partial with a live replica for every shard (kill at 1000 ms, restart at 3500 ms): ${searches.seen.join('; ')}\n${cl.logs()}`).toBe(0);
     await expectReplicasIdentical('r');
     const got = await cl.client.get('r', [...acked], { withVector: false });
