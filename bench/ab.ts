@@ -1,0 +1,128 @@
+// Interleaved A/B of two builds of the core on one saved index: a speed change
+// is kept only if it shows here. Both builds load the same index bytes into one
+// process and answer the same queries in alternating blocks (the order flips
+// every block), so drift in machine load falls on both alike.
+//
+//   npm run bench:ab -- snapshot NAME            copies build/ and dist/ts/ into .ab/NAME
+//   npm run bench:ab -- run A B --data DIR [--ef 32,64,128] [--runs 7] [--queries N]
+//
+// A and B are snapshot names (or folders holding build/vdb.wasm and dist/ts/).
+// The index is built once by A with M 16, efConstruction 200 (--seed) and cached
+// in .ab/. Prints, per ef, each build's recall and median QPS (by CPU time) and
+// the median over runs of the per-run ratio B/A.
+
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve, basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL, fileURLToPath } from 'node:url';
+import { loadDataset, type Dataset } from './dataset.js';
+
+interface Index {
+  search(q: Float32Array, k: number, o: { ef: number }): { ids: Uint32Array };
+  add(v: Float32Array): number;
+  save(): Uint8Array;
+}
+interface Core {
+  WasmIndex: { create(o: object): Index; load(b: Uint8Array): Index };
+}
+
+const root = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const abDir = join(root, '.ab');
+
+function snapshot(name: string): void {
+  const to = join(abDir, name);
+  mkdirSync(to, { recursive: true });
+  cpSync(join(root, 'build', 'vdb.wasm'), join(to, 'build', 'vdb.wasm'));
+  cpSync(join(root, 'dist', 'ts'), join(to, 'dist', 'ts'), { recursive: true });
+  console.log(to);
+}
+
+async function core(v: string): Promise<Core> {
+  const dir = existsSync(join(abDir, v)) ? join(abDir, v) : resolve(v);
+  if (process.env.VDB_WASM) throw new Error('unset VDB_WASM: each build must load its own vdb.wasm');
+  return import(pathToFileURL(join(dir, 'dist', 'ts', 'index.js')).href) as Promise<Core>;
+}
+
+// CPU time of this process, not wall time: on a shared machine the time spent
+// descheduled is most of the noise, and it belongs to neither build.
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+function indexBytes(a: Core, ds: Dataset, seed: number): Uint8Array {
+  const path = join(abDir, `index-${basename(ds.dir)}-s${seed}.bin`);
+  if (existsSync(path)) return readFileSync(path);
+  process.stderr.write(`building ${ds.nBase} points with A (cached in ${path}) …\n`);
+  const idx = a.WasmIndex.create({ dim: ds.dim, metric: ds.metric, m: 16, efConstruction: 200, seed, capacity: ds.nBase });
+  for (let i = 0; i < ds.nBase; i++) idx.add(ds.base.subarray(i * ds.dim, (i + 1) * ds.dim));
+  const bytes = idx.save();
+  mkdirSync(abDir, { recursive: true });
+  writeFileSync(path, bytes);
+  return bytes;
+}
+
+async function run(args: string[]): Promise<void> {
+  const { values: o, positionals: [na, nb] } = parseArgs({
+    args, allowPositionals: true,
+    options: {
+      data: { type: 'string' }, ef: { type: 'string', default: '32,64,128' }, runs: { type: 'string', default: '7' },
+      queries: { type: 'string' }, block: { type: 'string', default: '50' }, k: { type: 'string', default: '10' },
+      seed: { type: 'string', default: '42' },
+    },
+  });
+  if (!na || !nb || !o.data) throw new Error('usage: ab.js run A B --data DIR [--ef LIST] [--runs N] [--queries N]');
+  const ds = loadDataset(o.data);
+  const [ca, cb] = [await core(na), await core(nb)];
+  const bytes = indexBytes(ca, ds, Number(o.seed));
+  const idx = [ca.WasmIndex.load(bytes), cb.WasmIndex.load(bytes)];
+  const k = Number(o.k), runs = Number(o.runs), block = Number(o.block);
+  const nq = Math.min(ds.nQueries, Number(o.queries ?? ds.nQueries));
+  const qs = Array.from({ length: nq }, (_, i) => ds.queries.slice(i * ds.dim, (i + 1) * ds.dim));
+  for (const x of idx) for (let i = 0; i < Math.min(nq, 300); i++) x.search(qs[i], k, { ef: 64 });
+  console.log(`${ds.name}: ${ds.nBase} × ${ds.dim} ${ds.metric}, ${nq} queries, k ${k}, ${runs} runs, blocks of ${block}; A = ${na}, B = ${nb}`);
+  console.log('   ef  recall A  recall B  same   QPS A   QPS B   B/A (median, min–max of runs)');
+  for (const ef of o.ef!.split(',').map(Number)) {
+    const hits = [0, 0];
+    let same = true;
+    for (let q = 0; q < nq; q++) {
+      const [ra, rb] = idx.map((x) => x.search(qs[q], k, { ef }).ids);
+      if (ra.length !== rb.length || ra.some((id, j) => id !== rb[j])) same = false;
+      [ra, rb].forEach((ids, i) => {
+        const truth = new Set(ds.gt.subarray(q * ds.gtK, q * ds.gtK + k));
+        for (const id of ids) if (truth.has(id)) hits[i]++;
+      });
+    }
+    const ms = [[] as number[], [] as number[]];
+    for (let r = 0; r < runs; r++) {
+      const t = [0, 0];
+      for (let b = 0; b * block < nq; b++) {
+        for (const i of (b + r) % 2 === 0 ? [0, 1] : [1, 0]) {
+          const x = idx[i];
+          const t0 = cpuMs();
+          for (let q = b * block; q < Math.min(nq, (b + 1) * block); q++) x.search(qs[q], k, { ef });
+          t[i] += cpuMs() - t0;
+        }
+      }
+      ms[0].push(t[0]); ms[1].push(t[1]);
+    }
+    const ratios = ms[0].map((ta, r) => ta / ms[1][r]);
+    const qps = ms.map((m) => nq / (median(m) / 1000));
+    console.log([String(ef).padStart(5), (hits[0] / (nq * k)).toFixed(4).padStart(9), (hits[1] / (nq * k)).toFixed(4).padStart(9),
+      (same ? 'yes' : 'no').padStart(5), qps[0].toFixed(0).padStart(7), qps[1].toFixed(0).padStart(7),
+      `  ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`].join(' '));
+  }
+}
+
+const [cmd, ...rest] = process.argv.slice(2);
+if (cmd === 'snapshot' && rest[0]) snapshot(rest[0]);
+else if (cmd === 'run') await run(rest);
+else {
+  console.error('usage: ab.js snapshot NAME | ab.js run A B --data DIR [--ef 32,64,128] [--runs 7] [--queries N]');
+  process.exit(2);
+}
