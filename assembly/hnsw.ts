@@ -30,25 +30,29 @@ import { visited, visit } from "./visited";
 }
 
 // Starts a cache miss early, like a prefetch (Wasm has none): a load whose value
-// is dropped. Neither Binaryen nor V8 removes it (a load may trap), and nothing
-// waits on its value, so many can be in flight at once; summing them into a
-// sink instead kept each add waiting in the scheduler and cost ~6 % of QPS.
+// is dropped. Neither Binaryen nor V8 removes it (a load may trap), so no sink
+// global is needed to keep it.
 @inline function touch(p: usize): void {
   load<u32>(p);
 }
 
 // Greedy walk at one upper level: moves to a closer neighbour while there is one.
-// Returns the slot reached; its distance is left in `greedyDist`.
+// Returns the slot reached; its distance is left in `greedyDist`. Like level 0,
+// it touches whole neighbour vectors before computing any distance.
 export let greedyDist: f32 = 0;
 export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32 {
   let cur = start;
   let curDist = startDist;
   let changed = true;
+  const touchBytes = min<usize>(<usize>dimPad << 2, 512);
   while (changed) {
     changed = false;
     const lp = linksOf(cur, level);
     const n = load<u32>(lp);
-    for (let j: u32 = 0; j < n; j++) touch(vectorOf(load<u32>(lp + 4 + (<usize>j << 2))));
+    for (let j: u32 = 0; j < n; j++) {
+      const vp = vectorOf(load<u32>(lp + 4 + (<usize>j << 2)));
+      for (let o: usize = 0; o < touchBytes; o += 64) touch(vp + o);
+    }
     for (let j: u32 = 0; j < n; j++) {
       const v = load<u32>(lp + 4 + (<usize>j << 2));
       const d = distance<T>(q, vectorOf(v));

@@ -80,26 +80,35 @@ async function run(args: string[]): Promise<void> {
   const ds = loadDataset(o.data);
   const [ca, cb] = [await core(na), await core(nb)];
   const bytes = indexBytes(ca, ds, Number(o.seed));
-  const idx = [ca.WasmIndex.load(bytes), cb.WasmIndex.load(bytes)];
   const k = Number(o.k), runs = Number(o.runs), block = Number(o.block);
+  const efs = o.ef!.split(',').map(Number);
   const nq = Math.min(ds.nQueries, Number(o.queries ?? ds.nQueries));
   const qs = Array.from({ length: nq }, (_, i) => ds.queries.slice(i * ds.dim, (i + 1) * ds.dim));
-  for (const x of idx) for (let i = 0; i < Math.min(nq, 300); i++) x.search(qs[i], k, { ef: 64 });
   console.log(`${ds.name}: ${ds.nBase} × ${ds.dim} ${ds.metric}, ${nq} queries, k ${k}, ${runs} runs, blocks of ${block}; A = ${na}, B = ${nb}`);
-  console.log('   ef  recall A  recall B  same   QPS A   QPS B   B/A (median, min–max of runs)');
-  for (const ef of o.ef!.split(',').map(Number)) {
+  const fresh = () => {
+    (globalThis as { gc?: () => void }).gc?.();
+    return [ca.WasmIndex.load(bytes), cb.WasmIndex.load(bytes)];
+  };
+  let idx = fresh();
+  const recall = efs.map((ef) => {
     const hits = [0, 0];
     let same = true;
     for (let q = 0; q < nq; q++) {
       const [ra, rb] = idx.map((x) => x.search(qs[q], k, { ef }).ids);
       if (ra.length !== rb.length || ra.some((id, j) => id !== rb[j])) same = false;
-      [ra, rb].forEach((ids, i) => {
-        const truth = new Set(ds.gt.subarray(q * ds.gtK, q * ds.gtK + k));
-        for (const id of ids) if (truth.has(id)) hits[i]++;
-      });
+      const truth = new Set(ds.gt.subarray(q * ds.gtK, q * ds.gtK + k));
+      [ra, rb].forEach((ids, i) => { for (const id of ids) if (truth.has(id)) hits[i]++; });
     }
-    const ms = [[] as number[], [] as number[]];
-    for (let r = 0; r < runs; r++) {
+    return { a: hits[0] / (nq * k), b: hits[1] / (nq * k), same };
+  });
+  // Each run loads both builds afresh: where an instance's memory lands (pages,
+  // cache sets) biases it by a few per cent for its whole life, so a ratio from
+  // one pair of instances is not to be trusted, the median over fresh pairs is.
+  const ms = efs.map(() => [[] as number[], [] as number[]]);
+  for (let r = 0; r < runs; r++) {
+    if (r > 0) idx = fresh();
+    for (const x of idx) for (let i = 0; i < Math.min(nq, 200); i++) x.search(qs[i], k, { ef: 64 });
+    efs.forEach((ef, e) => {
       const t = [0, 0];
       for (let b = 0; b * block < nq; b++) {
         for (const i of (b + r) % 2 === 0 ? [0, 1] : [1, 0]) {
@@ -109,14 +118,17 @@ async function run(args: string[]): Promise<void> {
           t[i] += cpuMs() - t0;
         }
       }
-      ms[0].push(t[0]); ms[1].push(t[1]);
-    }
-    const ratios = ms[0].map((ta, r) => ta / ms[1][r]);
-    const qps = ms.map((m) => nq / (median(m) / 1000));
-    console.log([String(ef).padStart(5), (hits[0] / (nq * k)).toFixed(4).padStart(9), (hits[1] / (nq * k)).toFixed(4).padStart(9),
-      (same ? 'yes' : 'no').padStart(5), qps[0].toFixed(0).padStart(7), qps[1].toFixed(0).padStart(7),
-      `  ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`].join(' '));
+      ms[e][0].push(t[0]); ms[e][1].push(t[1]);
+    });
   }
+  console.log('   ef  recall A  recall B  same   QPS A   QPS B   B/A (median, min–max of runs)');
+  efs.forEach((ef, e) => {
+    const ratios = ms[e][0].map((ta, r) => ta / ms[e][1][r]);
+    const qps = ms[e].map((m) => nq / (median(m) / 1000));
+    console.log([String(ef).padStart(5), recall[e].a.toFixed(4).padStart(9), recall[e].b.toFixed(4).padStart(9),
+      (recall[e].same ? 'yes' : 'no').padStart(5), qps[0].toFixed(0).padStart(7), qps[1].toFixed(0).padStart(7),
+      `  ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`].join(' '));
+  });
 }
 
 const [cmd, ...rest] = process.argv.slice(2);
