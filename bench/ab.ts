@@ -5,6 +5,7 @@
 //
 //   npm run bench:ab -- snapshot NAME            copies build/ and dist/ts/ into .ab/NAME
 //   npm run bench:ab -- run A B --data DIR [--ef 32,64,128] [--runs 7] [--queries N]
+//   npm run bench:ab -- build A B --data DIR [--points 20000] [--runs 5]
 //
 // A and B are snapshot names (or folders holding build/vdb.wasm and dist/ts/).
 // The index is built once by A with M 16, efConstruction 200 (--seed) and cached
@@ -131,10 +132,46 @@ async function run(args: string[]): Promise<void> {
   });
 }
 
+// Build time: each run builds the first N base points into a fresh index per
+// build, inserting in alternating blocks, and compares their CPU times.
+async function build(args: string[]): Promise<void> {
+  const { values: o, positionals: [na, nb] } = parseArgs({
+    args, allowPositionals: true,
+    options: {
+      data: { type: 'string' }, points: { type: 'string', default: '20000' }, runs: { type: 'string', default: '5' },
+      block: { type: 'string', default: '100' }, seed: { type: 'string', default: '42' },
+    },
+  });
+  if (!na || !nb || !o.data) throw new Error('usage: ab.js build A B --data DIR [--points N] [--runs N]');
+  const ds = loadDataset(o.data);
+  const cores = [await core(na), await core(nb)];
+  const n = Math.min(ds.nBase, Number(o.points)), block = Number(o.block), runs = Number(o.runs);
+  const rows = Array.from({ length: n }, (_, i) => ds.base.subarray(i * ds.dim, (i + 1) * ds.dim));
+  console.log(`${ds.name}: build ${n} × ${ds.dim} ${ds.metric}, M 16, efConstruction 200, ${runs} runs, blocks of ${block}; A = ${na}, B = ${nb}`);
+  const ratios: number[] = [];
+  const secs = [[] as number[], [] as number[]];
+  for (let r = 0; r < runs; r++) {
+    (globalThis as { gc?: () => void }).gc?.();
+    const idx = cores.map((c) => c.WasmIndex.create({ dim: ds.dim, metric: ds.metric, m: 16, efConstruction: 200, seed: Number(o.seed), capacity: n }));
+    const t = [0, 0];
+    for (let b = 0; b * block < n; b++) {
+      for (const i of (b + r) % 2 === 0 ? [0, 1] : [1, 0]) {
+        const t0 = cpuMs();
+        for (let p = b * block; p < Math.min(n, (b + 1) * block); p++) idx[i].add(rows[p]);
+        t[i] += cpuMs() - t0;
+      }
+    }
+    ratios.push(t[0] / t[1]);
+    secs[0].push(t[0] / 1000); secs[1].push(t[1] / 1000);
+  }
+  console.log(`build s A ${median(secs[0]).toFixed(2)}, B ${median(secs[1]).toFixed(2)}; speed B/A ${median(ratios).toFixed(3)} (${Math.min(...ratios).toFixed(3)}–${Math.max(...ratios).toFixed(3)})`);
+}
+
 const [cmd, ...rest] = process.argv.slice(2);
 if (cmd === 'snapshot' && rest[0]) snapshot(rest[0]);
 else if (cmd === 'run') await run(rest);
+else if (cmd === 'build') await build(rest);
 else {
-  console.error('usage: ab.js snapshot NAME | ab.js run A B --data DIR [--ef 32,64,128] [--runs 7] [--queries N]');
+  console.error('usage: ab.js snapshot NAME | ab.js run A B --data DIR [--ef 32,64,128] [--runs 7] [--queries N] | ab.js build A B --data DIR [--points N]');
   process.exit(2);
 }
