@@ -29,22 +29,30 @@ import { visited, visit } from "./visited";
   return !filtered || ((load<u32>(allowBase + (<usize>(slot >> 5) << 2)) >>> (slot & 31)) & 1) != 0;
 }
 
-// Keeps the touching loads (see searchLevel) from being optimised away.
-export let touchSink: u32 = 0;
+// Starts a cache miss early, like a prefetch (Wasm has none): a load whose value
+// is dropped. Neither Binaryen nor V8 removes it (a load may trap), so no sink
+// global is needed to keep it.
+@inline function touch(p: usize): void {
+  load<u32>(p);
+}
 
 // Greedy walk at one upper level: moves to a closer neighbour while there is one.
-// Returns the slot reached; its distance is left in `greedyDist`.
+// Returns the slot reached; its distance is left in `greedyDist`. Like level 0,
+// it touches whole neighbour vectors before computing any distance.
 export let greedyDist: f32 = 0;
 export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32 {
   let cur = start;
   let curDist = startDist;
   let changed = true;
-  let touched: u32 = 0;
+  const touchBytes = min<usize>(<usize>dimPad << 2, 512);
   while (changed) {
     changed = false;
     const lp = linksOf(cur, level);
     const n = load<u32>(lp);
-    for (let j: u32 = 0; j < n; j++) touched += load<u32>(vectorOf(load<u32>(lp + 4 + (<usize>j << 2))));
+    for (let j: u32 = 0; j < n; j++) {
+      const vp = vectorOf(load<u32>(lp + 4 + (<usize>j << 2)));
+      for (let o: usize = 0; o < touchBytes; o += 64) touch(vp + o);
+    }
     for (let j: u32 = 0; j < n; j++) {
       const v = load<u32>(lp + 4 + (<usize>j << 2));
       const d = distance<T>(q, vectorOf(v));
@@ -52,7 +60,6 @@ export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32
     }
   }
   greedyDist = curDist;
-  touchSink = touched;
   return cur;
 }
 
@@ -66,7 +73,6 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
   const fr = frontierBase;
   const rs = resultBase;
   const batch = batchBase;
-  let touched: u32 = 0;
   const touchBytes = min<usize>(<usize>dimPad << 2, 512);
   visit(vis, ep, tag);
   minPush(fr, 0, epDist, ep);
@@ -88,7 +94,9 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
     // only: an upper-level block may be the last thing in memory).
     if (level == 0 && frSize > 0) {
       const np = linksOf(entrySlot(fr, 0), level);
-      touched += load<u32>(np) + load<u32>(np, 64) + load<u32>(np, 128);
+      touch(np);
+      touch(np + 64);
+      touch(np + 128);
     }
     const lp = linksOf(c, level);
     const n = load<u32>(lp);
@@ -101,7 +109,7 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
       visit(vis, v, tag);
       store<u32>(batch + (<usize>m << 2), v);
       const vp = vectorOf(v);
-      for (let o: usize = 0; o < touchBytes; o += 64) touched += load<u32>(vp + o);
+      for (let o: usize = 0; o < touchBytes; o += 64) touch(vp + o);
       m++;
     }
     for (let j: u32 = 0; j < m; j++) {
@@ -122,7 +130,6 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
       }
     }
   }
-  touchSink = touched;
   return rsSize;
 }
 
