@@ -178,7 +178,10 @@ describe('SQ8 WasmIndex against the float index', () => {
       const a = WasmIndex.create({ dim, metric, quantization: { kind: 'sq8', rescore: 20 } });
       for (const v of rows.slice(0, cut)) a.add(v);
       for (let s = 0; s < cut; s += 7) a.remove(s);
-      const b = WasmIndex.load(a.save());
+      const saved = a.save();
+      const pool = new Uint8Array(saved.length + 64);
+      pool.set(saved, 32);
+      const b = WasmIndex.load(Buffer.from(pool.buffer, 32, saved.length)); // a Buffer inside a larger pool, as files are read
       expect(b.quantization).toEqual({ kind: 'sq8', rescore: 20 });
       for (const v of rows.slice(cut)) expect(b.add(v)).toBe(a.add(v));
       expect(b.trainedOn).toBe(a.trainedOn);

@@ -539,7 +539,8 @@ export class WasmIndex {
     check(w.index_load_end(), 'load');
     const index = new WasmIndex(w);
     if (sq8) {
-      const rows = new Float32Array(bytes.slice(off, off + hostBytes).buffer);
+      // A copy: `bytes` may be a Buffer, whose slice shares a larger pool.
+      const rows = new Float32Array(Uint8Array.prototype.slice.call(bytes, off, off + hostBytes).buffer);
       const t = new DataView(bytes.buffer, bytes.byteOffset + off + hostBytes, SQ8_TRAILER);
       if (t.getUint32(0, true) !== SQ8_MAGIC) throw new VdbError(ErrorCode.CORRUPT_INDEX, 'load: the f32 vectors of the SQ8 index are missing');
       index.rescoreN = t.getUint32(4, true);
