@@ -9,6 +9,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fc from 'fast-check';
 import { WasmIndex, Collection, ErrorCode } from '../ts/index.js';
 import type { Metric, CoreExports } from '../ts/index.js';
+import { FloatStore, rerank, exactDistance } from '../ts/core/rescore.js';
 import { clusteredData, rowsOf, bruteForce, recallOne, dist64, expectVdbError, mulberry32 } from './helpers.js';
 
 const METRICS: Metric[] = ['l2', 'ip', 'cosine'];
@@ -119,6 +120,23 @@ describe('SQ8 codes (raw ABI)', () => {
     expect(w.index_load_begin()).toBe(0);
     expect(w.index_section_count()).toBe(5);
     expect(w.index_quantization()).toBe(1);
+  });
+});
+
+describe('rerank (host side)', () => {
+  it('is the k smallest exact distances of the candidates, ties to the lower slot, as a sort would give', () => {
+    fc.assert(fc.property(fc.constantFrom(...METRICS), fc.array(fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 3 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 50 }),
+      (metric, raw, k) => {
+        const store = new FloatStore(3);
+        raw.forEach((v, s) => store.set(s, Float32Array.from(v)));
+        const q = Float32Array.from([1, -1, 0.5]);
+        const candidates = Uint32Array.from(raw.keys()).reverse();
+        const r = rerank(metric, q, store, candidates, k);
+        const want = Array.from(candidates, (slot) => ({ slot, d: exactDistance(metric, q, store.data, slot * 3) }))
+          .sort((a, b) => a.d - b.d || a.slot - b.slot).slice(0, k);
+        expect(Array.from(r.ids)).toEqual(want.map((x) => x.slot));
+        expect(Array.from(r.distances)).toEqual(want.map((x) => x.d));
+      }));
   });
 });
 

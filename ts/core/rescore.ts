@@ -56,17 +56,26 @@ export function exactDistance(metric: Metric, q: Float32Array, data: Float32Arra
   return Math.fround(metric === 'ip' ? -s : 1 - s);
 }
 
-/** The k nearest of the candidate slots by exact distance, ties to the lower slot. */
+/** The k nearest of the candidate slots by exact distance, ties to the lower
+ * slot: an insertion into the sorted top k, which for k ≪ candidates is fewer
+ * steps than a sort and allocates nothing per candidate. */
 export function rerank(metric: Metric, q: Float32Array, store: FloatStore, candidates: Uint32Array, k: number): { ids: Uint32Array; distances: Float32Array } {
   const dim = store.dim;
-  const scored = Array.from(candidates, (slot) => ({ slot, d: exactDistance(metric, q, store.data, slot * dim) }));
-  scored.sort((a, b) => a.d - b.d || a.slot - b.slot);
-  const n = Math.min(k, scored.length);
+  const n = Math.min(k, candidates.length);
   const ids = new Uint32Array(n);
   const distances = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    ids[i] = scored[i].slot;
-    distances[i] = scored[i].d;
+  let size = 0;
+  for (const slot of candidates) {
+    const d = exactDistance(metric, q, store.data, slot * dim);
+    if (size === n && (d > distances[n - 1] || (d === distances[n - 1] && slot > ids[n - 1]))) continue;
+    let i = size < n ? size++ : n - 1;
+    while (i > 0 && (distances[i - 1] > d || (distances[i - 1] === d && ids[i - 1] > slot))) {
+      distances[i] = distances[i - 1];
+      ids[i] = ids[i - 1];
+      i--;
+    }
+    distances[i] = d;
+    ids[i] = slot;
   }
   return { ids, distances };
 }
