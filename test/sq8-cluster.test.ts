@@ -4,11 +4,12 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Hit } from '../ts/collection.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import { clusteredData, row, rowsOf, bruteForce } from './helpers.js';
-import { TestCluster, waitFor } from './cluster-helpers.js';
+import { CLI, TestCluster, waitFor } from './cluster-helpers.js';
 
 const DIM = 16;
 const N = 1500;
@@ -67,5 +68,10 @@ describe('SQ8 in a cluster', () => {
       expect(a.hits as Hit[]).toEqual(b.hits as Hit[]);
     }
     expect(await recall(N)).toBeGreaterThanOrEqual(0.9);
+
+    // `vdb create --quantization sq8 --rescore N` sends the same field.
+    const out = spawnSync(process.execPath, [CLI, 'create', '--nats', cl.natsUrl, '--creds', cl.credentials.files.admin, '--collection', 'c2', '--dim', '4', '--quantization', 'sq8', '--rescore', '12'], { encoding: 'utf8', timeout: 60_000 });
+    expect(out.status, out.stderr).toBe(0);
+    expect((await cl.client.describe('c2')).quantization).toEqual({ kind: 'sq8', rescore: 12 });
   });
 });
