@@ -38,7 +38,7 @@ export function trained(): bool { return quant == QUANT_SQ8 && load<u32>(paramsB
 // out after the fixed scratch. Must run before the first layout.
 export function setupSq8(): i32 {
   codeBytes = (<usize>S.dim + 15) & ~<usize>15;
-  S.vecBytes = codeBytes + (S.metric == METRIC_L2 ? 0 : 16);
+  S.vecBytes = codeBytes + (S.metric == METRIC_L2 ? 0 : 4);
   S.recSize = (S.vecOff + S.vecBytes + 63) & ~<usize>63;
   paramsBytes = 16 + (codeBytes << 2);
   paramsBase = S.extendFixed(paramsBytes);
