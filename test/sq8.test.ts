@@ -9,7 +9,7 @@ import { describe, it, expect, afterAll } from 'vitest';
 import fc from 'fast-check';
 import { WasmIndex, Collection, ErrorCode } from '../ts/index.js';
 import type { Metric, CoreExports } from '../ts/index.js';
-import { FloatStore, rerank, exactDistance } from '../ts/core/rescore.js';
+import { FloatStore, rerank } from '../ts/core/rescore.js';
 import { clusteredData, rowsOf, bruteForce, recallOne, dist64, expectVdbError, mulberry32 } from './helpers.js';
 
 const METRICS: Metric[] = ['l2', 'ip', 'cosine'];
@@ -126,17 +126,27 @@ describe('SQ8 codes (raw ABI)', () => {
 describe('rerank (host side)', () => {
   it('is the k smallest exact distances of the candidates, ties to the lower slot, as a sort would give', () => {
     fc.assert(fc.property(fc.constantFrom(...METRICS), fc.array(fc.array(fc.integer({ min: -3, max: 3 }), { minLength: 3, maxLength: 3 }), { minLength: 1, maxLength: 40 }), fc.integer({ min: 1, max: 50 }),
-      (metric, raw, k) => {
-        const store = new FloatStore(3);
-        raw.forEach((v, s) => store.set(s, Float32Array.from(v)));
+      (metric, vs, k) => {
+        const store = new FloatStore(raw(), 3);
+        vs.forEach((v, s) => store.set(s, Float32Array.from(v)));
         const q = Float32Array.from([1, -1, 0.5]);
-        const candidates = Uint32Array.from(raw.keys()).reverse();
-        const r = rerank(metric, q, store, candidates, k);
-        const want = Array.from(candidates, (slot) => ({ slot, d: exactDistance(metric, q, store.data, slot * 3) }))
+        store.setQuery(q);
+        const candidates = Uint32Array.from(vs.keys()).reverse();
+        const r = rerank(metric, store, candidates, k);
+        const want = Array.from(candidates, (slot) => ({ slot, d: store.distance(metric, slot) }))
           .sort((a, b) => a.d - b.d || a.slot - b.slot).slice(0, k);
         expect(Array.from(r.ids)).toEqual(want.map((x) => x.slot));
         expect(Array.from(r.distances)).toEqual(want.map((x) => x.d));
+        want.forEach((x) => expect(x.d).toBeCloseTo(metric === 'cosine' ? 1 + dist64('ip', q, vs[x.slot]) : dist64(metric, q, vs[x.slot]), 4));
       }));
+  });
+
+  it('keeps rows apart and grows its memory as slots arrive', () => {
+    const store = new FloatStore(raw(), 5);
+    const rows = Array.from({ length: 5000 }, (_, s) => Float32Array.from({ length: 5 }, (_, d) => s * 10 + d));
+    for (let s = rows.length - 1; s >= 0; s--) store.set(s, rows[s]);
+    for (const s of [0, 1, 2499, 4999]) expect(Array.from(store.row(s))).toEqual(Array.from(rows[s]));
+    expect(Array.from(store.rows(2))).toEqual([...rows[0], ...rows[1]]);
   });
 });
 

@@ -1,30 +1,75 @@
-// The float side of an SQ8 index: its f32 vectors live here, in a host-side
-// store outside Wasm memory, and re-rank the candidates the codes found with
-// the exact distance (the one a float index reports).
+// The float side of an SQ8 index: its f32 vectors live here, outside the
+// index's Wasm memory, and re-rank the candidates the codes found with the
+// exact distance. They are kept in the memory of a second instance of the
+// module, never initialised as an index, whose SIMD kernels (kernel_l2sq,
+// kernel_dot) measure them: the same kernels a float index uses, so re-ranked
+// distances are the ones a float index reports, at SIMD speed. That memory has
+// its own 4 GiB limit.
 
+import type { CoreExports } from './abi.js';
+import { VdbError, ErrorCode } from '../errors.js';
 import type { Metric, VectorLike } from './wasm-index.js';
 
-/** f32 vectors by slot, row `slot` at `slot * dim`; grows by doubling. */
+const PAGE = 65536;
+
+/** f32 vectors by slot, zero-padded to a multiple of 4 floats, in the memory of
+ * a kernel-only Wasm instance; the query goes first, then row `slot`. */
 export class FloatStore {
-  data: Float32Array;
-  constructor(readonly dim: number, rows = 0) {
-    this.data = new Float32Array(Math.max(rows, 16) * dim);
+  readonly stride: number;
+  private readonly queryPtr: number;
+  private readonly rowsPtr: number;
+  private f32 = new Float32Array(0);
+
+  constructor(private readonly k: CoreExports, readonly dim: number, rows = 0) {
+    this.stride = (dim + 3) & ~3;
+    this.queryPtr = (k.scratch_ptr() + 65536 + 63) & ~63;
+    this.rowsPtr = this.queryPtr + ((this.stride * 4 + 63) & ~63);
+    this.reserve(rows);
   }
-  set(slot: number, v: Float32Array): void {
-    const need = (slot + 1) * this.dim;
-    if (need > this.data.length) {
-      const grown = new Float32Array(Math.max(need, this.data.length * 2));
-      grown.set(this.data);
-      this.data = grown;
+
+  private reserve(rows: number): void {
+    const need = this.rowsPtr + Math.max(rows, 16) * this.stride * 4;
+    if (need > 65535 * PAGE) throw new VdbError(ErrorCode.OUT_OF_MEMORY, `the f32 vectors of ${rows} points would exceed the 4 GiB of their Wasm memory`);
+    const mem = this.k.memory;
+    if (need > mem.buffer.byteLength) {
+      const want = Math.max(need, mem.buffer.byteLength * 2);
+      mem.grow(Math.ceil((Math.min(want, 65535 * PAGE) - mem.buffer.byteLength) / PAGE));
     }
-    this.data.set(v, slot * this.dim);
+    this.f32 = new Float32Array(mem.buffer);
   }
+
+  set(slot: number, v: Float32Array): void {
+    const at = this.rowsPtr + (slot + 1) * this.stride * 4;
+    if (at > this.f32.byteLength) this.reserve(slot + 1);
+    const off = (this.rowsPtr >>> 2) + slot * this.stride;
+    this.f32.set(v, off);
+    this.f32.fill(0, off + this.dim, off + this.stride);
+  }
+
   row(slot: number): Float32Array {
-    return this.data.subarray(slot * this.dim, (slot + 1) * this.dim);
+    const off = (this.rowsPtr >>> 2) + slot * this.stride;
+    return this.f32.slice(off, off + this.dim);
   }
-  /** Rows 0 … n−1 as one array (what a snapshot stores). */
+
+  /** Rows 0 … n−1 without padding, as one array (what a snapshot stores). */
   rows(n: number): Float32Array {
-    return this.data.subarray(0, n * this.dim);
+    const out = new Float32Array(n * this.dim);
+    for (let s = 0; s < n; s++) out.set(this.f32.subarray((this.rowsPtr >>> 2) + s * this.stride, (this.rowsPtr >>> 2) + s * this.stride + this.dim), s * this.dim);
+    return out;
+  }
+
+  /** The query the next distances are measured from (prepared: see `prepared`). */
+  setQuery(q: Float32Array): void {
+    this.f32.set(q, this.queryPtr >>> 2);
+    this.f32.fill(0, (this.queryPtr >>> 2) + this.dim, (this.queryPtr >>> 2) + this.stride);
+  }
+
+  /** The distance a float index reports, from the query to row `slot`: squared L2, −dot, or 1 − dot. */
+  distance(metric: Metric, slot: number): number {
+    const p = this.rowsPtr + slot * this.stride * 4;
+    if (metric === 'l2') return this.k.kernel_l2sq(this.queryPtr, p, this.stride);
+    const dot = this.k.kernel_dot(this.queryPtr, p, this.stride);
+    return metric === 'ip' ? -dot : Math.fround(1 - dot);
   }
 }
 
@@ -41,32 +86,16 @@ export function prepared(metric: Metric, v: VectorLike): Float32Array | null {
   return out;
 }
 
-/** The distance a float index reports: squared L2, −dot, or 1 − dot. */
-export function exactDistance(metric: Metric, q: Float32Array, data: Float32Array, off: number): number {
-  const n = q.length;
-  let s = 0;
-  if (metric === 'l2') {
-    for (let i = 0; i < n; i++) {
-      const d = q[i] - data[off + i];
-      s += d * d;
-    }
-    return Math.fround(s);
-  }
-  for (let i = 0; i < n; i++) s += q[i] * data[off + i];
-  return Math.fround(metric === 'ip' ? -s : 1 - s);
-}
-
-/** The k nearest of the candidate slots by exact distance, ties to the lower
- * slot: an insertion into the sorted top k, which for k ≪ candidates is fewer
- * steps than a sort and allocates nothing per candidate. */
-export function rerank(metric: Metric, q: Float32Array, store: FloatStore, candidates: Uint32Array, k: number): { ids: Uint32Array; distances: Float32Array } {
-  const dim = store.dim;
+/** The k nearest of the candidate slots by exact distance from the store's
+ * query, ties to the lower slot: an insertion into the sorted top k, which for
+ * k ≪ candidates is fewer steps than a sort and allocates nothing per candidate. */
+export function rerank(metric: Metric, store: FloatStore, candidates: Uint32Array, k: number): { ids: Uint32Array; distances: Float32Array } {
   const n = Math.min(k, candidates.length);
   const ids = new Uint32Array(n);
   const distances = new Float32Array(n);
   let size = 0;
   for (const slot of candidates) {
-    const d = exactDistance(metric, q, store.data, slot * dim);
+    const d = store.distance(metric, slot);
     if (size === n && (d > distances[n - 1] || (d === distances[n - 1] && slot > ids[n - 1]))) continue;
     let i = size < n ? size++ : n - 1;
     while (i > 0 && (distances[i - 1] > d || (distances[i - 1] === d && ids[i - 1] > slot))) {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { instantiateSync } from '@assemblyscript/loader';
 import { VdbError, ErrorCode } from '../errors.js';
 import type { CoreExports } from './abi.js';
-import { FloatStore, prepared, rerank, exactDistance } from './rescore.js';
+import { FloatStore, prepared, rerank } from './rescore.js';
 
 export type Metric = 'l2' | 'ip' | 'cosine';
 export type VectorLike = Float32Array | ArrayLike<number>;
@@ -167,7 +167,7 @@ export class WasmIndex {
     this.inputPtr = w.index_input_ptr();
     this.idsPtr = w.index_result_ids_ptr();
     this.distPtr = w.index_result_dist_ptr();
-    if (w.index_quantization() === 1) this.floats = new FloatStore(this.dim);
+    if (w.index_quantization() === 1) this.floats = new FloatStore(instantiate(), this.dim);
   }
 
   private adopt(w: CoreExports): void {
@@ -451,7 +451,8 @@ export class WasmIndex {
     const r = Math.min(Math.max(k, this.rescoreN || ef), K_MAX);
     this.writeInput(q);
     const found = this.result(check(this.w.index_search(r, Math.max(ef, r), mode), 'search'));
-    return rerank(this.metric, q, this.floats!, found.ids, k);
+    this.floats!.setQuery(q);
+    return rerank(this.metric, this.floats!, found.ids, k);
   }
 
   searchBatch(queries: Float32Array | VectorLike[], k: number, opts: SearchOptions = {}): SearchResult[] {
@@ -472,10 +473,11 @@ export class WasmIndex {
   private exactSq8(query: VectorLike, k: number, allow?: AllowSet): SearchResult {
     const q = this.hostVector(query, 'searchExact');
     const scored: { slot: number; d: number }[] = [];
-    const data = this.floats!.data;
+    const store = this.floats!;
+    store.setQuery(q);
     for (let s = 0; s < this.slots; s++) {
       if (this.w.index_slot_state(s) !== 0 || (allow && !allow.has(s))) continue;
-      scored.push({ slot: s, d: exactDistance(this.metric, q, data, s * this.dim) });
+      scored.push({ slot: s, d: store.distance(this.metric, s) });
     }
     scored.sort((a, b) => a.d - b.d || a.slot - b.slot);
     const top = scored.slice(0, k);
@@ -545,8 +547,8 @@ export class WasmIndex {
       if (t.getUint32(0, true) !== SQ8_MAGIC) throw new VdbError(ErrorCode.CORRUPT_INDEX, 'load: the f32 vectors of the SQ8 index are missing');
       index.rescoreN = t.getUint32(4, true);
       if (index.rescoreN > K_MAX) throw new VdbError(ErrorCode.CORRUPT_INDEX, 'load: bad rescore in the SQ8 trailer');
-      index.floats = new FloatStore(index.dim, w.index_slots());
-      index.floats.data.set(rows);
+      index.floats = new FloatStore(instantiate(), index.dim, w.index_slots());
+      for (let s = 0; s < w.index_slots(); s++) index.floats.set(s, rows.subarray(s * index.dim, (s + 1) * index.dim));
     }
     return index;
   }
