@@ -241,6 +241,15 @@ describe('SQ8 WasmIndex against the float index', () => {
     expect(idx.size).toBe(300 - 20);
   });
 
+  it('fits over 1.6× the points of a float index in the same index memory at 100 dimensions, 3× at 784', () => {
+    for (const [dim, factor] of [[100, 1.6], [784, 3]] as const) {
+      const budget = 256 << 20;
+      const flt = WasmIndex.create({ dim, metric: 'cosine' }).room(budget);
+      const sq8 = WasmIndex.create({ dim, metric: 'cosine', quantization: { kind: 'sq8' } }).room(budget);
+      expect(sq8).toBeGreaterThan(factor * flt);
+    }
+  });
+
   it('rejects bad quantization options and corrupted params', () => {
     for (const q of [{ kind: 'pq' }, { kind: 'sq8', rescore: 0 }, { kind: 'sq8', rescore: 1.5 }, { kind: 'sq8', extra: 1 }, 'sq8']) {
       expectVdbError(() => WasmIndex.create({ dim: 4, quantization: q as never }), ErrorCode.INVALID_ARGUMENT);

@@ -38,6 +38,11 @@ export class FloatStore {
     this.f32 = new Float32Array(mem.buffer);
   }
 
+  /** Rows past `slots` that still fit in the store's memory. */
+  room(slots: number): number {
+    return Math.max(0, Math.floor((65535 * PAGE - this.rowsPtr) / (this.stride * 4)) - slots);
+  }
+
   set(slot: number, v: Float32Array): void {
     const at = this.rowsPtr + (slot + 1) * this.stride * 4;
     if (at > this.f32.byteLength) this.reserve(slot + 1);

@@ -287,13 +287,15 @@ export class WasmIndex {
     const limit = Math.min(maxBytes, MEMORY_LIMIT_BYTES) - LAYOUT_SLACK;
     const fits = (n: number) => w.index_layout_bytes_for(occupied + n) + n * upper <= limit;
     if (!fits(0)) return 0;
+    // An SQ8 index's f32 vectors have their own Wasm memory, which may fill first.
+    const hostRoom = this.floats ? this.floats.room(w.index_slots()) : Infinity;
     let lo = 0;
     let hi = 0xffffffff - occupied;
     while (lo < hi) {
       const mid = lo + Math.ceil((hi - lo) / 2);
       if (fits(mid)) lo = mid; else hi = mid - 1;
     }
-    return lo;
+    return Math.min(lo, hostRoom);
   }
 
   // Views over Wasm memory die when memory grows; re-create them after any call that may grow it.
