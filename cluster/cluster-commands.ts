@@ -181,7 +181,7 @@ ${METRICS_HELP}`,
   [--partitioner hash|spatial|semantic] [--shards N] [--field F] [--sample FILE] [--replicas R]
   [--quantization sq8 [--rescore N]]
 A spatial collection takes its kd splits from a sample: up to 10,000 rows of FILE (any import format).
---quantization sq8 keeps 8-bit codes in the index and re-ranks the best N (default: ef) by the f32 vectors.
+--quantization sq8 keeps 8-bit codes in the index and re-ranks the best N (default: 4·k, at most ef) by the f32 vectors.
 ${AUTH_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
