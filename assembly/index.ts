@@ -17,6 +17,7 @@ import * as S from "./layout";
 import { insert, knn, consolidateLinks } from "./hnsw";
 import { scan, drainKeys, keyDist, countAllowed } from "./flat";
 import { entryDist, entrySlot, drainAscending } from "./heap";
+import { rowDistances } from "./rerank";
 import { saveBegin, sectionPtr, sectionLen, sectionCount, loadBegin, loadEnd } from "./serialize";
 import { QUANT_SQ8, quant, setupSq8, trainPtr, train, trained, encode, queryCodes, paramsBase } from "./sq8";
 
@@ -324,6 +325,15 @@ export function kernel_l2sq(a: usize, b: usize, n: i32): f32 { return l2sqSimd(a
 export function kernel_l2sq_scalar(a: usize, b: usize, n: i32): f32 { return l2sqScalar(a, b, n); }
 export function kernel_dot(a: usize, b: usize, n: i32): f32 { return dotSimd(a, b, n); }
 export function kernel_dot_scalar(a: usize, b: usize, n: i32): f32 { return dotScalar(a, b, n); }
+
+// out[i] = distance(metric) from q to the row at base + ids[i]·strideBytes, over
+// n f32, for i < count; every argument a number, no index needed (docs/wasm-abi.md).
+export function kernel_row_distances(metric: i32, q: usize, base: usize, strideBytes: u32, n: i32,
+                                     ids: usize, count: i32, out: usize): i32 {
+  if (metric < METRIC_L2 || metric > METRIC_COSINE || n < 0 || count < 0) return ERR_ARGUMENT;
+  rowDistances(metric, q, base, <usize>strideBytes, n, ids, count, out);
+  return OK;
+}
 
 // Runs a kernel `iters` times (0 l2 SIMD, 1 l2 scalar, 2 dot SIMD, 3 dot scalar)
 // inside Wasm, so a benchmark times the kernel and not the call into it.

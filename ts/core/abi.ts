@@ -43,4 +43,5 @@ export interface CoreExports {
   kernel_dot(a: number, b: number, n: number): number;
   kernel_dot_scalar(a: number, b: number, n: number): number;
   kernel_bench(kind: number, a: number, b: number, n: number, iters: number): number;
+  kernel_row_distances(metric: number, q: number, base: number, strideBytes: number, n: number, ids: number, count: number, out: number): number;
 }

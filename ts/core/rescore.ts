@@ -11,19 +11,27 @@ import { VdbError, ErrorCode } from '../errors.js';
 import type { Metric, VectorLike } from './wasm-index.js';
 
 const PAGE = 65536;
+const K_MAX = 10000;
+const METRIC_CODE: Record<Metric, number> = { l2: 0, ip: 1, cosine: 2 };
 
 /** f32 vectors by slot, zero-padded to a multiple of 4 floats, in the memory of
- * a kernel-only Wasm instance; the query goes first, then row `slot`. */
+ * a kernel-only Wasm instance: the query, candidate slots and their distances
+ * (up to 10,000), then row `slot`. */
 export class FloatStore {
   readonly stride: number;
   private readonly queryPtr: number;
+  private readonly idsPtr: number;
+  private readonly outPtr: number;
   private readonly rowsPtr: number;
   private f32 = new Float32Array(0);
+  private u32 = new Uint32Array(0);
 
   constructor(private readonly k: CoreExports, readonly dim: number, rows = 0) {
     this.stride = (dim + 3) & ~3;
     this.queryPtr = (k.scratch_ptr() + 65536 + 63) & ~63;
-    this.rowsPtr = this.queryPtr + ((this.stride * 4 + 63) & ~63);
+    this.idsPtr = this.queryPtr + ((this.stride * 4 + 63) & ~63);
+    this.outPtr = this.idsPtr + K_MAX * 4;
+    this.rowsPtr = this.outPtr + K_MAX * 4;
     this.reserve(rows);
   }
 
@@ -36,6 +44,7 @@ export class FloatStore {
       mem.grow(Math.ceil((Math.min(want, 65535 * PAGE) - mem.buffer.byteLength) / PAGE));
     }
     this.f32 = new Float32Array(mem.buffer);
+    this.u32 = new Uint32Array(mem.buffer);
   }
 
   /** Rows past `slots` that still fit in the store's memory. */
@@ -69,6 +78,15 @@ export class FloatStore {
     this.f32.fill(0, (this.queryPtr >>> 2) + this.dim, (this.queryPtr >>> 2) + this.stride);
   }
 
+  /** Distances from the query to the rows of `slots` (at most 10,000), in one
+   * call whose first pass touches every row so that their cache misses overlap.
+   * The returned view is valid until the next call. */
+  distances(metric: Metric, slots: Uint32Array): Float32Array {
+    this.u32.set(slots, this.idsPtr >>> 2);
+    this.k.kernel_row_distances(METRIC_CODE[metric], this.queryPtr, this.rowsPtr, this.stride * 4, this.stride, this.idsPtr, slots.length, this.outPtr);
+    return this.f32.subarray(this.outPtr >>> 2, (this.outPtr >>> 2) + slots.length);
+  }
+
   /** The distance a float index reports, from the query to row `slot`: squared L2, −dot, or 1 − dot. */
   distance(metric: Metric, slot: number): number {
     const p = this.rowsPtr + slot * this.stride * 4;
@@ -81,7 +99,7 @@ export class FloatStore {
 /** The vector as the index stores it: f32, and unit length for cosine (the
  * norm summed in f64, as the Wasm core does). Null for a zero cosine vector. */
 export function prepared(metric: Metric, v: VectorLike): Float32Array | null {
-  const out = Float32Array.from(v as ArrayLike<number>);
+  const out = v instanceof Float32Array ? v.slice() : Float32Array.from(v);
   if (metric !== 'cosine') return out;
   let sum = 0;
   for (let i = 0; i < out.length; i++) sum += out[i] * out[i];
@@ -98,9 +116,11 @@ export function rerank(metric: Metric, store: FloatStore, candidates: Uint32Arra
   const n = Math.min(k, candidates.length);
   const ids = new Uint32Array(n);
   const distances = new Float32Array(n);
+  const all = store.distances(metric, candidates);
   let size = 0;
-  for (const slot of candidates) {
-    const d = store.distance(metric, slot);
+  for (let c = 0; c < candidates.length; c++) {
+    const slot = candidates[c];
+    const d = all[c];
     if (size === n && (d > distances[n - 1] || (d === distances[n - 1] && slot > ids[n - 1]))) continue;
     let i = size < n ? size++ : n - 1;
     while (i > 0 && (distances[i - 1] > d || (distances[i - 1] === d && ids[i - 1] > slot))) {
