@@ -141,6 +141,15 @@ describe('rerank (host side)', () => {
       }));
   });
 
+  it('kernel_row_distances refuses an unknown metric and negative counts', () => {
+    const w = raw();
+    const p = w.scratch_ptr();
+    expect(w.kernel_row_distances(3, p, p, 16, 4, p, 1, p)).toBe(-2);
+    expect(w.kernel_row_distances(0, p, p, 16, -1, p, 1, p)).toBe(-2);
+    expect(w.kernel_row_distances(0, p, p, 16, 4, p, -1, p)).toBe(-2);
+    expect(w.kernel_row_distances(0, p, p, 16, 4, p, 0, p)).toBe(0);
+  });
+
   it('keeps rows apart and grows its memory as slots arrive', () => {
     const store = new FloatStore(raw(), 5);
     const rows = Array.from({ length: 5000 }, (_, s) => Float32Array.from({ length: 5 }, (_, d) => s * 10 + d));
