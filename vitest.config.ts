@@ -22,6 +22,7 @@ const PROCESS_TESTS = [
   'test/prometheus.test.ts',
   'test/console.test.ts',
   'test/deploy.test.ts',
+  'test/sq8-cluster.test.ts',
 ];
 
 export default defineConfig({

@@ -2,15 +2,16 @@
 // tombstone deletes that consolidation later unlinks so their slots can be reused.
 // Functions are generic over the kernel: T = i32 is squared L2, T = f32 the
 // negated dot product (inner product), T = f64 one minus the dot product (cosine
-// on normalised vectors). Each is instantiated once per kernel; the index picks
+// on normalised vectors); u8, i8 and u16 are the same three on SQ8 codes. Each is instantiated once per kernel; the index picks
 // its set when it is configured. The value a kernel returns is the distance
 // reported to the host, so ordering and ties are decided on reported values.
 
 import { l2sqSimd, dotSimd } from "./distance";
+import { sq8L2, sq8Dot } from "./sq8";
 import {
   dimPad, M, M0, efConstruction, slots, pending, entry, maxLevel, flagsBase, allowBase,
   visitedBase, frontierBase, resultBase, batchBase, selBase, selOut, connBase, connOut, selCap,
-  FLAG_LIVE, FLAG_DELETED, keepPruned, linksOf, vectorOf, levelOf, flagOf, nextEpoch,
+  FLAG_LIVE, FLAG_DELETED, keepPruned, vecBytes, linksOf, vectorOf, levelOf, flagOf, nextEpoch,
 } from "./layout";
 import {
   entryDist, entrySlot, maxPush, maxReplaceTop, minPush, minPop, drainAscending,
@@ -19,6 +20,9 @@ import {
 import { visited, visit } from "./visited";
 
 @inline export function distance<T>(a: usize, b: usize): f32 {
+  // SQ8 codes (assembly/sq8.ts): u8 squared L2, i8 inner product, u16 cosine.
+  if (sizeof<T>() == 1) return isSigned<T>() ? -sq8Dot(a, b) : sq8L2(a, b);
+  if (sizeof<T>() == 2) return 1 - sq8Dot(a, b);
   if (isInteger<T>()) return l2sqSimd(a, b, dimPad);
   if (sizeof<T>() == 8) return 1 - dotSimd(a, b, dimPad);
   return -dotSimd(a, b, dimPad);
@@ -44,7 +48,7 @@ export function greedy<T>(q: usize, start: u32, startDist: f32, level: i32): u32
   let cur = start;
   let curDist = startDist;
   let changed = true;
-  const touchBytes = min<usize>(<usize>dimPad << 2, 512);
+  const touchBytes = min<usize>(vecBytes, 512);
   while (changed) {
     changed = false;
     const lp = linksOf(cur, level);
@@ -73,7 +77,7 @@ export function searchLevel<T>(q: usize, ep: u32, epDist: f32, ef: u32, level: i
   const fr = frontierBase;
   const rs = resultBase;
   const batch = batchBase;
-  const touchBytes = min<usize>(<usize>dimPad << 2, 512);
+  const touchBytes = min<usize>(vecBytes, 512);
   visit(vis, ep, tag);
   minPush(fr, 0, epDist, ep);
   let frSize: u32 = 1;

@@ -17,7 +17,9 @@ import * as S from "./layout";
 import { insert, knn, consolidateLinks } from "./hnsw";
 import { scan, drainKeys, keyDist, countAllowed } from "./flat";
 import { entryDist, entrySlot, drainAscending } from "./heap";
-import { saveBegin, sectionPtr, sectionLen, loadBegin, loadEnd } from "./serialize";
+import { rowDistances } from "./rerank";
+import { saveBegin, sectionPtr, sectionLen, sectionCount, loadBegin, loadEnd } from "./serialize";
+import { QUANT_SQ8, quant, setupSq8, trainPtr, train, trained, encode, queryCodes, paramsBase } from "./sq8";
 
 // The kernel is chosen once, when the index is configured: each operation has an
 // instantiation per kernel (i32 l2, f32 ip, f64 cosine), and these references pick one.
@@ -33,6 +35,19 @@ function scanCos(q: usize, k: u32, filtered: bool): u32 { return scan<f64>(q, k,
 function consolidateL2(): void { consolidateLinks<i32>(); }
 function consolidateIp(): void { consolidateLinks<f32>(); }
 function consolidateCos(): void { consolidateLinks<f64>(); }
+// SQ8 (assembly/sq8.ts): u8 l2, i8 ip, u16 cosine, on codes.
+function insertQL2(s: u32): void { insert<u8>(s); }
+function insertQIp(s: u32): void { insert<i8>(s); }
+function insertQCos(s: u32): void { insert<u16>(s); }
+function knnQL2(q: usize, ef: u32, filtered: bool): u32 { return knn<u8>(q, ef, filtered); }
+function knnQIp(q: usize, ef: u32, filtered: bool): u32 { return knn<i8>(q, ef, filtered); }
+function knnQCos(q: usize, ef: u32, filtered: bool): u32 { return knn<u16>(q, ef, filtered); }
+function scanQL2(q: usize, k: u32, filtered: bool): u32 { return scan<u8>(q, k, filtered); }
+function scanQIp(q: usize, k: u32, filtered: bool): u32 { return scan<i8>(q, k, filtered); }
+function scanQCos(q: usize, k: u32, filtered: bool): u32 { return scan<u16>(q, k, filtered); }
+function consolidateQL2(): void { consolidateLinks<u8>(); }
+function consolidateQIp(): void { consolidateLinks<i8>(); }
+function consolidateQCos(): void { consolidateLinks<u16>(); }
 
 let insertFn: (s: u32) => void = insertL2;
 let knnFn: (q: usize, ef: u32, filtered: bool) => u32 = knnL2;
@@ -40,7 +55,12 @@ let scanFn: (q: usize, k: u32, filtered: bool) => u32 = scanL2;
 let consolidateFn: () => void = consolidateL2;
 
 function chooseKernel(): void {
-  if (metric == METRIC_IP) {
+  if (quant == QUANT_SQ8) {
+    insertFn = metric == METRIC_IP ? insertQIp : metric == METRIC_COSINE ? insertQCos : insertQL2;
+    knnFn = metric == METRIC_IP ? knnQIp : metric == METRIC_COSINE ? knnQCos : knnQL2;
+    scanFn = metric == METRIC_IP ? scanQIp : metric == METRIC_COSINE ? scanQCos : scanQL2;
+    consolidateFn = metric == METRIC_IP ? consolidateQIp : metric == METRIC_COSINE ? consolidateQCos : consolidateQL2;
+  } else if (metric == METRIC_IP) {
     insertFn = insertIp;
     knnFn = knnIp;
     scanFn = scanIp;
@@ -57,8 +77,20 @@ export function scratch_ptr(): usize { return kernelBase; }
 
 export function index_init(d: i32, met: i32, m: i32, efc: i32, seedLo: u32, seedHi: u32,
                            initialCapacity: u32): i32 {
+  return init(d, met, m, efc, seedLo, seedHi, initialCapacity, false);
+}
+
+// The same with SQ8 codes in place of the f32 vectors; train it before adding.
+export function index_init_sq8(d: i32, met: i32, m: i32, efc: i32, seedLo: u32, seedHi: u32,
+                               initialCapacity: u32): i32 {
+  return init(d, met, m, efc, seedLo, seedHi, initialCapacity, true);
+}
+
+function init(d: i32, met: i32, m: i32, efc: i32, seedLo: u32, seedHi: u32,
+              initialCapacity: u32, sq8: bool): i32 {
   if (initialized) return ERR_STATE;
   let r = configure(d, met, m, efc, (<u64>seedHi << 32) | seedLo);
+  if (r == OK && sq8) r = setupSq8();
   if (r == OK) r = reserve(max<u32>(initialCapacity, 64));
   if (r != OK) return r;
   S.initialized = true;
@@ -82,6 +114,10 @@ export function index_pending(): u32 { return pending; }
 export function index_dim(): i32 { return dim; }
 export function index_metric(): i32 { return initialized ? metric : ERR_STATE; }
 export function index_max_level(): i32 { return maxLevel; }
+export function index_quantization(): i32 { return quant; }
+export function index_sq8_params_ptr(): usize { return quant == QUANT_SQ8 ? paramsBase : 0; }
+export function index_train_ptr(n: u32): usize { return initialized ? trainPtr(n) : 0; }
+export function index_train(n: u32): i32 { return initialized ? train(n) : ERR_STATE; }
 export function index_upper_bytes(): u32 { return initialized ? S.upperBytes() : 0; }
 export function index_layout_bytes(): f64 { return initialized ? <f64>S.layoutEnd() : 0; }
 export function index_layout_bytes_for(cap: u32): f64 { return initialized ? <f64>S.bytesFor(cap) : 0; }
@@ -93,6 +129,13 @@ function prepareQuery(): i32 {
   memory.copy(queryBase, inputBase, <usize>dim << 2);
   if (metric == METRIC_COSINE && !normalize(queryBase, dim)) return ERR_ZERO_VECTOR;
   return OK;
+}
+
+// The query as the kernels take it: the f32 scratch, or its SQ8 codes.
+function queryPtr(): usize {
+  if (quant != QUANT_SQ8) return queryBase;
+  encode(queryBase, queryCodes);
+  return queryCodes;
 }
 
 // Makes sure a slot can be taken: a consolidated free one or a new one. Only
@@ -111,6 +154,7 @@ function ensureSlot(): i32 {
 // Adds the vector in the input buffer; returns its slot.
 export function index_add(): i32 {
   if (!initialized) return ERR_STATE;
+  if (quant == QUANT_SQ8 && !trained()) return ERR_STATE;
   const q = prepareQuery();
   if (q != OK) return q;
   if (live == 0 && pending > 0) index_consolidate();
@@ -136,7 +180,8 @@ export function index_add(): i32 {
   store<u32>(r, <u32>upper, 4);
   store<u32>(r, 0, 12);
   for (let l = 1; l <= level; l++) store<u32>(linksOf(slot, l), 0);
-  memory.copy(vectorOf(slot), queryBase, <usize>dimPad << 2);
+  if (quant == QUANT_SQ8) encode(queryBase, vectorOf(slot));
+  else memory.copy(vectorOf(slot), queryBase, <usize>dimPad << 2);
   setFlag(slot, FLAG_LIVE);
   S.live++;
   if (entry < 0) {
@@ -171,7 +216,8 @@ export function index_slot_state(slot: u32): i32 {
   return <i32>flagOf(slot);
 }
 
-// Pointer to the stored vector of a live slot (normalised for cosine), or 0.
+// Pointer to the stored vector of a live slot (normalised for cosine; its codes
+// in an SQ8 index), or 0.
 export function index_vector_ptr(slot: u32): usize {
   if (!initialized || slot >= slots || flagOf(slot) != FLAG_LIVE) return 0;
   return vectorOf(slot);
@@ -238,16 +284,17 @@ export function index_search(k: i32, ef: i32, filterMode: i32): i32 {
   const q = prepareQuery();
   if (q != OK) return q;
   if (live == 0) return 0;
+  const qp = queryPtr();
   const filtered = filterMode != FILTER_NONE;
   if (filterMode == FILTER_AUTO) {
     // A scan costs one distance per allowed point; the graph visits about
     // ef·M0 / selectivity. Scan when that is cheaper.
     const allowedCount = <u64>countAllowed();
     if (allowedCount * allowedCount <= <u64>ef * <u64>M0 * <u64>slots) {
-      return emitKeys(scanFn(queryBase, <u32>k, true));
+      return emitKeys(scanFn(qp, <u32>k, true));
     }
   }
-  return emitPairs(knnFn(queryBase, <u32>ef, filtered), <u32>k);
+  return emitPairs(knnFn(qp, <u32>ef, filtered), <u32>k);
 }
 
 // Exact k nearest by a full scan; ties broken by slot.
@@ -256,11 +303,12 @@ export function index_search_exact(k: i32, filtered: i32): i32 {
   if (k < 1 || k > K_MAX || filtered < 0 || filtered > 1) return ERR_ARGUMENT;
   const q = prepareQuery();
   if (q != OK) return q;
-  return emitKeys(scanFn(queryBase, <u32>k, filtered == 1));
+  if (quant == QUANT_SQ8 && !trained()) return 0;
+  return emitKeys(scanFn(queryPtr(), <u32>k, filtered == 1));
 }
 
 export function index_save_begin(): i32 { return saveBegin(); }
-export function index_section_count(): i32 { return 4; }
+export function index_section_count(): i32 { return sectionCount(); }
 export function index_section_ptr(i: i32): usize { return sectionPtr(i); }
 export function index_section_len(i: i32): usize { return sectionLen(i); }
 
@@ -277,6 +325,15 @@ export function kernel_l2sq(a: usize, b: usize, n: i32): f32 { return l2sqSimd(a
 export function kernel_l2sq_scalar(a: usize, b: usize, n: i32): f32 { return l2sqScalar(a, b, n); }
 export function kernel_dot(a: usize, b: usize, n: i32): f32 { return dotSimd(a, b, n); }
 export function kernel_dot_scalar(a: usize, b: usize, n: i32): f32 { return dotScalar(a, b, n); }
+
+// out[i] = distance(metric) from q to the row at base + ids[i]·strideBytes, over
+// n f32, for i < count; every argument a number, no index needed (docs/wasm-abi.md).
+export function kernel_row_distances(metric: i32, q: usize, base: usize, strideBytes: u32, n: i32,
+                                     ids: usize, count: i32, out: usize): i32 {
+  if (metric < METRIC_L2 || metric > METRIC_COSINE || n < 0 || count < 0) return ERR_ARGUMENT;
+  rowDistances(metric, q, base, <usize>strideBytes, n, ids, count, out);
+  return OK;
+}
 
 // Runs a kernel `iters` times (0 l2 SIMD, 1 l2 scalar, 2 dot SIMD, 3 dot scalar)
 // inside Wasm, so a benchmark times the kernel and not the call into it.

@@ -53,6 +53,7 @@ export let keepPruned = false; // top up heuristic links (inner product only)
 // Record geometry
 export let recSize: usize = 0;
 export let vecOff: usize = 0;
+export let vecBytes: usize = 0; // bytes of the stored vector: f32 × dimPad, or SQ8 codes
 export let upperBlock: usize = 0; // bytes of one upper level: (1 + M) u32
 
 // Graph state
@@ -150,7 +151,8 @@ export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   // Records and vectors start on cache lines: an unaligned 512-byte vector
   // spans nine lines instead of eight, and that one line costs ~20 % of QPS.
   vecOff = <usize>align64(16 + 4 * <u64>M0);
-  recSize = <usize>align64(<u64>vecOff + (<u64>dimPad << 2));
+  vecBytes = <usize>dimPad << 2;
+  recSize = <usize>align64(<u64>vecOff + <u64>vecBytes);
   upperBlock = <usize>(1 + M) << 2;
   selCap = <u32>max(efc, M0 * (M0 + 1)) + 1;
 
@@ -170,6 +172,16 @@ export function configure(d: i32, met: i32, m: i32, efc: i32, seed: u64): i32 {
   memory.fill(inputBase, 0, (<usize>dimPad << 3));
   memory.fill(arenaFree, 0xff, (<usize>(LEVEL_MAX + 1) << 2));
   return OK;
+}
+
+// Appends a buffer to the fixed scratch (before the first layout); returns its
+// 16-byte aligned address, or 0 when memory cannot hold it.
+export function extendFixed(bytes: usize): usize {
+  const p = fixedEnd;
+  const end = align16(<u64>p + <u64>bytes);
+  if (!ensureBytes(end)) return 0;
+  fixedEnd = <usize>end;
+  return p;
 }
 
 // Lays the growable regions out for (cap, arenaBytes), moving what exists.

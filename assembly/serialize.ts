@@ -6,9 +6,13 @@
 //
 // Header (little-endian): magic "VDBI", version, dim, metric, M, efConstruction,
 // rng u64, slots, live, pending, freeHead, freeCount, entry, maxLevel,
-// arenaUsed, recSize, vecOff, section checksum u64 at 72, header checksum u64 at 120.
+// arenaUsed, recSize, vecOff, section checksum u64 at 72, quantization u32 at 80
+// (version 3 only: an SQ8 index, whose params are a fifth section), header
+// checksum u64 at 120. Version 2 (no quantization) is still written for float
+// indexes, so their bytes are unchanged and old snapshots load.
 
 import * as S from "./layout";
+import { QUANT_SQ8, quant, setupSq8, paramsBase, paramsBytes, adoptParams } from "./sq8";
 import {
   OK, ERR_STATE, ERR_CORRUPT, ERR_MEMORY, FLAG_LIVE, FLAG_DELETED, FLAG_FREE, LEVEL_MAX,
   HEADER_BYTES, kernelBase, configure, layout, record, resetEmpty,
@@ -16,6 +20,7 @@ import {
 
 const MAGIC: u32 = 0x49424456; // "VDBI"
 const VERSION: u32 = 2; // 2: records and vectors on 64-byte boundaries
+const VERSION_SQ8: u32 = 3; // 3: version 2 plus quantization (u32 at 80) and a params section
 
 // Set between a successful loadBegin and its loadEnd: the index is configured
 // but holds unverified bytes, and nothing but loadEnd may use it.
@@ -38,6 +43,7 @@ export function sectionPtr(i: i32): usize {
   if (i == 1) return S.flagsBase;
   if (i == 2) return S.level0Base;
   if (i == 3) return S.arenaBase;
+  if (i == 4 && quant == QUANT_SQ8) return paramsBase;
   return 0;
 }
 
@@ -46,12 +52,15 @@ export function sectionLen(i: i32): usize {
   if (i == 1) return <usize>S.slots;
   if (i == 2) return <usize>S.slots * S.recSize;
   if (i == 3) return <usize>S.arenaUsed;
+  if (i == 4 && quant == QUANT_SQ8) return paramsBytes;
   return 0;
 }
 
+export function sectionCount(): i32 { return quant == QUANT_SQ8 ? 5 : 4; }
+
 function sectionsHash(): u64 {
   let h: u64 = 0x243f6a8885a308d3;
-  for (let i = 0; i < 4; i++) h = hashBytes(h, sectionPtr(i), sectionLen(i));
+  for (let i = 0; i < sectionCount(); i++) h = hashBytes(h, sectionPtr(i), sectionLen(i));
   return h;
 }
 
@@ -61,7 +70,7 @@ export function saveBegin(): i32 {
   const h = kernelBase;
   memory.fill(h, 0, HEADER_BYTES);
   store<u32>(h, MAGIC);
-  store<u32>(h, VERSION, 4);
+  store<u32>(h, quant == QUANT_SQ8 ? VERSION_SQ8 : VERSION, 4);
   store<i32>(h, S.dim, 8);
   store<i32>(h, S.metric, 12);
   store<i32>(h, S.M, 16);
@@ -78,6 +87,7 @@ export function saveBegin(): i32 {
   store<u32>(h, <u32>S.recSize, 64);
   store<u32>(h, <u32>S.vecOff, 68);
   store<u64>(h, sectionsHash(), 72);
+  if (quant == QUANT_SQ8) store<u32>(h, <u32>QUANT_SQ8, 80);
   store<u64>(h, hashBytes(0x13198a2e03707344, h, 120), 120);
   return OK;
 }
@@ -87,11 +97,17 @@ export function saveBegin(): i32 {
 export function loadBegin(): i32 {
   if (S.initialized || loading) return ERR_STATE;
   const h = kernelBase;
-  if (load<u32>(h) != MAGIC || load<u32>(h, 4) != VERSION) return ERR_CORRUPT;
+  const version = load<u32>(h, 4);
+  if (load<u32>(h) != MAGIC || (version != VERSION && version != VERSION_SQ8)) return ERR_CORRUPT;
   if (load<u64>(h, 120) != hashBytes(0x13198a2e03707344, h, 120)) return ERR_CORRUPT;
   const r = configure(load<i32>(h, 8), load<i32>(h, 12), load<i32>(h, 16), load<i32>(h, 20), 0);
   if (r == ERR_MEMORY) return r;
   if (r != OK) return ERR_CORRUPT;
+  if (version == VERSION_SQ8) {
+    if (load<u32>(h, 80) != <u32>QUANT_SQ8) return ERR_CORRUPT;
+    const q = setupSq8();
+    if (q != OK) return q;
+  }
   if (load<u32>(h, 64) != <u32>S.recSize || load<u32>(h, 68) != <u32>S.vecOff) return ERR_CORRUPT;
   S.rng = load<u64>(h, 24);
   const slots = load<u32>(h, 32);
@@ -111,12 +127,13 @@ export function loadEnd(): i32 {
   if (!loading) return ERR_STATE;
   loading = false;
   const h = kernelBase;
-  if (load<u64>(h, 72) != sectionsHash() || !structureValid(h)) {
+  if (load<u64>(h, 72) != sectionsHash() || !structureValid(h) || !paramsValid()) {
     resetEmpty();
     S.initialized = true;
     return ERR_CORRUPT;
   }
   S.initialized = true;
+  if (quant == QUANT_SQ8) adoptParams();
   S.live = load<u32>(h, 36);
   S.pending = load<u32>(h, 40);
   S.freeHead = load<i32>(h, 44);
@@ -124,6 +141,19 @@ export function loadEnd(): i32 {
   S.entry = load<i32>(h, 52);
   S.maxLevel = load<i32>(h, 56);
   return OK;
+}
+
+// SQ8 params: trained is 0 or 1; a trained step is positive and finite, offsets
+// finite. An untrained index holds no points.
+function paramsValid(): bool {
+  if (quant != QUANT_SQ8) return true;
+  const t = load<u32>(paramsBase, 8);
+  if (t > 1) return false;
+  if (t == 0) return S.slots == 0;
+  const s = load<f32>(paramsBase);
+  if (!(s > 0) || !isFinite(s)) return false;
+  for (let j = 0; j < S.dim; j++) if (!isFinite(load<f32>(paramsBase + 16 + (<usize>j << 2)))) return false;
+  return isFinite(load<f32>(paramsBase, 4));
 }
 
 // A link list is valid when its count fits and every link names a used,

@@ -31,10 +31,10 @@ export interface EngineKind {
   load(p: EngineParams, path: string): Engine;
 }
 
-function wrapOurs(idx: WasmIndex): Engine {
+function wrapOurs(idx: WasmIndex, name = 'vdb-wasm'): Engine {
   let ef = 64;
   return {
-    name: 'vdb-wasm',
+    name,
     prepare: (row) => row,
     // Slots are handed out in insertion order on a fresh index, so slot = label.
     add: (v) => { idx.add(v as Float32Array); },
@@ -47,6 +47,12 @@ function wrapOurs(idx: WasmIndex): Engine {
 const ours: EngineKind = {
   create: (p) => wrapOurs(WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity })),
   load: (_p, path) => wrapOurs(WasmIndex.load(readFileSync(path))),
+};
+
+// SQ8 codes in the graph, f32 vectors host-side to re-rank `ef` candidates.
+const oursSq8: EngineKind = {
+  create: (p) => wrapOurs(WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity, quantization: { kind: 'sq8' } }), 'vdb-wasm-sq8'),
+  load: (_p, path) => wrapOurs(WasmIndex.load(readFileSync(path)), 'vdb-wasm-sq8'),
 };
 
 interface HnswIndex {
@@ -88,4 +94,4 @@ const hnswlib: EngineKind = {
   },
 };
 
-export const ENGINES: Record<string, EngineKind> = { 'vdb-wasm': ours, 'hnswlib-node': hnswlib };
+export const ENGINES: Record<string, EngineKind> = { 'vdb-wasm': ours, 'vdb-wasm-sq8': oursSq8, 'hnswlib-node': hnswlib };

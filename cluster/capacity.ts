@@ -79,11 +79,11 @@ export function shardRoom(store: { indexRoom(maxBytes: number): number; count():
  * fresh index of the collection's geometry can take (asked of the Wasm core
  * itself), and the point limit. Cached per geometry and limits. */
 const emptyRooms = new Map<string, Room>();
-export function emptyRoom(cm: Pick<CollectionMeta, 'dim' | 'metric' | 'hnsw'>, limits: Pick<Limits, 'maxIndexBytes' | 'maxPoints'>): Room {
-  const key = JSON.stringify([cm.dim, cm.metric, cm.hnsw.m, cm.hnsw.efConstruction, limits.maxIndexBytes, limits.maxPoints]);
+export function emptyRoom(cm: Pick<CollectionMeta, 'dim' | 'metric' | 'hnsw' | 'quantization'>, limits: Pick<Limits, 'maxIndexBytes' | 'maxPoints'>): Room {
+  const key = JSON.stringify([cm.dim, cm.metric, cm.hnsw.m, cm.hnsw.efConstruction, cm.quantization?.kind, limits.maxIndexBytes, limits.maxPoints]);
   let room = emptyRooms.get(key);
   if (!room) {
-    const index = WasmIndex.create({ dim: cm.dim, metric: cm.metric, m: cm.hnsw.m, efConstruction: cm.hnsw.efConstruction, capacity: 0 });
+    const index = WasmIndex.create({ dim: cm.dim, metric: cm.metric, m: cm.hnsw.m, efConstruction: cm.hnsw.efConstruction, capacity: 0, quantization: cm.quantization });
     room = shardRoom({ indexRoom: (b) => index.room(b), count: () => 0 }, { ...limits, minFreeDiskBytes: 0 });
     emptyRooms.set(key, room);
   }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { ParseArgsConfig } from 'node:util';
 import { Collection, ErrorCode, VdbError } from '../ts/index.js';
-import type { Filter, Hit, Metric } from '../ts/index.js';
+import type { Filter, Hit, Metric, Quantization } from '../ts/index.js';
 import { FORMATS, openReader } from './readers.js';
 import { CLUSTER_COMMANDS, clusterImport, clusterSearch } from './cluster-commands.js';
 import { USER_COMMANDS } from './user-commands.js';
@@ -128,6 +128,8 @@ Options:
   --metric l2|ip|cosine    metric of a new collection (default: meta.json's, else l2)
   --m N                    HNSW links per node of a new collection (default 16)
   --ef-construction N      HNSW build candidate list (default 200)
+  --quantization sq8       8-bit codes in the index of a new collection (docs/collection.md)
+  --rescore N              with --quantization: candidates re-ranked (default 4·k, at most ef)
   --batch N                points per transaction, up to 100000 (default 1000)
   --format FORMAT          fvecs, bvecs, f32, npy, jsonl or idx, whatever the extension
   -h, --help               this help
@@ -140,20 +142,22 @@ const IMPORT_OPTIONS = {
   metric: { type: 'string' },
   m: { type: 'string' },
   'ef-construction': { type: 'string' },
+  quantization: { type: 'string' },
+  rescore: { type: 'string' },
   batch: { type: 'string' },
   format: { type: 'string' },
 } as const;
 
 /** Opens the collection, creating it with the file's dimension if needed. */
 function openForImport(dir: string, name: string, reader: VectorReader, metric: Metric | undefined,
-                       hnsw: { m?: number; efConstruction?: number }): { c: Collection; created: boolean } {
+                       hnsw: { m?: number; efConstruction?: number }, quantization?: Quantization): { c: Collection; created: boolean } {
   let c: Collection;
   let created = false;
   try {
-    c = Collection.open(dir, { name, metric, hnsw });
+    c = Collection.open(dir, { name, metric, hnsw, quantization });
   } catch (e) {
     if (!(e instanceof VdbError && e.code === ErrorCode.COLLECTION_NOT_FOUND)) throw e;
-    c = Collection.open(dir, { name, dim: reader.dim, metric: metric ?? reader.metric ?? 'l2', hnsw });
+    c = Collection.open(dir, { name, dim: reader.dim, metric: metric ?? reader.metric ?? 'l2', hnsw, quantization });
     created = true;
   }
   if (c.dim !== reader.dim) {
@@ -172,6 +176,9 @@ async function importCommand(argv: string[]): Promise<void> {
   const file = positionals[0];
   const metric = metricOption(o.metric);
   const hnsw = { m: integer(o.m, '--m', 1), efConstruction: integer(o['ef-construction'], '--ef-construction', 1) };
+  if (o.rescore !== undefined && o.quantization === undefined) throw new UsageError('--rescore goes with --quantization');
+  const quantization = o.quantization === undefined ? undefined
+    : { kind: o.quantization as 'sq8', ...(o.rescore === undefined ? {} : { rescore: integer(o.rescore, '--rescore', 1) }) };
   const batchSize = integer(o.batch, '--batch', 1, 1000)!;
   if (batchSize > 100_000) throw new UsageError(`--batch must be at most 100000, got ${batchSize}`);
   const format = formatOption(o.format, '--format');
@@ -187,7 +194,7 @@ async function importCommand(argv: string[]): Promise<void> {
   try {
     // The first batch is read before the collection is created, so that a bad file creates nothing.
     let b = reader.next(batchSize);
-    const { c, created } = openForImport(dir, name, reader, metric, hnsw);
+    const { c, created } = openForImport(dir, name, reader, metric, hnsw, quantization);
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const before = c.count();

@@ -204,14 +204,19 @@ ${METRICS_HELP}`,
     summary: 'create a collection in a cluster',
     help: `Usage: vdb create --nats URL ${AUTH_USAGE} --collection NAME --dim D [--metric l2|ip|cosine]
   [--partitioner hash|spatial|semantic] [--shards N] [--field F] [--sample FILE] [--replicas R]
+  [--quantization sq8 [--rescore N]]
 A spatial collection takes its kd splits from a sample: up to 10,000 rows of FILE (any import format).
+--quantization sq8 keeps 8-bit codes in the index and re-ranks the best N (default: 4·k, at most ef) by the f32 vectors.
 ${AUTH_HELP}`,
     async run(argv: string[]) {
       const { values: o } = args(argv, {
         ...COMMON, collection: { type: 'string' }, dim: { type: 'string' }, metric: { type: 'string', default: 'l2' },
         partitioner: { type: 'string', default: 'hash' }, shards: { type: 'string', default: '1' }, field: { type: 'string' },
         sample: { type: 'string' }, replicas: { type: 'string', default: '1' },
+        quantization: { type: 'string' }, rescore: { type: 'string' },
       });
+      const quantization = o.quantization === undefined ? undefined
+        : { kind: o.quantization as 'sq8', ...(o.rescore === undefined ? {} : { rescore: Number(o.rescore) }) };
       let sample: Float32Array[] | undefined;
       if (o.sample) {
         const r = await openReader(o.sample as string);
@@ -220,6 +225,7 @@ ${AUTH_HELP}`,
       const reply = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), (c) => c.createCollection({
         name: need(o.collection, '--collection'), dim: Number(o.dim), metric: o.metric as Metric, replicas: Number(o.replicas),
         partitioner: { kind: o.partitioner as 'hash' | 'spatial' | 'semantic', shards: Number(o.shards), field: o.field as string | undefined, sample },
+        ...(quantization ? { quantization } : {}),
       }));
       console.log(JSON.stringify(reply, null, 2));
     },

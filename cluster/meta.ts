@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { StorageType } from 'nats';
 import type { JetStreamClient, JetStreamManager, KV, KvEntry, NatsConnection } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import type { Metric } from '../ts/core/wasm-index.js';
+import type { Metric, Quantization } from '../ts/core/wasm-index.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import type { Names } from './subjects.js';
 import type { Room, Disk, Limits } from './capacity.js';
@@ -18,6 +18,8 @@ export interface CollectionMeta {
   metric: Metric;
   replicas: number;
   hnsw: { m: number; efConstruction: number };
+  /** SQ8 codes in every replica's index; absent for float vectors. */
+  quantization?: Quantization;
   partitioner: PartitionerJSON;
   /** This incarnation of the name, random at create: replicas name their local
    * stores with it, so a store left from a dropped collection of the same name

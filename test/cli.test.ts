@@ -193,6 +193,21 @@ describe('vdb import', () => {
     expect(b64.points.map((p) => p.vector)).toEqual(f32rows(rs));
   });
 
+  it('imports into a new SQ8 collection with --quantization sq8 --rescore N, and refuses a bad one', () => {
+    const rs = f32rows(rows(6));
+    const dir = join(tmp, 'db-sq8');
+    ok(vdb('import', '--dir', dir, '--collection', 'q', '--quantization', 'sq8', '--rescore', '12', '--batch', '10', file('q.npy', npyMatrix(rs, '<f4'))));
+    const c = Collection.open(dir, { name: 'q' });
+    try {
+      expect(c.quantization).toEqual({ kind: 'sq8', rescore: 12 });
+      expect(c.count()).toBe(N);
+      expect(c.search(rs[3], { k: 1 })[0].id).toBe(3);
+    } finally {
+      c.close();
+    }
+    fails(vdb('import', '--dir', join(tmp, 'db-sq8-bad'), '--collection', 'q', '--quantization', 'pq', join(tmp, 'q.npy')), 'import', 'INVALID_ARGUMENT', /quantization\.kind must be "sq8"/);
+  });
+
   it('imports .npy of format version 2.0, header keys in any order', () => {
     const rs = f32rows(rows(5, 3, 4));
     const v1 = npy(`{'shape': (3, 4), 'fortran_order': False, 'descr': '<f4'}`, rawF32(rs));

@@ -17,6 +17,7 @@ const EXPORTED_FUNCTIONS = [
   'index_search_exact', 'index_save_begin', 'index_section_count', 'index_section_ptr',
   'index_section_len', 'index_load_begin', 'index_load_end', 'kernel_l2sq',
   'kernel_l2sq_scalar', 'kernel_dot', 'kernel_dot_scalar', 'kernel_bench',
+  'index_init_sq8', 'index_quantization', 'index_sq8_params_ptr', 'index_train_ptr', 'index_train', 'kernel_row_distances',
 ];
 
 const L2 = 0, IP = 1, COSINE = 2;

@@ -3,7 +3,8 @@
 // returns once its transaction has committed, and the index is rebuilt from a
 // snapshot plus the changes after it whenever the collection is opened.
 
-import { WasmIndex, AllowSet, MEMORY_LIMIT_BYTES } from './core/wasm-index.js';
+import { WasmIndex, AllowSet, MEMORY_LIMIT_BYTES, checkQuantization } from './core/wasm-index.js';
+import type { Quantization } from './core/wasm-index.js';
 import type { Metric, VectorLike } from './core/wasm-index.js';
 import { Store } from './store/sqlite-store.js';
 import { compileFilter } from './filter.js';
@@ -61,6 +62,8 @@ export interface OpenOptions {
   dim?: number;
   metric?: Metric;
   hnsw?: HnswOptions;
+  /** 8-bit codes in the index, f32 vectors host-side for re-ranking (docs/collection.md). Fixed at create. */
+  quantization?: Quantization;
   /** Payload fields to index: eq, $in and range terms on them are served from the index. */
   indexes?: string[];
   /** Snapshot once this many points changed since the last one. Default max(10,000, 20 % of the count). */
@@ -90,7 +93,7 @@ export interface ScrollOptions {
 
 const SNAPSHOT_PART_BYTES = 8 * 1024 * 1024;
 
-interface Schema { dim: number; metric: Metric; m: number; efConstruction: number; seed: number }
+interface Schema { dim: number; metric: Metric; m: number; efConstruction: number; seed: number; quantization?: Quantization }
 
 function deepFreeze<T>(v: T): T {
   if (v && typeof v === 'object') {
@@ -268,13 +271,17 @@ export class Collection {
     const h = opts.hnsw ?? {};
     if (!row) {
       if (opts.dim === undefined) throw new VdbError(ErrorCode.COLLECTION_NOT_FOUND, `no collection ${opts.name}; give dim (and metric) to create it`);
-      const schema: Schema = { dim: opts.dim, metric: opts.metric ?? 'l2', m: h.m ?? 16, efConstruction: h.efConstruction ?? 200, seed: h.seed ?? 42 };
+      const quantization = checkQuantization(opts.quantization);
+      const schema: Schema = { dim: opts.dim, metric: opts.metric ?? 'l2', m: h.m ?? 16, efConstruction: h.efConstruction ?? 200, seed: h.seed ?? 42, quantization };
       WasmIndex.create({ ...schema, capacity: 0 }); // validates every parameter before anything is stored
-      store.createCollection(opts.name, schema.dim, schema.metric, JSON.stringify({ m: schema.m, efConstruction: schema.efConstruction, seed: schema.seed }));
+      store.createCollection(opts.name, schema.dim, schema.metric, JSON.stringify({ m: schema.m, efConstruction: schema.efConstruction, seed: schema.seed, quantization }));
       return schema;
     }
-    const p = JSON.parse(row.params) as { m: number; efConstruction: number; seed: number };
+    const p = JSON.parse(row.params) as { m: number; efConstruction: number; seed: number; quantization?: Quantization };
     const schema: Schema = { dim: row.dim, metric: row.metric as Metric, ...p };
+    if (opts.quantization !== undefined && JSON.stringify(checkQuantization(opts.quantization)) !== JSON.stringify(schema.quantization)) {
+      throw new VdbError(ErrorCode.SCHEMA_MISMATCH, `collection ${opts.name} has quantization ${JSON.stringify(schema.quantization ?? null)}, not ${JSON.stringify(opts.quantization)}`);
+    }
     const want: Partial<Schema> = { dim: opts.dim, metric: opts.metric, m: h.m, efConstruction: h.efConstruction, seed: h.seed };
     for (const [k, v] of Object.entries(want)) {
       if (v !== undefined && v !== schema[k as keyof Schema]) {
@@ -285,8 +292,8 @@ export class Collection {
   }
 
   private freshIndex(): WasmIndex {
-    const { dim, metric, m, efConstruction, seed } = this.schema;
-    return WasmIndex.create({ dim, metric, m, efConstruction, seed });
+    const { dim, metric, m, efConstruction, seed, quantization } = this.schema;
+    return WasmIndex.create({ dim, metric, m, efConstruction, seed, quantization });
   }
 
   // Snapshot if there is a good one, then the changes after it; else (or if
@@ -338,6 +345,7 @@ export class Collection {
       const index = WasmIndex.load(new Uint8Array(Buffer.concat(parts)));
       const ids = JSON.parse(snap.slotIds) as (PointId | null)[];
       if (index.dim !== this.dim || index.metric !== this.metric || ids.length !== index.slots) return false;
+      if (JSON.stringify(index.quantization) !== JSON.stringify(this.schema.quantization)) return false;
       this.index = index;
       this.slotToId = ids.map((id) => (id === null ? undefined : id));
       this.idToSlot.clear();
@@ -373,6 +381,11 @@ export class Collection {
 
   private open_(): void {
     if (this.closed) throw new VdbError(ErrorCode.CLOSED, `collection ${this.name} is closed`);
+  }
+
+  /** The quantization fixed at create, or undefined for float vectors. */
+  get quantization(): Quantization | undefined {
+    return this.schema.quantization;
   }
 
   /** Bytes of Wasm memory the index holds. */

@@ -5,6 +5,11 @@ export interface CoreExports {
   memory: WebAssembly.Memory;
   scratch_ptr(): number;
   index_init(dim: number, metric: number, m: number, efc: number, seedLo: number, seedHi: number, cap: number): number;
+  index_init_sq8(dim: number, metric: number, m: number, efc: number, seedLo: number, seedHi: number, cap: number): number;
+  index_quantization(): number;
+  index_sq8_params_ptr(): number;
+  index_train_ptr(n: number): number;
+  index_train(n: number): number;
   index_reserve(cap: number): number;
   index_input_ptr(): number;
   index_result_ids_ptr(): number;
@@ -38,4 +43,5 @@ export interface CoreExports {
   kernel_dot(a: number, b: number, n: number): number;
   kernel_dot_scalar(a: number, b: number, n: number): number;
   kernel_bench(kind: number, a: number, b: number, n: number, iters: number): number;
+  kernel_row_distances(metric: number, q: number, base: number, strideBytes: number, n: number, ids: number, count: number, out: number): number;
 }

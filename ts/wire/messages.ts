@@ -6,9 +6,9 @@
 // a named field of the wrong type is an error. An optional field may be absent
 // or null.
 
-import { DIM_MAX, HNSW_LIMITS } from '../core/wasm-index.js';
+import { DIM_MAX, HNSW_LIMITS, checkQuantization } from '../core/wasm-index.js';
 import { SHARDS_MAX } from '../partition/hash.js';
-import type { Metric } from '../core/wasm-index.js';
+import type { Metric, Quantization } from '../core/wasm-index.js';
 import type { Hit, StoredPoint } from '../collection.js';
 import { compileFilter } from '../filter.js';
 import type { Filter } from '../filter.js';
@@ -65,6 +65,8 @@ export interface CreateCollectionRequest {
   partitioner: PartitionerSpec;
   replicas: number;
   hnsw: HnswParams;
+  /** 8-bit codes in every replica's index (docs/collection.md); absent: float vectors. */
+  quantization?: Quantization;
 }
 
 /** `collections.drop` and `describe`. */
@@ -268,7 +270,8 @@ export function validateCreateCollection(body: unknown): CreateCollectionRequest
     const efc = get(hm, 'efConstruction');
     if (efc !== undefined) hnsw.efConstruction = integer(efc, 'hnsw.efConstruction', 1, WIRE_LIMITS.efConstruction, ErrorCode.INVALID_ARGUMENT);
   }
-  return { name, dim, metric, partitioner, replicas, hnsw };
+  const quantization = checkQuantization(get(o, 'quantization'));
+  return quantization ? { name, dim, metric, partitioner, replicas, hnsw, quantization } : { name, dim, metric, partitioner, replicas, hnsw };
 }
 
 export function validateDropCollection(body: unknown): NameRequest {
