@@ -18,7 +18,7 @@ export const AREA = {
 /** Recall axis: from the lowest recall of any band, down to a multiple of 0.05, up to 1. */
 export function recallDomain(series: readonly PlotSeries[]): [number, number] {
   const lo = Math.min(...series.flatMap((s) => s.points.map((p) => p.recall_min)));
-  return [Math.max(0, Math.floor(lo * 20 - 1e-9) / 20), 1];
+  return [Math.max(0, Math.floor(lo * 20 + 1e-9) / 20), 1];
 }
 
 /** QPS axis: the bands' range with a margin on both sides (a log axis needs both ends > 0). */
@@ -29,7 +29,7 @@ export function qpsDomain(series: readonly PlotSeries[]): [number, number] {
   return [lo / 1.2, hi * 1.2];
 }
 
-/** Tick values of a log axis: 1, 2, 5 × 10^k inside [lo, hi], or 1..9 × 10^k when that gives fewer than 3. */
+/** Tick values of a log axis: 1, 2, 5 × 10^k inside [lo, hi]; 1..9 × 10^k when that gives fewer than 3; the ends when that gives fewer than 2. */
 export function logTicks(lo: number, hi: number): number[] {
   const pick = (mantissas: readonly number[]) => {
     const out: number[] = [];
@@ -42,14 +42,16 @@ export function logTicks(lo: number, hi: number): number[] {
     return out;
   };
   const major = pick([1, 2, 5]);
-  return major.length >= 3 ? major : pick([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  if (major.length >= 3) return major;
+  const minor = pick([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  return minor.length >= 2 ? minor : [lo, hi];
 }
 
 /** Tick values of the recall axis: every 0.05 (every 0.1 over a wide range). */
 export function recallTicks(lo: number, hi: number): number[] {
   const step = hi - lo > 0.5 ? 0.1 : 0.05;
   const out: number[] = [];
-  for (let i = Math.ceil(lo / step - 1e-9); i * step <= hi + 1e-9; i++) out.push(Math.round(i * step * 100) / 100);
+  for (let i = Math.max(0, Math.ceil(lo / step - 1e-9)); i * step <= hi + 1e-9; i++) out.push(Math.round(i * step * 100) / 100);
   return out;
 }
 
@@ -64,7 +66,7 @@ export function yScale([lo, hi]: [number, number]): (qps: number) => number {
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const n = (v: number) => v.toFixed(1);
-const qpsLabel = (q: number) => (q >= 1000 ? `${q / 1000}k` : String(q));
+const qpsLabel = (q: number) => (q >= 1000 ? `${Number((q / 1000).toPrecision(3))}k` : String(Number(q.toPrecision(3))));
 
 export function recallQpsSvg(input: PlotInput): string {
   const series = input.series.filter((s) => s.points.length > 0);
