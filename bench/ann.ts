@@ -180,6 +180,10 @@ if (twoWay) {
   lines.push(`\n${a.engine} / ${b.engine} (median curves and medians over seeds): QPS@0.95 ${ratio(qpsAtRecall(a.sweep, 0.95), qpsAtRecall(b.sweep, 0.95))}, ` +
     `QPS@0.99 ${ratio(qpsAtRecall(a.sweep, 0.99), qpsAtRecall(b.sweep, 0.99))}, ` +
     `build time ${ratio(a.build_s, b.build_s)}, index memory ${ratio(a.index_mb, b.index_mb)}, peak RSS ${ratio(a.rss_mb, b.rss_mb)}`);
+  // Each seed's pair ran interleaved, so its ratio holds even when the load on
+  // the machine changed between seeds (which widens the QPS spread above).
+  const perSeedRatio = (target: number) => a.per_seed.map((sa, j) => ratio(qpsAtRecall(sa.sweep, target), qpsAtRecall(b.per_seed[j].sweep, target))).join(', ');
+  lines.push(`per seed ${seeds.join(', ')}: QPS@0.95 ${perSeedRatio(0.95)}; QPS@0.99 ${perSeedRatio(0.99)}`);
 }
 console.log(lines.join('\n'));
 
