@@ -7,7 +7,7 @@ export interface PlotPoint { recall: number; qps: number; recall_min: number; re
 export interface PlotSeries { name: string; points: PlotPoint[] }
 export interface PlotInput { title: string; subtitle?: string; series: PlotSeries[] }
 
-export const FRAME = { width: 820, height: 540, left: 86, right: 24, top: 64, bottom: 58 } as const;
+export const FRAME = { width: 820, height: 560, left: 86, right: 24, top: 84, bottom: 58 } as const;
 const COLOURS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'] as const;
 
 /** The plot area in SVG units: x from `x0` to `x1`, y from `y0` (top) to `y1` (bottom). */
@@ -47,9 +47,9 @@ export function logTicks(lo: number, hi: number): number[] {
   return minor.length >= 2 ? minor : [lo, hi];
 }
 
-/** Tick values of the recall axis: every 0.05 (every 0.1 over a wide range). */
+/** Tick values of the recall axis: every 0.05; every 0.1 over a wide range, every 0.01 over a narrow one. */
 export function recallTicks(lo: number, hi: number): number[] {
-  const step = hi - lo > 0.5 ? 0.1 : 0.05;
+  const step = hi - lo > 0.5 ? 0.1 : hi - lo > 0.15 ? 0.05 : 0.01;
   const out: number[] = [];
   for (let i = Math.max(0, Math.ceil(lo / step - 1e-9)); i * step <= hi + 1e-9; i++) out.push(Math.round(i * step * 100) / 100);
   return out;
@@ -109,18 +109,20 @@ export function recallQpsSvg(input: PlotInput): string {
     for (const p of s.points) out.push(`<circle cx="${n(x(p.recall))}" cy="${n(y(p.qps))}" r="3" fill="${c}"/>`);
   });
 
-  // Legend in the upper-right corner: the ideal corner, where no curve goes.
-  const lx = AREA.x1 - 190, ly = AREA.y0 + 12;
-  out.push(`<g class="legend"><rect x="${lx - 10}" y="${ly - 6}" width="190" height="${series.length * 20 + 26}" fill="#ffffff" fill-opacity="0.9" stroke="#bbbbbb"/>`);
+  // Legend in a row between the titles and the plot area, where no curve can
+  // run under it.
+  const ly = FRAME.top - 14;
+  let lx = AREA.x0;
+  out.push('<g class="legend">');
   series.forEach((s, i) => {
     const c = COLOURS[i % COLOURS.length];
-    const yy = ly + 8 + i * 20;
-    out.push(`<line x1="${lx}" y1="${yy}" x2="${lx + 24}" y2="${yy}" stroke="${c}" stroke-width="2"/>`);
-    out.push(`<text x="${lx + 32}" y="${yy + 4}">${esc(s.name)}</text>`);
+    out.push(`<line x1="${lx}" y1="${ly}" x2="${lx + 24}" y2="${ly}" stroke="${c}" stroke-width="2"/>`);
+    out.push(`<circle cx="${lx + 12}" cy="${ly}" r="3" fill="${c}"/>`);
+    out.push(`<text x="${lx + 30}" y="${ly + 4}">${esc(s.name)}</text>`);
+    lx += 44 + 7 * s.name.length;
   });
-  const by = ly + 8 + series.length * 20;
-  out.push(`<rect x="${lx}" y="${by - 5}" width="24" height="10" fill="#777777" fill-opacity="0.25"/>`);
-  out.push(`<text x="${lx + 32}" y="${by + 4}" fill="#555555">spread over seeds</text></g>`);
+  out.push(`<rect x="${lx}" y="${ly - 5}" width="24" height="10" fill="#777777" fill-opacity="0.25"/>`);
+  out.push(`<text x="${lx + 30}" y="${ly + 4}" fill="#555555">spread over seeds (min–max)</text></g>`);
   out.push('</svg>');
   return out.join('\n') + '\n';
 }

@@ -88,8 +88,10 @@ describe('recallQpsSvg', () => {
           expect(inArea(x, y), xy).toBe(true);
         }
       }
-      for (const c of tags.filter((t) => t.name === 'circle')) expect(inArea(Number(c.attrs.cx), Number(c.attrs.cy))).toBe(true);
-      expect(tags.filter((t) => t.name === 'circle')).toHaveLength(a.points.length + b.points.length);
+      // Marks of the curves inside the plot area; the legend's (one per engine) above it.
+      const circles = tags.filter((t) => t.name === 'circle');
+      expect(circles.filter((c) => inArea(Number(c.attrs.cx), Number(c.attrs.cy)))).toHaveLength(a.points.length + b.points.length);
+      expect(circles.filter((c) => Number(c.attrs.cy) < AREA.y0)).toHaveLength(2);
     }), { numRuns: 50 });
   });
 
@@ -143,6 +145,7 @@ describe('axes', () => {
     expect(recallDomain([s(0.9), s(0.7)])).toEqual([0.7, 1]);
     expect(recallTicks(0.65, 1)).toEqual([0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1]);
     expect(recallTicks(0, 1)).toEqual([0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]);
+    expect(recallTicks(0.9, 1)).toEqual([0.9, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 1]);
     const [qlo, qhi] = qpsDomain([s(0.7)]);
     expect(qlo).toBeLessThan(9);
     expect(qhi).toBeGreaterThan(11);
