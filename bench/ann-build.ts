@@ -11,6 +11,7 @@ export interface BuildRequest {
   data: string;
   m: number;
   efConstruction: number;
+  seed: number;
   out: string;
 }
 
@@ -24,8 +25,8 @@ export interface BuildResult {
 
 function build(req: BuildRequest): BuildResult {
   const ds = loadDataset(req.data);
-  const engine = ENGINES[req.engine].create({ dim: ds.dim, metric: ds.metric, m: req.m, efConstruction: req.efConstruction, capacity: ds.nBase });
-  const log = progress(`[${req.engine}]`);
+  const engine = ENGINES[req.engine].create({ dim: ds.dim, metric: ds.metric, m: req.m, efConstruction: req.efConstruction, capacity: ds.nBase, seed: req.seed });
+  const log = progress(`[${req.engine} seed ${req.seed}]`);
   const rows = Array.from({ length: ds.nBase }, (_, i) => engine.prepare(ds.base.subarray(i * ds.dim, (i + 1) * ds.dim)));
   global.gc?.();
   const rssBefore = process.memoryUsage().rss;

@@ -92,7 +92,8 @@ import { Collection, VdbClient } from '../ts/index.js';
 import type { Hit, Point } from '../ts/index.js';
 import { HashPartitioner, SpatialPartitioner } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
-import { ensureSynthetic, fashionDir, loadDataset } from './dataset.js';
+import { ensureSynthetic, loadDataset } from './dataset.js';
+import { prepareFashion } from './fashion.js';
 import { progress } from './progress.js';
 import { intListOption, intOption } from './options.js';
 
@@ -116,7 +117,7 @@ const { values: opt } = parseArgs({
   },
 });
 
-const ds = loadDataset(opt.synthetic ? ensureSynthetic() : (opt.data ?? fashionDir()));
+const ds = loadDataset(opt.synthetic ? ensureSynthetic() : (opt.data ?? prepareFashion()));
 const dim = ds.dim;
 const n = Math.min(intOption('points', opt.points), ds.nBase);
 const nq = Math.min(intOption('queries', opt.queries), ds.nQueries);

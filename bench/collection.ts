@@ -20,7 +20,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Collection, WasmIndex } from '../ts/index.js';
 import type { Filter, Hit, OpenOptions, Point } from '../ts/index.js';
-import { fashionDir, loadDataset, prng } from './dataset.js';
+import { loadDataset, prng } from './dataset.js';
+import { prepareFashion } from './fashion.js';
 import { progress } from './progress.js';
 import { intListOption, intOption } from './options.js';
 
@@ -39,7 +40,7 @@ const { values: opt } = parseArgs({
   },
 });
 
-const ds = loadDataset(opt.data ?? fashionDir());
+const ds = loadDataset(opt.data ?? prepareFashion());
 const dim = ds.dim;
 const n = Math.min(opt.points === undefined ? ds.nBase : intOption('points', opt.points), ds.nBase);
 const nq = Math.min(intOption('queries', opt.queries), ds.nQueries);

@@ -13,6 +13,8 @@ export interface EngineParams {
   m: number;
   efConstruction: number;
   capacity: number;
+  /** Seed of the engine's level generator: a build is one draw of the graph. */
+  seed: number;
 }
 
 export interface Engine {
@@ -45,7 +47,7 @@ function wrapOurs(idx: WasmIndex, name = 'vdb-wasm'): Engine {
 }
 
 const ours: EngineKind = {
-  create: (p) => wrapOurs(WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity })),
+  create: (p) => wrapOurs(WasmIndex.create({ dim: p.dim, metric: p.metric, m: p.m, efConstruction: p.efConstruction, capacity: p.capacity, seed: p.seed })),
   load: (_p, path) => wrapOurs(WasmIndex.load(readFileSync(path))),
 };
 
@@ -84,7 +86,7 @@ function wrapHnsw(idx: HnswIndex): Engine {
 const hnswlib: EngineKind = {
   create: (p) => {
     const idx = hnswNew(p);
-    idx.initIndex(p.capacity, p.m, p.efConstruction, 100);
+    idx.initIndex(p.capacity, p.m, p.efConstruction, p.seed);
     return wrapHnsw(idx);
   },
   load: (p, path) => {
