@@ -1,0 +1,79 @@
+// What every balancer action (one file each in this folder) gets: the
+// metadata and JetStream handles, the options, and the round's view of the
+// live shard processes. Actions are plain functions of these, so a unit test
+// can call one with fakes.
+import type { JetStreamClient, JetStreamManager, KvEntry } from 'nats';
+import { shardKey } from '../meta.js';
+import type { Meta, Member } from '../meta.js';
+import type { Names } from '../subjects.js';
+import { WRITE_IN_TIME_MS } from '../versions.js';
+
+export interface BalancerOptions {
+  /** How long a replica may be gone before it is replaced. */
+  graceMs: number;
+  /** Log entries every replica has applied before the log is compacted below them. */
+  compactAfter: number;
+  /** Points in a shard that make it split (hash partitioner only); 0 never splits. */
+  splitAt: number;
+  intervalMs: number;
+  /** The coordinators' write window for versioned writes (cluster/versions.ts); horizons wait twice it. */
+  versionWindowMs: number;
+}
+
+export const DEFAULT_BALANCER: BalancerOptions = {
+  graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
+};
+
+/** What the balancer does, as `vdb_balancer_actions_total` counts it. */
+export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact'] as const;
+export type BalancerAction = (typeof BALANCER_ACTIONS)[number];
+
+/** A request to another process: its decoded reply, or a thrown coded error. */
+export type Request = (subject: string, body: unknown) => Promise<unknown>;
+
+export interface BalancerContext {
+  meta: Meta;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  request: Request;
+  n: Names;
+  opts: BalancerOptions;
+  /** Records an action taken (log, metric, the lease's `done`). */
+  act(action: BalancerAction, line: string): void;
+  /** Since when each shard process named in a map has been gone. */
+  goneSince: Map<string, number>;
+  /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
+  failedSince: Map<string, number>;
+}
+
+/** One round's view: live shard processes, replicas each holds (updated as the round places more), what waits. */
+export interface Round {
+  live: Map<string, Member>;
+  load: Map<string, number>;
+  work: string[];
+}
+
+export const dec = <T>(e: KvEntry | null): T | undefined =>
+  e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
+
+/** Live shard processes not in `exclude`, those holding the fewest replicas first (then by name). */
+export function leastLoaded(round: Pick<Round, 'live' | 'load'>, exclude: string[]): Member[] {
+  return [...round.live.values()].filter((m) => !exclude.includes(m.name))
+    .sort((a, b) => (round.load.get(a.name) ?? 0) - (round.load.get(b.name) ?? 0) || a.name.localeCompare(b.name));
+}
+
+/** Since when a replica of `name`/`s` has been down (its process gone, or
+ * its copy of the shard failed), or undefined while it serves. */
+export function downSince(ctx: Pick<BalancerContext, 'goneSince' | 'failedSince'>, r: string, name: string, s: number, live: Map<string, Member>, now = Date.now()): number | undefined {
+  if (!live.has(r)) return ctx.goneSince.get(r);
+  const key = `${r} ${shardKey(name, s)}`;
+  if (!live.get(r)!.failed?.[shardKey(name, s)]) {
+    ctx.failedSince.delete(key);
+    return undefined;
+  }
+  if (!ctx.failedSince.has(key)) ctx.failedSince.set(key, now);
+  return ctx.failedSince.get(key);
+}
+
+export const why = (r: string, name: string, s: number, live: Map<string, Member>) =>
+  (live.has(r) ? `failed (${live.get(r)!.failed![shardKey(name, s)]})` : 'gone');
