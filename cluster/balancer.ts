@@ -1,8 +1,9 @@
 // The balancer (docs/cluster.md): every coordinator runs one, and the one that
 // holds the lease in KV acts. Each round it restores replica counts
 // (balancer/replace.ts), takes a step of a split (balancer/split.ts) and
-// compacts the write logs (balancer/compact.ts). What it is doing is kept in
-// the lease, for `status`.
+// compacts the write logs (balancer/compact.ts); it moves replicas off
+// draining processes and onto emptier ones (balancer/moves.ts). What it is
+// doing is kept in the lease, for `status`.
 
 import type { JetStreamClient, JetStreamManager } from 'nats';
 import { LEASE_MS } from './meta.js';
@@ -14,6 +15,8 @@ import type { BalancerAction, BalancerContext, BalancerOptions, Request, Round }
 import { replace } from './balancer/replace.js';
 import { split } from './balancer/split.js';
 import { compact } from './balancer/compact.js';
+import { startMove, stepMoves } from './balancer/moves.js';
+import { draining } from './balancer/drain.js';
 
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
@@ -76,7 +79,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       const m = await meta.shardMap(name);
       if (m) maps.set(name, m);
     }
-    const round: Round = { live, load: new Map(), work: [] };
+    const round: Round = { live, load: new Map(), work: [], draining: await draining(meta) };
     for (const r of live.keys()) ctx.goneSince.delete(r);
     for (const m of maps.values()) for (const r of [...m.replicas.flat(), ...(m.split?.replicas ?? [])]) {
       round.load.set(r, (round.load.get(r) ?? 0) + 1);
@@ -87,6 +90,8 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     for (const [name, map] of maps) {
       const cm = await meta.collection(name);
       if (!cm) continue;
+      // Moves first: one whose source died completes here rather than being replaced.
+      await stepMoves(ctx, name, round);
       await replace(ctx, name, cm.replicas, round);
       if (await split(ctx, name, cm, round)) busy = true;
       else {
@@ -97,6 +102,18 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       }
     }
     horizons.keep(new Set(maps.keys()));
+    if (!busy) {
+      const now = new Map<string, ShardMap>();
+      for (const name of maps.keys()) {
+        const m = await meta.shardMap(name);
+        if (m) now.set(name, m);
+      }
+      await startMove(ctx, now, round);
+    }
+    for (const d of round.draining) {
+      const left = [...maps].flatMap(([c, m]) => m.replicas.flatMap((l, s) => (l.includes(d) ? [`${c}/${s}`] : [])));
+      if (left.length) round.work.push(`draining ${d}: ${left.length} replicas left (${left.join(', ')})`);
+    }
     await lease(round.work);
     return busy;
   }

@@ -10,7 +10,7 @@ import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
 import {
   validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
-  validateDescribe, validateDropCollection, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
+  validateDescribe, validateDropCollection, validateDrain, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
 } from '../ts/wire/messages.js';
 import type { ReadConsistency } from '../ts/wire/messages.js';
 import { checkCollectionName } from '../ts/validate.js';
@@ -33,6 +33,7 @@ import { coordinatorMetrics } from './coordinator-metrics.js';
 import { natsMetrics } from './process-metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
+import { draining, setDraining } from './balancer/drain.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
 import { logger } from './log.js';
@@ -61,6 +62,8 @@ export interface CoordinatorOptions {
   compactAfter?: number;
   /** Balancer: points that make a hash-partitioned shard split (default 0: never). */
   splitAt?: number;
+  /** Balancer: move replicas onto shard processes holding fewer (default true; drains move regardless). */
+  rebalance?: boolean;
   /** Versioned writes (spatial, semantic) are acknowledged only if stored within this many ms of taking their version; the same on every coordinator (default 30,000). */
   versionWindowMs?: number;
 }
@@ -444,11 +447,16 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
             return r;
           });
           const [a] = await ask(name, k, [s], 'count', () => ({}));
-          return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas };
+          const move = k.map.moves?.[s];
+          return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas, ...(move ? { move } : {}) };
         }));
         collections.push({ name, shards });
       }
-      return { members, collections, balancer: (await balancerState(meta)) ?? null };
+      return { members, collections, balancer: (await balancerState(meta)) ?? null, draining: [...await draining(meta)] };
+    },
+    async drain(body: unknown) {
+      const { process: name, cancel } = validateDrain(body);
+      return { draining: await setDraining(meta, name, cancel) };
     },
   };
 
@@ -510,6 +518,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
+    rebalance: opts.rebalance ?? DEFAULT_BALANCER.rebalance,
     versionWindowMs,
   }, (line) => logger().info(line), counted.balancerAction);
 

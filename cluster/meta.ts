@@ -39,11 +39,16 @@ export interface ShardMap {
    * log sequence under the old layout, once every coordinator holds them;
    * `partitioner` is the one the split leads to. */
   split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number; partitioner: PartitionerJSON };
+  /** Replica moves under way, by shard (cluster/balancer/moves.ts): `to` is in the shard's list until `from` leaves it. */
+  moves?: Record<number, ShardMove>;
   /** Shards whose log still needs the `retain` entry that drops what a split moved away. */
   retain?: number[];
   /** The sequence of each retain entry, until every replica of its shard has applied it. */
   settle?: Record<number, number>;
 }
+
+/** A replica of a shard moving from one shard process to another, since a time (ms since the epoch). */
+export interface ShardMove { from: string; to: string; since: number }
 
 export interface Member {
   name: string;

@@ -18,14 +18,19 @@ export interface BalancerOptions {
   intervalMs: number;
   /** The coordinators' write window for versioned writes (cluster/versions.ts); horizons wait twice it. */
   versionWindowMs: number;
+  /** Moves replicas onto shard processes holding fewer (moves.ts); drains move them regardless. */
+  rebalance: boolean;
+  /** A move whose target has not caught up within this long is abandoned. */
+  moveTimeoutMs: number;
 }
 
 export const DEFAULT_BALANCER: BalancerOptions = {
   graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
+  rebalance: true, moveTimeoutMs: 10 * 60_000,
 };
 
 /** What the balancer does, as `vdb_balancer_actions_total` counts it. */
-export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact'] as const;
+export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact', 'move_start', 'move_done', 'move_abandon'] as const;
 export type BalancerAction = (typeof BALANCER_ACTIONS)[number];
 
 /** A request to another process: its decoded reply, or a thrown coded error. */
@@ -51,15 +56,19 @@ export interface Round {
   live: Map<string, Member>;
   load: Map<string, number>;
   work: string[];
+  /** Shard processes being drained: they take no new replicas and give theirs away. */
+  draining: Set<string>;
 }
 
 export const dec = <T>(e: KvEntry | null): T | undefined =>
   e && e.operation === 'PUT' && e.value.length > 0 ? (JSON.parse(new TextDecoder().decode(e.value)) as T) : undefined;
 
-/** Live shard processes not in `exclude`, those holding the fewest replicas first (then by name). */
-export function leastLoaded(round: Pick<Round, 'live' | 'load'>, exclude: string[]): Member[] {
-  return [...round.live.values()].filter((m) => !exclude.includes(m.name))
-    .sort((a, b) => (round.load.get(a.name) ?? 0) - (round.load.get(b.name) ?? 0) || a.name.localeCompare(b.name));
+/** Live shard processes not in `exclude` nor draining, those holding the fewest
+ * replicas first, then the fewest points (heartbeats), then by name. */
+export function leastLoaded(round: Pick<Round, 'live' | 'load' | 'draining'>, exclude: string[]): Member[] {
+  const points = (m: Member) => Object.values(m.points ?? {}).reduce((a, b) => a + b, 0);
+  return [...round.live.values()].filter((m) => !exclude.includes(m.name) && !round.draining.has(m.name))
+    .sort((a, b) => (round.load.get(a.name) ?? 0) - (round.load.get(b.name) ?? 0) || points(a) - points(b) || a.name.localeCompare(b.name));
 }
 
 /** Since when a replica of `name`/`s` has been down (its process gone, or
