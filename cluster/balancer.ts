@@ -17,6 +17,7 @@ import { split } from './balancer/split.js';
 import { compact } from './balancer/compact.js';
 import { startMove, stepMoves } from './balancer/moves.js';
 import { draining } from './balancer/drain.js';
+import { scaleForLoad } from './balancer/hot.js';
 
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
@@ -46,7 +47,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
   let done: string[] = [];
   const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas), horizonAge(opts.versionWindowMs));
   const ctx: BalancerContext = {
-    meta, js, jsm, request, n, opts, goneSince: new Map(), failedSince: new Map(),
+    meta, js, jsm, request, n, opts, goneSince: new Map(), failedSince: new Map(), samples: new Map(), heat: new Map(),
     act(action, line) {
       onAction?.(action);
       log(`balancer ${me}: ${line}`);
@@ -93,6 +94,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       // Moves first: one whose source died completes here rather than being replaced.
       await stepMoves(ctx, name, round);
       await replace(ctx, name, cm.replicas, round);
+      await scaleForLoad(ctx, name, cm.replicas, round);
       if (await split(ctx, name, cm, round)) busy = true;
       else {
         await compact(ctx, name, map, round);

@@ -64,6 +64,12 @@ export interface CoordinatorOptions {
   splitAt?: number;
   /** Balancer: move replicas onto shard processes holding fewer (default true; drains move regardless). */
   rebalance?: boolean;
+  /** Balancer: searches per second per replica that make a shard hot and gain a replica (default 500; 0: off). */
+  hotSearches?: number;
+  /** Balancer: how long a shard stays hot (cold) before it gains (loses) a load replica (default 60,000). */
+  hotWindowMs?: number;
+  /** Balancer: most load replicas a shard gets beyond its collection's count (default 1). */
+  maxLoadReplicas?: number;
   /** Versioned writes (spatial, semantic) are acknowledged only if stored within this many ms of taking their version; the same on every coordinator (default 30,000). */
   versionWindowMs?: number;
 }
@@ -83,7 +89,7 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
-  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt })) {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
   const versionWindowMs = opts.versionWindowMs ?? WRITE_IN_TIME_MS;
@@ -519,6 +525,9 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
     rebalance: opts.rebalance ?? DEFAULT_BALANCER.rebalance,
+    hotSearches: opts.hotSearches ?? DEFAULT_BALANCER.hotSearches,
+    hotWindowMs: opts.hotWindowMs ?? DEFAULT_BALANCER.hotWindowMs,
+    maxLoadReplicas: opts.maxLoadReplicas ?? DEFAULT_BALANCER.maxLoadReplicas,
     versionWindowMs,
   }, (line) => logger().info(line), counted.balancerAction);
 

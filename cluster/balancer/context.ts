@@ -7,6 +7,7 @@ import { shardKey } from '../meta.js';
 import type { Meta, Member } from '../meta.js';
 import type { Names } from '../subjects.js';
 import { WRITE_IN_TIME_MS } from '../versions.js';
+import type { Heat, Sample } from './hot.js';
 
 export interface BalancerOptions {
   /** How long a replica may be gone before it is replaced. */
@@ -22,15 +23,22 @@ export interface BalancerOptions {
   rebalance: boolean;
   /** A move whose target has not caught up within this long is abandoned. */
   moveTimeoutMs: number;
+  /** Load-driven replicas (hot.ts): searches per second per replica that make a shard hot; 0: off. */
+  hotSearches: number;
+  /** How long a shard stays hot (cold) before it gains (loses) a load replica. */
+  hotWindowMs: number;
+  /** Most load replicas a shard gets beyond its collection's replica count. */
+  maxLoadReplicas: number;
 }
 
 export const DEFAULT_BALANCER: BalancerOptions = {
   graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
   rebalance: true, moveTimeoutMs: 10 * 60_000,
+  hotSearches: 500, hotWindowMs: 60_000, maxLoadReplicas: 1,
 };
 
 /** What the balancer does, as `vdb_balancer_actions_total` counts it. */
-export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact', 'move_start', 'move_done', 'move_abandon'] as const;
+export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact', 'move_start', 'move_done', 'move_abandon', 'load_add', 'load_remove'] as const;
 export type BalancerAction = (typeof BALANCER_ACTIONS)[number];
 
 /** A request to another process: its decoded reply, or a thrown coded error. */
@@ -49,6 +57,10 @@ export interface BalancerContext {
   goneSince: Map<string, number>;
   /** Replicas whose copy of a shard stopped applying its log, by `member shard`. */
   failedSince: Map<string, number>;
+  /** The last search count of each replica, by `member shard` (hot.ts). */
+  samples: Map<string, Sample>;
+  /** Since when each shard has been hot or cold, by `shardKey` (hot.ts). */
+  heat: Map<string, Heat>;
 }
 
 /** One round's view: live shard processes, replicas each holds (updated as the round places more), what waits. */

@@ -32,9 +32,10 @@ export async function replace(ctx: BalancerContext, name: string, want: number, 
       changed = true;
       ctx.act('replace', `${name}/${s}: replica ${r} ${why(r, name, s, live)} for ${Math.round((now - since) / 1000)} s; ${spare.name} replaces it`);
     }
-    while (next.length < want) {
+    // Replicas added for load (hot.ts) count too.
+    while (next.length < want + (map.extra?.[s] ?? 0)) {
       const spare = leastLoaded(round, next)[0];
-      if (!spare) { work.push(`${name}/${s}: ${next.length} of ${want} replicas; no spare shard process`); break; }
+      if (!spare) { work.push(`${name}/${s}: ${next.length} of ${want + (map.extra?.[s] ?? 0)} replicas; no spare shard process`); break; }
       next.push(spare.name);
       load.set(spare.name, (load.get(spare.name) ?? 0) + 1);
       changed = true;
