@@ -15,6 +15,7 @@ const PROCESS_TESTS = [
   'test/lifecycle.test.ts',
   'test/moves.test.ts',
   'test/elastic.test.ts',
+  'test/elastic-load.test.ts',
   'test/model.test.ts',
   'test/security.test.ts',
   'test/demo.test.ts',
