@@ -2,8 +2,9 @@
 // holds the lease in KV acts. Each round it restores replica counts
 // (balancer/replace.ts), takes a step of a split (balancer/split.ts) and
 // compacts the write logs (balancer/compact.ts); it moves replicas off
-// draining processes and onto emptier ones (balancer/moves.ts). What it is
-// doing is kept in the lease, for `status`.
+// draining processes and onto emptier ones (balancer/moves.ts) and adds or
+// removes replicas of shards by their search load (balancer/hot.ts). What it
+// is doing is kept in the lease, for `status`.
 
 import type { JetStreamClient, JetStreamManager } from 'nats';
 import { LEASE_MS } from './meta.js';
@@ -105,12 +106,13 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     }
     horizons.keep(new Set(maps.keys()));
     if (!busy) {
-      const now = new Map<string, ShardMap>();
+      // Planned on the maps as this round left them.
+      const fresh = new Map<string, ShardMap>();
       for (const name of maps.keys()) {
         const m = await meta.shardMap(name);
-        if (m) now.set(name, m);
+        if (m) fresh.set(name, m);
       }
-      await startMove(ctx, now, round);
+      await startMove(ctx, fresh, round);
     }
     for (const d of round.draining) {
       const left = [...maps].flatMap(([c, m]) => m.replicas.flatMap((l, s) => (l.includes(d) ? [`${c}/${s}`] : [])));
