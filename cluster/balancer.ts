@@ -18,7 +18,7 @@ import { split } from './balancer/split.js';
 import { compact } from './balancer/compact.js';
 import { startMove, stepMoves } from './balancer/moves.js';
 import { draining } from './balancer/drain.js';
-import { scaleForLoad } from './balancer/hot.js';
+import { forgetGone, scaleForLoad } from './balancer/hot.js';
 
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
@@ -105,6 +105,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       }
     }
     horizons.keep(new Set(maps.keys()));
+    forgetGone(ctx, new Set(maps.keys()));
     if (!busy) {
       // Planned on the maps as this round left them.
       const fresh = new Map<string, ShardMap>();

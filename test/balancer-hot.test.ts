@@ -2,7 +2,7 @@
 // search rate from heartbeat counts, and the hot/cold window with its limits.
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { heatStep, nextSample } from '../cluster/balancer/hot.js';
+import { forgetGone, heatStep, nextSample } from '../cluster/balancer/hot.js';
 import type { Heat } from '../cluster/balancer/hot.js';
 
 const O = { hotSearches: 100, hotWindowMs: 10_000, maxLoadReplicas: 2 };
@@ -14,6 +14,15 @@ describe('nextSample', () => {
     expect(nextSample(a, 250, 3000).rate).toBe(100);
     expect(nextSample(a, 10, 3000)).toEqual({ count: 10, at: 3000, rate: 0 });
     expect(nextSample(a, 60, 1000)).toBe(a); // the same heartbeat again
+  });
+});
+
+describe('forgetGone', () => {
+  it('drops the samples and heat of collections no longer there', () => {
+    const ctx = { samples: new Map([['shard-0 a/0', { count: 1, at: 1, rate: 0 }], ['shard-0 b/1', { count: 1, at: 1, rate: 0 }]]), heat: new Map([['a/0', {}], ['b/1', {}]]) };
+    forgetGone(ctx, new Set(['b']));
+    expect([...ctx.samples.keys()]).toEqual(['shard-0 b/1']);
+    expect([...ctx.heat.keys()]).toEqual(['b/1']);
   });
 });
 

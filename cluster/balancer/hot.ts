@@ -44,6 +44,12 @@ export function heatStep(h: Heat, rate: number, now: number, extra: number, o: H
   return { heat };
 }
 
+/** Forgets the samples and heat of collections no longer there. */
+export function forgetGone(ctx: Pick<BalancerContext, 'samples' | 'heat'>, names: Set<string>): void {
+  const collection = (key: string) => key.slice(key.lastIndexOf(' ') + 1, key.lastIndexOf('/'));
+  for (const m of [ctx.samples, ctx.heat]) for (const k of m.keys()) if (!names.has(collection(k))) m.delete(k);
+}
+
 /** Searches per second per replica of shard `key`, from the samples of its live replicas. */
 function shardRate(ctx: BalancerContext, key: string, list: string[], live: Map<string, Member>): number {
   const rates: number[] = [];
