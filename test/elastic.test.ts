@@ -1,16 +1,19 @@
 // Rebalancing and drain on a real cluster (a private nats-server, shard
 // processes and a coordinator from dist/): replicas move onto a shard process
 // that joins, off one that is drained, and a move whose source or target is
-// killed with SIGKILL ends abandoned or completed. Throughout, a writer
+// killed with SIGKILL ends abandoned or completed. The drain goes through
+// `vdb drain` (refused to a reader) and `vdb status` says when it is done. Throughout, a writer
 // upserts and a reader runs exact searches; afterwards every acknowledged
 // write is there and exact results equal a brute-force scan of what was
 // written. Fails (never skips) without nats-server or dist/.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mulberry32 } from '../ts/random.js';
 import type { Point } from '../ts/collection.js';
-import { TestCluster, sleep, waitFor } from './cluster-helpers.js';
+import { CLI, TestCluster, sleep, waitFor } from './cluster-helpers.js';
 
 const DIM = 8;
 const SHARDS = 4;
@@ -32,6 +35,17 @@ interface Map_ { replicas: string[][]; moves?: Record<string, { from: string; to
 const shardMap = async () => (await cl.client.describe(C)).shardMap as Map_;
 const liveShards = async () => new Set(((await cl.client.status()).members as { name: string; role: string }[]).filter((m) => m.role === 'shard').map((m) => m.name));
 const held = (m: Map_, proc: string) => m.replicas.filter((l) => l.includes(proc)).length;
+
+/** `vdb ARGS` as the given user: exit code and output. */
+async function vdb(user: 'admin' | 'reader', ...args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const r = await promisify(execFile)(process.execPath, [CLI, args[0], '--nats', cl.natsUrl, '--creds', cl.credentials.files[user], ...args.slice(1)], { timeout: 30_000 });
+    return { code: 0, out: r.stdout };
+  } catch (e) {
+    const x = e as { code?: number; stdout?: string; stderr?: string };
+    return { code: x.code ?? -1, out: `${x.stdout ?? ''}${x.stderr ?? ''}` };
+  }
+}
 
 /** A writer and an exact-search reader running until `stop()`; the reader counts partial answers. */
 function load() {
@@ -131,7 +145,12 @@ describe('elastic', () => {
 
   it('a drained process ends with no replicas under writes and searches, and stops with nothing lost', async () => {
     const l = load();
-    expect(await cl.client.drain('shard-0')).toEqual(['shard-0']);
+    // Only an admin may drain.
+    const refused = await vdb('reader', 'drain', 'shard-0');
+    expect(refused.code, refused.out).toBe(1);
+    expect(refused.out).toMatch(/PERMISSION_DENIED/);
+    const drained = await vdb('admin', 'drain', 'shard-0');
+    expect(drained, drained.out).toEqual({ code: 0, out: 'draining: shard-0\n' });
     const st = await cl.client.status();
     expect(st.draining).toEqual(['shard-0']);
     await waitFor('shard-0 drained', async () => {
@@ -140,6 +159,8 @@ describe('elastic', () => {
     }, 90_000, 200, () => cl.logs());
     await l.stop();
     expect(l.searches.partial, cl.logs()).toEqual([]);
+    const text = await vdb('reader', 'status');
+    expect(text.out).toContain('draining shard-0: holds no replicas: it can be stopped');
     await cl.kill('shard-0', 'SIGTERM');
     await expectAllThere();
     expect(await cl.client.drain('shard-0', true)).toEqual([]);
