@@ -14,6 +14,8 @@ const PROCESS_TESTS = [
   'test/reads.test.ts',
   'test/lifecycle.test.ts',
   'test/moves.test.ts',
+  'test/elastic.test.ts',
+  'test/elastic-load.test.ts',
   'test/model.test.ts',
   'test/security.test.ts',
   'test/demo.test.ts',

@@ -16,7 +16,7 @@ export type Role = (typeof ROLES)[number];
 const GRANTS: Record<Role, { collection: readonly string[]; admin: readonly string[] }> = {
   reader: { collection: ['search', 'get', 'count', 'scroll'], admin: ['describe', 'collections.list', 'status'] },
   writer: { collection: ['search', 'get', 'count', 'scroll', 'upsert', 'delete'], admin: ['describe', 'collections.list', 'status'] },
-  admin: { collection: COLLECTION_ENDPOINTS, admin: ['describe', 'collections.list', 'status', 'collections.create', 'collections.drop'] },
+  admin: { collection: COLLECTION_ENDPOINTS, admin: ['describe', 'collections.list', 'status', 'collections.create', 'collections.drop', 'drain'] },
 };
 
 /** A client-account user as the server config lists it: no secret, only the public key. */

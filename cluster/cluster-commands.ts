@@ -176,8 +176,13 @@ ${LIMIT_HELP}`,
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
-  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--version-window-ms 30000] [--log-level L]
+  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--rebalance on|off]
+  [--hot-searches 500] [--hot-window-ms 60000] [--max-load-replicas 1] [--version-window-ms 30000] [--log-level L]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
+--rebalance: move replicas onto shard processes holding at least two fewer (on; drains move regardless);
+--hot-searches: searches per second per replica that, kept up for --hot-window-ms, give a shard one more
+  replica (up to --max-load-replicas more than its collection asks for); below a quarter of it for the
+  window, it loses one again (0: off);
 --compact-after: log entries every replica has applied before the log is compacted below them;
 --split-at: points that make a hash-partitioned shard split in two (0: never);
 --version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
@@ -187,14 +192,15 @@ ${AUTH_HELP}
 ${LOG_HELP}
 ${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      if (o.rebalance !== 'on' && o.rebalance !== 'off') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--rebalance: expected on or off, got ${o.rebalance as string}`);
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;
       setLogger(createLogger({ role: 'coordinator', name, level: logLevel(o['log-level']) }));
       logCrashes();
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
-        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), versionWindowMs: num('version-window-ms'),
+        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), rebalance: o.rebalance === 'on', hotSearches: num('hot-searches'), hotWindowMs: num('hot-window-ms'), maxLoadReplicas: num('max-load-replicas'), versionWindowMs: num('version-window-ms'),
       });
       logger().info('coordinator started');
       await untilSignal(c.stop);
@@ -241,6 +247,22 @@ ${AUTH_HELP}`,
       console.log(o.json ? JSON.stringify(st, null, 2) : formatStatus(st as unknown as Status));
     },
   },
+  drain: {
+    summary: 'move every replica off a shard process (admin), or stop that with --cancel',
+    help: `Usage: vdb drain --nats URL [--prefix P] ${AUTH_USAGE} [--cancel] PROCESS
+The balancer moves the process's replicas to other live shard processes, one
+move per shard at a time; \`vdb status\` shows what is left. Once it holds none,
+the process can be stopped with nothing lost. It stays draining (takes no new
+replicas) until --cancel.
+${AUTH_HELP}`,
+    async run(argv: string[]) {
+      const { values: o, positionals } = args(argv, { ...COMMON, cancel: { type: 'boolean' } });
+      const proc = positionals[0];
+      if (!proc) throw new VdbError(ErrorCode.INVALID_ARGUMENT, 'give the PROCESS to drain');
+      const list = await withClient(need(o.nats, '--nats'), o.prefix as string | undefined, auth(o), (c) => c.drain(proc, o.cancel === true));
+      console.log(list.length ? `draining: ${list.join(', ')}` : 'draining: none');
+    },
+  },
   deploy: DEPLOY_COMMAND,
 };
 
@@ -281,8 +303,10 @@ export async function clusterSearch(argv: string[]): Promise<void> {
 interface Status {
   members: { name: string; role: string; pid: number; heartbeat: number }[];
   collections: { name: string; shards: { shard: number; logSeq: number | null; firstSeq: number | null; count: number | null;
-    replicas: { member: string; live: boolean; applied: number | null; lag: number | null; skipped?: number | null; failed?: string }[] }[] }[];
+    replicas: { member: string; live: boolean; applied: number | null; lag: number | null; skipped?: number | null; failed?: string }[];
+    move?: { from: string; to: string; since: number } }[] }[];
   balancer: { holder: string; work: string[]; done: string[] } | null;
+  draining?: string[];
 }
 
 /** `vdb status` as text: one line per member, per shard and per replica. */
@@ -297,7 +321,12 @@ export function formatStatus(st: Status): string {
         const notes = `${r.skipped ? `  skipped ${r.skipped}` : ''}${r.failed ? `  FAILED: ${r.failed}` : ''}`;
         out.push(`    ${r.member.padEnd(16)} ${r.live ? 'live' : 'GONE'}  applied ${r.applied ?? '?'}  lag ${r.lag ?? '?'}${notes}`);
       }
+      if (sh.move) out.push(`    moving ${sh.move.from} → ${sh.move.to} for ${Math.round((Date.now() - sh.move.since) / 1000)} s`);
     }
+  }
+  for (const d of st.draining ?? []) {
+    const left = st.collections.flatMap((c) => c.shards.filter((sh) => sh.replicas.some((r) => r.member === d)).map((sh) => `${c.name}/${sh.shard}`));
+    out.push(`draining ${d}: ${left.length ? `${left.length} replicas left (${left.join(', ')})` : 'holds no replicas: it can be stopped'}`);
   }
   out.push(st.balancer ? `balancer: ${st.balancer.holder}` : 'balancer: none holds the lease');
   for (const w of st.balancer?.work ?? []) out.push(`  waiting: ${w}`);

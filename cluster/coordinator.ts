@@ -10,7 +10,7 @@ import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
 import {
   validateUpsert, validateDelete, validateGet, validateSearch, validateCount,
-  validateDescribe, validateDropCollection, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
+  validateDescribe, validateDropCollection, validateDrain, validateScroll, errorFromBody, COLLECTION_ENDPOINTS,
 } from '../ts/wire/messages.js';
 import type { ReadConsistency } from '../ts/wire/messages.js';
 import { checkCollectionName } from '../ts/validate.js';
@@ -33,6 +33,7 @@ import { coordinatorMetrics } from './coordinator-metrics.js';
 import { natsMetrics } from './process-metrics.js';
 import type { LogEntry } from './replica.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
+import { draining, setDraining } from './balancer/drain.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
 import { logger } from './log.js';
@@ -61,6 +62,14 @@ export interface CoordinatorOptions {
   compactAfter?: number;
   /** Balancer: points that make a hash-partitioned shard split (default 0: never). */
   splitAt?: number;
+  /** Balancer: move replicas onto shard processes holding fewer (default true; drains move regardless). */
+  rebalance?: boolean;
+  /** Balancer: searches per second per replica that make a shard hot and gain a replica (default 500; 0: off). */
+  hotSearches?: number;
+  /** Balancer: how long a shard stays hot (cold) before it gains (loses) a load replica (default 60,000). */
+  hotWindowMs?: number;
+  /** Balancer: most load replicas a shard gets beyond its collection's count (default 1). */
+  maxLoadReplicas?: number;
   /** Versioned writes (spatial, semantic) are acknowledged only if stored within this many ms of taking their version; the same on every coordinator (default 30,000). */
   versionWindowMs?: number;
 }
@@ -80,7 +89,7 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
-  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt })) {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
   const versionWindowMs = opts.versionWindowMs ?? WRITE_IN_TIME_MS;
@@ -444,11 +453,16 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
             return r;
           });
           const [a] = await ask(name, k, [s], 'count', () => ({}));
-          return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas };
+          const move = k.map.moves?.[s];
+          return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas, ...(move ? { move } : {}) };
         }));
         collections.push({ name, shards });
       }
-      return { members, collections, balancer: (await balancerState(meta)) ?? null };
+      return { members, collections, balancer: (await balancerState(meta)) ?? null, draining: [...await draining(meta)] };
+    },
+    async drain(body: unknown) {
+      const { process: name, cancel } = validateDrain(body);
+      return { draining: await setDraining(meta, name, cancel) };
     },
   };
 
@@ -510,6 +524,10 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
+    rebalance: opts.rebalance ?? DEFAULT_BALANCER.rebalance,
+    hotSearches: opts.hotSearches ?? DEFAULT_BALANCER.hotSearches,
+    hotWindowMs: opts.hotWindowMs ?? DEFAULT_BALANCER.hotWindowMs,
+    maxLoadReplicas: opts.maxLoadReplicas ?? DEFAULT_BALANCER.maxLoadReplicas,
     versionWindowMs,
   }, (line) => logger().info(line), counted.balancerAction);
 

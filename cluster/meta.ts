@@ -41,11 +41,18 @@ export interface ShardMap {
    * log sequence under the old layout, once every coordinator holds them;
    * `partitioner` is the one the split leads to. */
   split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number; partitioner: PartitionerJSON };
+  /** Replica moves under way, by shard (cluster/balancer/moves.ts): `to` is in the shard's list until `from` leaves it. */
+  moves?: Record<number, ShardMove>;
+  /** Replicas each shard has for load beyond its collection's count (cluster/balancer/hot.ts). */
+  extra?: Record<number, number>;
   /** Shards whose log still needs the `retain` entry that drops what a split moved away. */
   retain?: number[];
   /** The sequence of each retain entry, until every replica of its shard has applied it. */
   settle?: Record<number, number>;
 }
+
+/** A replica of a shard moving from one shard process to another, since a time (ms since the epoch). */
+export interface ShardMove { from: string; to: string; since: number }
 
 export interface Member {
   name: string;
@@ -60,6 +67,8 @@ export interface Member {
   /** For a shard process: shards it serves that stopped applying their log (a
    * storage fault), with the reason; they answer no reads and are replaced. */
   failed?: Record<string, string>;
+  /** For a shard process: searches each shard answered since the process opened it (the balancer derives a rate). */
+  searches?: Record<string, number>;
   /** For a shard process: log entries each shard skipped (refused by every replica alike). */
   skipped?: Record<string, number>;
   /** For a shard process: shards it builds for a split, by `shardKey` of the new shard:

@@ -104,6 +104,9 @@ export class ServedShard {
 
   /** Points and skipped entries for heartbeats and metrics; zeros when a failed
    * replica's store cannot even be read (it is closed after a storage fault). */
+  /** Searches answered since this process opened the shard (heartbeats carry it, for load-driven replicas). */
+  searches = 0;
+
   stats(): { points: number; skipped: number; indexBytes: number } {
     try {
       return { points: this.store.count(), skipped: this.store.skippedCount, indexBytes: this.store.indexBytes };
@@ -280,6 +283,7 @@ export class ServedShard {
       this.serving();
       const r = checkShardRequest(body);
       const search = () => {
+        this.searches++;
         const t0 = performance.now();
         const hits = this.store.search(r.vector, { k: r.k, ef: r.ef, filter: r.filter, exact: r.exact, withPayload: r.withPayload });
         return shardReplyBody({ hits, seq: this.applied, searchMs: performance.now() - t0 }, r.withPayload);

@@ -108,6 +108,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       points: Object.fromEntries([...stats].map(([k, st]) => [k, st.points])),
       failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
       skipped: Object.fromEntries([...stats].map(([k, st]) => [k, st.skipped])),
+      searches: Object.fromEntries([...served].map(([k, sh]) => [k, sh.searches])),
       // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
       room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
       disk: diskOf(opts.data, limits),

@@ -123,6 +123,11 @@ export class VdbClient {
     return this.call(this.admin('status'), {});
   }
 
+  /** Moves every replica off a shard process (or, with `cancel`, stops that); the processes draining then. */
+  async drain(process: string, cancel = false): Promise<string[]> {
+    return (await this.call(this.admin('drain'), { process, cancel })).draining as string[];
+  }
+
   private remember(collection: string, seqs: Record<string, number>): void {
     const mine = this.written.get(collection) ?? {};
     for (const [s, v] of Object.entries(seqs)) mine[s] = Math.max(mine[s] ?? 0, v);

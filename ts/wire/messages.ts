@@ -38,7 +38,7 @@ export type Consistency = (typeof CONSISTENCIES)[number];
 export const COLLECTION_ENDPOINTS = ['upsert', 'delete', 'get', 'search', 'count', 'scroll'] as const;
 export type CollectionEndpoint = (typeof COLLECTION_ENDPOINTS)[number];
 /** `vdb.v1._admin.<endpoint>` */
-export const ADMIN_ENDPOINTS = ['collections.create', 'collections.drop', 'collections.list', 'describe', 'status'] as const;
+export const ADMIN_ENDPOINTS = ['collections.create', 'collections.drop', 'collections.list', 'describe', 'status', 'drain'] as const;
 export type AdminEndpoint = (typeof ADMIN_ENDPOINTS)[number];
 
 export const HNSW_DEFAULTS = { m: 16, efConstruction: 200 } as const;
@@ -396,6 +396,16 @@ export function validateSearch(body: unknown, schema?: PointSchema): SearchReque
   return req;
 }
 
+export interface DrainRequest { process: string; cancel: boolean }
+
+/** `drain`: the shard process to move every replica off (or, with `cancel`, to stop draining). */
+export function validateDrain(body: unknown): DrainRequest {
+  const o = requestBody(body, 'drain');
+  const p = get(o, 'process');
+  if (typeof p !== 'string' || p.length === 0 || p.length > 256) fail(ErrorCode.INVALID_ARGUMENT, 'process', `expected the name of a shard process (1 to 256 characters), got ${describe(p)}`);
+  return { process: p, cancel: optionalBoolean(o, 'cancel', false) };
+}
+
 /** The validator of every endpoint, by name (collection endpoints take the collection's dim). */
 export const REQUEST_VALIDATORS = {
   upsert: validateUpsert,
@@ -409,6 +419,7 @@ export const REQUEST_VALIDATORS = {
   'collections.list': validateListCollections,
   describe: validateDescribe,
   status: validateStatus,
+  drain: validateDrain,
 } as const satisfies Record<CollectionEndpoint | AdminEndpoint, (body: unknown, schema?: PointSchema) => unknown>;
 
 // ------------------------------------------------------------------ replies

@@ -1,0 +1,28 @@
+// `vdb status` as text (formatStatus in cluster/cluster-commands.ts): a move
+// under way and what a draining process still holds are shown.
+import { describe, expect, it } from 'vitest';
+import { formatStatus } from '../cluster/cluster-commands.js';
+
+const replica = (member: string) => ({ member, live: true, applied: 10, lag: 0 });
+const status = (draining: string[], moving: boolean) => ({
+  members: [],
+  collections: [{ name: 'e', shards: [
+    { shard: 0, logSeq: 10, firstSeq: 1, count: 5, replicas: [replica('a'), replica('b'), replica('c')], ...(moving ? { move: { from: 'a', to: 'c', since: Date.now() - 2000 } } : {}) },
+    { shard: 1, logSeq: 10, firstSeq: 1, count: 5, replicas: [replica('b'), replica('c')] },
+  ] }],
+  balancer: null,
+  draining,
+});
+
+describe('formatStatus', () => {
+  it('shows a move under way and the replicas a draining process still holds', () => {
+    const text = formatStatus(status(['a'], true));
+    expect(text).toMatch(/moving a → c for 2 s/);
+    expect(text).toContain('draining a: 1 replicas left (e/0)');
+  });
+  it('says when a draining process holds nothing, and nothing of drains or moves when there are none', () => {
+    expect(formatStatus(status(['d'], false))).toContain('draining d: holds no replicas: it can be stopped');
+    const plain = formatStatus(status([], false));
+    expect(plain).not.toMatch(/moving|draining/);
+  });
+});
