@@ -45,6 +45,7 @@ export function planCollection(body: unknown, members: string[], uid = newUid(),
   if (members.length < req.replicas) throw new VdbError(ErrorCode.UNAVAILABLE, `${req.replicas} replicas need ${req.replicas} shard processes, ${members.length} are alive`);
   const replicas = Array.from({ length: shards }, (_, s) => Array.from({ length: req.replicas }, (_, r) => members[(s + r) % members.length]));
   const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, uid, createdAt: now };
+  if (req.payloadIndexes) cm.payloadIndexes = req.payloadIndexes;
   return { cm, map: { epoch: 1, uid, replicas } };
 }
 

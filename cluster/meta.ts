@@ -18,6 +18,8 @@ export interface CollectionMeta {
   metric: Metric;
   replicas: number;
   hnsw: { m: number; efConstruction: number };
+  /** Payload fields every replica indexes in memory (`payloadIndexes` at create). */
+  payloadIndexes?: string[];
   partitioner: PartitionerJSON;
   /** This incarnation of the name, random at create: replicas name their local
    * stores with it, so a store left from a dropped collection of the same name
