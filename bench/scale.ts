@@ -1,17 +1,21 @@
 // npm run bench:scale -- [--n 1000000] [--dim 128] [--queries 1000] [--engines LIST]
 //   [--runs R] [--ef LIST] [--payload-points N] [--check-limit DIM] [--json FILE]
+//   [--keep DIR [--build-only]]
 // A million points in one index:
 //   1. seeded clustered n × dim (L2), exact ground truth for the queries
 //      (bench/scale-data.ts, cached); every engine built in its own process
 //      (bench/ann-build.ts), then swept interleaved (bench/ann-sweep.ts): build
 //      time, index memory, QPS at recall 0.95, with ratios to hnswlib-node;
+//      with --keep DIR the built indexes are kept there and reused by the next
+//      run with the same parameters (so builds may run as separate commands,
+//      --build-only, and the sweep after them);
 //   2. the largest collection one Wasm instance holds per dimension under its
 //      4 GiB memory, from the index's own layout arithmetic (WasmIndex.room);
 //      with --check-limit DIM, filled for real to that count at one dimension;
 //   3. JS heap bytes per point of a Collection with payloads (bench/payload-heap.ts).
 
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +50,8 @@ const { values: opt } = parseArgs({
     'payload-points': { type: 'string', default: '200000' },
     'check-limit': { type: 'string' },
     'skip-ann': { type: 'boolean', default: false },
+    keep: { type: 'string' },
+    'build-only': { type: 'boolean', default: false },
     json: { type: 'string' },
   },
 });
@@ -73,10 +79,25 @@ async function ann(lines: string[]): Promise<{ dataset: string; results: EngineR
   const data = ensureScale(n, dim, nq);
   const ds = loadDataset(data);
   process.stderr.write(`${ds.name}: ${ds.nBase} × ${ds.dim} (${ds.metric}), ${nq} queries, k=${k}, M=${m}, efC=${efConstruction}, engines ${names.join(', ')}\n`);
-  const tmp = mkdtempSync(join(tmpdir(), 'vdb-scale-'));
+  const keep = opt.keep;
+  if (keep) mkdirSync(keep, { recursive: true });
+  const tmp = keep ?? mkdtempSync(join(tmpdir(), 'vdb-scale-'));
   try {
     const builds: BuildResult[] = [];
-    for (const engine of names) builds.push(await buildInChild({ engine, data, m, efConstruction, out: join(tmp, engine) }));
+    for (const engine of names) {
+      const req = { engine, data, m, efConstruction, out: join(tmp, engine) };
+      const done = join(tmp, `${engine}.json`);
+      const kept = existsSync(done) ? JSON.parse(readFileSync(done, 'utf8')) as { req: typeof req; result: BuildResult } : undefined;
+      if (kept && JSON.stringify(kept.req) === JSON.stringify(req)) {
+        process.stderr.write(`${engine}: the index built in ${done}\n`);
+        builds.push(kept.result);
+        continue;
+      }
+      const result = await buildInChild(req);
+      if (keep) writeFileSync(done, JSON.stringify({ req, result }));
+      builds.push(result);
+    }
+    if (opt['build-only']) return { dataset: ds.name, results: [] };
     const log = progress('[load]');
     const params = { dim: ds.dim, metric: ds.metric, m, efConstruction, capacity: ds.nBase };
     const engines = names.map((e) => { log(e, true); return ENGINES[e].load(params, join(tmp, e)); });
@@ -86,17 +107,17 @@ async function ann(lines: string[]): Promise<{ dataset: string; results: EngineR
     lines.push(row(['ef', ...names.flatMap((e) => [`${e} recall`, 'QPS'])], 12));
     efs.forEach((ef, i) => lines.push(row([String(ef), ...results.flatMap((r) => [r.sweep[i].recall.toFixed(4), r.sweep[i].qps.toFixed(0)])], 12)));
     lines.push('');
-    lines.push(row(['engine', 'build s', 'index MB', 'peak RSS MB', 'QPS@0.95']));
-    for (const r of results) lines.push(row([r.engine, fmt(r.build_s, 1), fmt(r.index_mb, 0), fmt(r.rss_mb, 0), fmt(r.qps95)]));
+    lines.push(row(['engine', 'build s', 'build CPU s', 'index MB', 'peak RSS MB', 'QPS@0.95']));
+    for (const r of results) lines.push(row([r.engine, fmt(r.build_s, 1), fmt(r.cpu_s, 1), fmt(r.index_mb, 0), fmt(r.rss_mb, 0), fmt(r.qps95)]));
     const ref = results.find((r) => r.engine === REFERENCE);
     if (ref) {
       for (const r of results.filter((x) => x !== ref)) {
-        lines.push(`${r.engine} / ${ref.engine}: build time ${ratio(r.build_s, ref.build_s)}, index memory ${ratio(r.index_mb, ref.index_mb)}, QPS@0.95 ${ratio(r.qps95, ref.qps95)}`);
+        lines.push(`${r.engine} / ${ref.engine}: build time ${ratio(r.build_s, ref.build_s)} (CPU ${ratio(r.cpu_s, ref.cpu_s)}), index memory ${ratio(r.index_mb, ref.index_mb)}, QPS@0.95 ${ratio(r.qps95, ref.qps95)}`);
       }
     }
     return { dataset: ds.name, results };
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    if (!keep) rmSync(tmp, { recursive: true, force: true });
   }
 }
 
