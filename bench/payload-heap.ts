@@ -2,7 +2,9 @@
 // What a Collection keeps in the JS heap per point: loads N points with
 // payloads of a few fields (about 200 bytes of JSON each) into a fresh data
 // directory, and prints the heap (after gc) and RSS once loaded and again after
-// a close and reopen (recovery from the snapshot, where payloads are read back).
+// a close and reopen (recovery from the snapshot, where payloads are read back),
+// and the time of a filtered search answered from the indexes, from the
+// candidates of an indexed term, and from a scan of the stored payloads.
 // Vectors are 16-d and the graph is small (M 8, efConstruction 16): the JS heap
 // is what is measured, and the Wasm index lives outside it.
 
@@ -10,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Collection } from '../ts/index.js';
-import type { Point } from '../ts/index.js';
+import type { Filter, Point } from '../ts/index.js';
 import { prng } from './dataset.js';
 import { progress } from './progress.js';
 
@@ -19,7 +21,15 @@ export interface HeapResult {
   payload_bytes: number;
   loaded: { heap_per_point: number; rss_mb: number };
   reopened: { heap_per_point: number; rss_mb: number };
+  /** ms per filtered search (k 10, exact), by how the filter is served. */
+  filter_ms: { indexed: number; candidates: number; scan: number };
 }
+
+const FILTERS: Record<'indexed' | 'candidates' | 'scan', Filter> = {
+  indexed: { category: 'toys', price: { $lt: 100 } },
+  candidates: { category: 'toys', inStock: true },
+  scan: { inStock: true, tags: 'amber' },
+};
 
 const DIM = 16;
 const CATEGORIES = ['books', 'music', 'garden', 'toys', 'kitchen', 'sports', 'tools', 'health', 'games', 'office'];
@@ -73,8 +83,17 @@ export function measureHeap(n: number): HeapResult {
     c = Collection.open(dir, { name: 'items', indexes: opts.indexes });
     const reopened = { heap_per_point: (heap() - closed) / n, rss_mb: process.memoryUsage().rss / 2 ** 20 };
     if (c.count() !== n) throw new Error(`reopened with ${c.count()} points, not ${n}`);
+    const q = new Float32Array(DIM).fill(0.5);
+    const time = (filter: Filter) => {
+      const runs = 5;
+      c.search(q, { k: 10, filter, exact: true }); // builds the sorted views of a range term once
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < runs; i++) c.search(q, { k: 10, filter, exact: true });
+      return Number(process.hrtime.bigint() - t0) / 1e6 / runs;
+    };
+    const filter_ms = { indexed: time(FILTERS.indexed), candidates: time(FILTERS.candidates), scan: time(FILTERS.scan) };
     c.close();
-    return { points: n, payload_bytes: payloadBytes / n, loaded, reopened };
+    return { points: n, payload_bytes: payloadBytes / n, loaded, reopened, filter_ms };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
