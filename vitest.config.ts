@@ -3,7 +3,7 @@ import { defineConfig } from 'vitest/config';
 // Tests that run clusters of real processes and kill them go one file at a
 // time, after the others: on 2 cores, two such files at once starve each
 // other's processes past their deadlines and leases.
-const PROCESS_TESTS = ['test/cluster.test.ts', 'test/replication.test.ts', 'test/storage-fault.test.ts', 'test/nats-faults.test.ts', 'test/chaos.test.ts', 'test/supervisor.test.ts', 'test/capacity.test.ts', 'test/reads.test.ts', 'test/lifecycle.test.ts', 'test/moves.test.ts', 'test/model.test.ts', 'test/security.test.ts'];
+const PROCESS_TESTS = ['test/cluster.test.ts', 'test/replication.test.ts', 'test/storage-fault.test.ts', 'test/nats-faults.test.ts', 'test/chaos.test.ts', 'test/supervisor.test.ts', 'test/capacity.test.ts', 'test/reads.test.ts', 'test/lifecycle.test.ts', 'test/moves.test.ts', 'test/model.test.ts', 'test/security.test.ts', 'test/payload-indexes.test.ts'];
 
 export default defineConfig({
   test: {
