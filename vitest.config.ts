@@ -25,6 +25,7 @@ const PROCESS_TESTS = [
   'test/console.test.ts',
   'test/deploy.test.ts',
   'test/sq8-cluster.test.ts',
+  'test/payload-indexes.test.ts',
 ];
 
 export default defineConfig({

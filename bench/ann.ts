@@ -9,23 +9,20 @@
 // time, and the report is the median curve over seeds with its spread; ratios
 // come from the median curves. Output contract: docs/benchmarks.md (--json).
 
-import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureSynthetic, loadDataset, recallOf } from './dataset.js';
+import { ensureSynthetic, loadDataset } from './dataset.js';
+import { buildInChild, sweep } from './ann-sweep.js';
 import { prepareFashion } from './fashion.js';
 import { ENGINES } from './engines.js';
-import type { Engine } from './engines.js';
-import { progress } from './progress.js';
 import { intListOption, intOption } from './options.js';
-import { median, medianCurve, qpsAtRecall, spread } from './curves.js';
+import { medianCurve, qpsAtRecall, spread } from './curves.js';
 import type { BandPoint, Spread, SweepPoint } from './curves.js';
 import { recallQpsSvg } from './plot.js';
 import { prepareWords } from './words.js';
-import type { BuildRequest, BuildResult } from './ann-build.js';
+import type { BuildResult } from './ann-build.js';
 
 const { values: opt } = parseArgs({
   options: {
@@ -72,53 +69,6 @@ const names = opt.engines.split(',');
 for (const n of names) if (!ENGINES[n]) throw new Error(`unknown engine ${n}: one of ${Object.keys(ENGINES).join(', ')}`);
 const BLOCK = 100;
 
-function buildIn(engine: string, seed: number, out: string): Promise<BuildResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(new URL('./ann-build.js', import.meta.url)), [], {
-      execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    child.once('message', (msg: { ok: boolean; result?: BuildResult; error?: string }) => {
-      if (msg.ok) resolve(msg.result!); else reject(new Error(msg.error));
-    });
-    child.once('exit', (code) => { if (code !== 0) reject(new Error(`${engine} build exited with ${code}`)); });
-    const req: BuildRequest = { engine, data, m, efConstruction, seed, out };
-    child.send(req);
-  });
-}
-
-function sweep(engines: Engine[], seed: number): SweepPoint[][] {
-  const qs = engines.map((e) => Array.from({ length: nq }, (_, i) => e.prepare(ds.queries.subarray(i * ds.dim, (i + 1) * ds.dim))));
-  const log = progress(`[sweep seed ${seed}]`);
-  engines.forEach((e, i) => { e.setEf(64); for (let q = 0; q < Math.min(nq, 500); q++) e.search(qs[i][q], k); });
-  const out: SweepPoint[][] = engines.map(() => []);
-  for (const ef of efs) {
-    engines.forEach((e) => e.setEf(ef));
-    const lat = engines.map(() => new Float64Array(nq * runs));
-    const recall = engines.map(() => 0);
-    for (let r = 0; r < runs; r++) {
-      for (let b = 0; b * BLOCK < nq; b++) {
-        const order = (b + r) % 2 === 0 ? engines.map((_, i) => i) : engines.map((_, i) => engines.length - 1 - i);
-        for (const i of order) {
-          for (let q = b * BLOCK; q < Math.min(nq, (b + 1) * BLOCK); q++) {
-            const t0 = process.hrtime.bigint();
-            const ids = engines[i].search(qs[i][q], k);
-            lat[i][r * nq + q] = Number(process.hrtime.bigint() - t0) / 1e6;
-            if (r === 0) recall[i] += recallOf(ds, q, ids, k);
-          }
-        }
-      }
-    }
-    engines.forEach((e, i) => {
-      const perRun = Array.from({ length: runs }, (_, r) => nq / (lat[i].subarray(r * nq, (r + 1) * nq).reduce((a, x) => a + x, 0) / 1000));
-      const sorted = lat[i].slice().sort();
-      const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-      out[i].push({ ef, recall: recall[i] / nq, qps: median(perRun), p50_ms: at(0.5), p99_ms: at(0.99) });
-    });
-    log(`ef ${ef}: ` + engines.map((e, i) => `${e.name} ${out[i].at(-1)!.recall.toFixed(4)} @ ${out[i].at(-1)!.qps.toFixed(0)} QPS`).join(', '), true);
-  }
-  return out;
-}
-
 const fmt = (x: number | null, d = 0) => (x === null ? '—' : x.toFixed(d));
 const ratio = (a: number | null, b: number | null) => (a === null || b === null ? '—' : (a / b).toFixed(2) + '×');
 const withSpread = (s: Spread, d: number) => `${s.median.toFixed(d)} (${s.min.toFixed(d)}–${s.max.toFixed(d)})`;
@@ -132,9 +82,9 @@ try {
     const dir = join(tmp, `seed-${seed}`);
     mkdirSync(dir);
     const built: BuildResult[] = [];
-    for (const e of names) built.push(await buildIn(e, seed, join(dir, e)));
+    for (const e of names) built.push(await buildInChild({ engine: e, data, m, efConstruction, seed, out: join(dir, e) }));
     const params = { dim: ds.dim, metric: ds.metric, m, efConstruction, capacity: ds.nBase, seed };
-    const sweeps = sweep(names.map((e) => ENGINES[e].load(params, join(dir, e))), seed);
+    const sweeps = sweep(ds, names.map((e) => ENGINES[e].load(params, join(dir, e))), { k, efs, queries: nq, runs, block: BLOCK, label: `sweep seed ${seed}` });
     names.forEach((_, i) => perSeed[i].push({ seed, ...built[i], sweep: sweeps[i] }));
     rmSync(dir, { recursive: true, force: true });
   }

@@ -46,6 +46,7 @@ export function planCollection(body: unknown, members: string[], uid = newUid(),
   const replicas = Array.from({ length: shards }, (_, s) => Array.from({ length: req.replicas }, (_, r) => members[(s + r) % members.length]));
   const cm: CollectionMeta = { name: req.name, dim: req.dim, metric: req.metric, replicas: req.replicas, hnsw: req.hnsw, partitioner, uid, createdAt: now };
   if (req.quantization) cm.quantization = req.quantization;
+  if (req.payloadIndexes) cm.payloadIndexes = req.payloadIndexes;
   return { cm, map: { epoch: 1, uid, replicas } };
 }
 

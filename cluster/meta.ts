@@ -20,6 +20,8 @@ export interface CollectionMeta {
   hnsw: { m: number; efConstruction: number };
   /** SQ8 codes in every replica's index; absent for float vectors. */
   quantization?: Quantization;
+  /** Payload fields every replica indexes in memory (`payloadIndexes` at create). */
+  payloadIndexes?: string[];
   partitioner: PartitionerJSON;
   /** This incarnation of the name, random at create: replicas name their local
    * stores with it, so a store left from a dropped collection of the same name

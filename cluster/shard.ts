@@ -180,7 +180,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     if (building.has(key) || built.has(key) || served.has(key)) return;
     const name = storeName(collection, cm.uid, split.into);
     await prepare(collection, split.shard, map.replicas[split.shard], name, true);
-    const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 }, quantization: cm.quantization };
+    const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 }, quantization: cm.quantization, indexes: cm.payloadIndexes };
     const seal = () => {
       const sh = building.get(key);
       const now = latest.get(collection)?.split;
@@ -269,7 +269,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
         try {
           const name = storeName(collection, uid, s);
           await prepare(collection, s, map.replicas[s], name);
-          const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 }, quantization: cm.quantization };
+          const options: OpenOptions = { name, dim: cm.dim, metric: cm.metric, hnsw: { ...cm.hnsw, seed: 42 }, quantization: cm.quantization, indexes: cm.payloadIndexes };
           sh = new ServedShard(collection, s, s, Collection.open(opts.data, options), () => Collection.open(opts.data, options));
           await sh.start(nc, n, opts.name, service, copies, log, observe);
         } catch (e) {

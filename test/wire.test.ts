@@ -387,6 +387,8 @@ describe('validators accept valid requests and normalise them', () => {
     expect(validateCreateCollection({ ...good.create(), hnsw: { m: 8 } }).hnsw).toEqual({ m: 8, efConstruction: 200 });
     expect(validateDropCollection({ name: 'a-b_c' })).toEqual({ name: 'a-b_c' });
     expect(validateDescribe({ name: '0' })).toEqual({ name: '0' });
+    expect(validateCreateCollection(good.create()).payloadIndexes).toBeUndefined();
+    expect(validateCreateCollection({ ...good.create(), payloadIndexes: ['color', 'meta.price', 'color'] }).payloadIndexes).toEqual(['color', 'meta.price']);
   });
 
   it('unknown fields are ignored everywhere', () => {
@@ -579,6 +581,8 @@ const OPTIONAL: [string, (b: unknown) => unknown, Record<string, unknown>, strin
   ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'nprobe', isInt(1, 65_536)],
   ['search', (b) => validateSearch(b, SCHEMA), good.search(), 'afterSeqs', isSessionSeqs],
   ['search', (b) => validateSearch(b, SCHEMA), { ...good.search(), afterSeqs: undefined }, 'after', isSessionSeqs],
+  ['collections.create', validateCreateCollection, good.create(), 'payloadIndexes',
+    (v) => Array.isArray(v) && v.length <= 64 && v.every((f) => typeof f === 'string' && f !== '' && !f.startsWith('$') && !f.split('.').includes(''))],
 ];
 
 describe('every named optional field is type-checked', () => {

@@ -110,9 +110,19 @@ function checkVersion(v: unknown): number {
   return v as number;
 }
 
-function parsePayload(json: string | null): Payload | undefined {
-  return json === null ? undefined : deepFreeze(JSON.parse(json) as Payload);
+/** A stored payload for internal use (filters, field indexes): not kept, not frozen. */
+function readPayload(json: string | null | undefined): Payload | undefined {
+  return json === null || json === undefined ? undefined : JSON.parse(json) as Payload;
 }
+
+/** A stored payload as returned to callers. */
+function parsePayload(json: string | null | undefined): Payload | undefined {
+  return deepFreeze(readPayload(json));
+}
+
+/** Stored payload JSON of ids about to be overwritten or deleted, read before
+ * the write so that their field index entries can be removed after it. */
+type PayloadsBefore = Map<PointId, string | null>;
 
 /** The index of one payload field: value → slots, plus sorted views of the
  * number and string values for range terms, rebuilt lazily after writes. */
@@ -212,7 +222,6 @@ export class Collection {
   private readonly schema: Schema;
   private readonly idToSlot = new Map<PointId, number>();
   private slotToId: (PointId | undefined)[] = [];
-  private payloads: (Payload | undefined)[] = [];
   private readonly fieldIndexes = new Map<string, FieldIndex>();
   private seq: number;
   /** Versioned writes below it are settled (see raiseHorizon). */
@@ -302,8 +311,9 @@ export class Collection {
     const snap = this.store.snapshot(this.name);
     const stored = this.store.count(this.name);
     if (!(snap && this.loadSnapshot(snap) && this.replayAfter(snap.seq) === stored)) this.rebuild();
-    for (const { id, payload } of this.store.payloads(this.name)) {
-      this.setPayload(this.idToSlot.get(id)!, parsePayload(payload));
+    // Payloads stay in SQLite; only the indexed fields' values are held.
+    if (this.fieldIndexes.size > 0) {
+      for (const { id, payload } of this.store.payloads(this.name)) this.indexFields(this.idToSlot.get(id)!, payload);
     }
     if (this.index.size !== stored || this.idToSlot.size !== stored) {
       throw new VdbError(ErrorCode.INTERNAL, `collection ${this.name}: index holds ${this.index.size} points, storage ${stored}`);
@@ -317,7 +327,7 @@ export class Collection {
       this.changes++;
     }
     for (const p of this.store.newerThan(this.name, seq)) {
-      this.indexPoint(p.id, p.vector, undefined);
+      this.indexPoint(p.id, p.vector, null);
       this.changes++;
     }
     return this.idToSlot.size;
@@ -329,7 +339,7 @@ export class Collection {
     this.slotToId = [];
     this.changes = 0;
     for (const p of this.store.all(this.name)) {
-      this.indexPoint(p.id, p.vector, undefined);
+      this.indexPoint(p.id, p.vector, null);
       this.changes++;
     }
   }
@@ -356,27 +366,39 @@ export class Collection {
     }
   }
 
-  private setPayload(slot: number, payload: Payload | undefined): void {
-    this.payloads[slot] = payload;
-    for (const f of this.fieldIndexes.values()) f.add(slot, payload);
+  private indexFields(slot: number, payload: string | null): void {
+    if (this.fieldIndexes.size === 0 || payload === null) return;
+    const parsed = readPayload(payload);
+    for (const f of this.fieldIndexes.values()) f.add(slot, parsed);
   }
 
-  private unindex(id: PointId): void {
+  /** What `unindex` needs to know of `ids` before a write replaces them:
+   * nothing without field indexes (the index is being rebuilt, or has none). */
+  private payloadsBefore(ids: PointId[]): PayloadsBefore | undefined {
+    if (this.fieldIndexes.size === 0) return undefined;
+    const out: PayloadsBefore = new Map();
+    for (const id of ids) if (this.idToSlot.has(id) && !out.has(id)) out.set(id, this.store.payloadOf(this.name, id) ?? null);
+    return out;
+  }
+
+  private unindex(id: PointId, before?: PayloadsBefore): void {
     const slot = this.idToSlot.get(id);
     if (slot === undefined) return;
-    for (const f of this.fieldIndexes.values()) f.remove(slot, this.payloads[slot]);
-    this.payloads[slot] = undefined;
+    const old = readPayload(before?.get(id));
+    if (old !== undefined) for (const f of this.fieldIndexes.values()) f.remove(slot, old);
     this.slotToId[slot] = undefined;
     this.idToSlot.delete(id);
     this.index.remove(slot);
   }
 
-  private indexPoint(id: PointId, vector: Float32Array, payload: Payload | undefined): void {
-    this.unindex(id);
+  private indexPoint(id: PointId, vector: Float32Array, payload: string | null, before?: PayloadsBefore): void {
+    this.unindex(id, before);
     const slot = this.index.add(vector);
     this.idToSlot.set(id, slot);
     this.slotToId[slot] = id;
-    this.setPayload(slot, payload);
+    this.indexFields(slot, payload);
+    // A later copy of the id in the same batch replaces this one.
+    before?.set(id, payload);
   }
 
   private open_(): void {
@@ -445,9 +467,10 @@ export class Collection {
       throw new VdbError(ErrorCode.OUT_OF_MEMORY, `collection ${this.name}: ${newer.length} more points would pass the 4 GiB Wasm memory limit of its index (room for ${room}); nothing was written`);
     }
     this.index.reserve(this.index.size + this.index.pending + newer.length);
+    const before = this.payloadsBefore(newer.map((r) => r.id));
     this.store.upsert(this.name, newer, seq, version);
     this.seq = seq;
-    for (const r of newer) this.indexPoint(r.id, r.vector, parsePayload(r.payload));
+    for (const r of newer) this.indexPoint(r.id, r.vector, r.payload, before);
     this.noteChanges(newer.length);
     return { count: newer.length, seq };
   }
@@ -505,9 +528,10 @@ export class Collection {
     const newer = version === 0 ? checked : this.newerThanStored(checked, (id) => id, version);
     if (newer.length === 0) return this.unchanged(seq);
     // Below the horizon no upsert it could hide is still applied: no tombstone.
+    const before = this.payloadsBefore(newer);
     const count = this.store.remove(this.name, newer, seq, version >= this.horizon ? version : 0);
     this.seq = seq;
-    for (const id of newer) this.unindex(id);
+    for (const id of newer) this.unindex(id, before);
     this.noteChanges(count);
     return { count, seq };
   }
@@ -581,13 +605,14 @@ export class Collection {
   detach(ids: PointId[]): void {
     this.open_();
     const checked = ids.map((id, i) => checkId(id, `ids[${i}]`));
+    const before = this.payloadsBefore(checked);
     this.store.transaction(() => {
       this.store.remove(this.name, checked, this.seq + 1);
       this.store.restartSequence(this.name);
     });
     this.seq = 0;
     this.lineage++;
-    for (const id of checked) this.unindex(id);
+    for (const id of checked) this.unindex(id, before);
     this.changes = 0;
     this.snapshot();
   }
@@ -657,8 +682,10 @@ export class Collection {
       const slot = this.idToSlot.get(id);
       if (slot === undefined) continue;
       const p: StoredPoint = { id };
-      if (this.payloads[slot] !== undefined) p.payload = this.payloads[slot];
-      if (opts.withVector !== false) p.vector = this.store.get(this.name, id)!.vector;
+      const row = opts.withVector !== false ? this.store.get(this.name, id)! : { payload: this.store.payloadOf(this.name, id) ?? null, vector: undefined };
+      const payload = parsePayload(row.payload);
+      if (payload !== undefined) p.payload = payload;
+      if (row.vector) p.vector = row.vector;
       out.push(p);
     }
     return out;
@@ -669,13 +696,15 @@ export class Collection {
     return this.idToSlot.size;
   }
 
-  /** The slots whose payload passes the filter, using field indexes when they apply. */
+  /** The slots whose payload passes the filter. A conjunction of terms all on
+   * indexed fields is answered from the indexes alone; otherwise the payloads
+   * are read from SQLite: those of the smallest indexed term's candidates one by
+   * one, or all of them in one scan when no term is indexed or the candidates
+   * are many (docs/filters.md). */
   private allowed(filter: Filter): AllowSet {
     const f = compileFilter(filter);
     const allow = new AllowSet(this.index.slots);
     const bits = allow.bits; // sized for every slot: set bits directly, no per-slot checks
-    const ids = this.slotToId;
-    const payloads = this.payloads;
     // Each indexed term's candidates, as value groups and their total size.
     const served = f.terms.flatMap((t) => {
       const idx = this.fieldIndexes.get(t.path);
@@ -683,17 +712,33 @@ export class Collection {
       const groups = idx.groups(t);
       return [{ groups, size: groups.reduce((n, g) => n + g.size, 0) }];
     });
-    // A filter that is exactly one indexed term: its groups are the answer.
-    if (f.exact && f.terms.length === 1 && served.length === 1) {
-      for (const g of served[0].groups) for (const s of g) bits[s >>> 5] |= 1 << (s & 31);
+    const mark = (into: Uint32Array, groups: Set<number>[]) => {
+      for (const g of groups) for (const s of g) into[s >>> 5] |= 1 << (s & 31);
+    };
+    if (f.exact && served.length > 0 && served.length === f.terms.length) {
+      mark(bits, served[0].groups);
+      for (const term of served.slice(1)) {
+        const other = new Uint32Array(bits.length);
+        mark(other, term.groups);
+        for (let i = 0; i < bits.length; i++) bits[i] &= other[i];
+      }
       return allow;
     }
-    const pass = (s: number) => { if (ids[s] !== undefined && f.test(payloads[s])) bits[s >>> 5] |= 1 << (s & 31); };
-    if (served.length > 0) {
-      const best = served.reduce((a, b) => (b.size < a.size ? b : a));
-      for (const g of best.groups) for (const s of g) pass(s);
-    } else {
-      for (let s = 0; s < ids.length; s++) pass(s);
+    const best = served.length === 0 ? undefined : served.reduce((a, b) => (b.size < a.size ? b : a));
+    if (best && best.size * 4 <= this.idToSlot.size) {
+      const ids = this.slotToId;
+      for (const g of best.groups) {
+        for (const s of g) {
+          if ((bits[s >>> 5] & (1 << (s & 31))) !== 0 || ids[s] === undefined) continue;
+          if (f.test(readPayload(this.store.payloadOf(this.name, ids[s]!)))) bits[s >>> 5] |= 1 << (s & 31);
+        }
+      }
+      return allow;
+    }
+    for (const { id, payload } of this.store.payloads(this.name)) {
+      if (!f.test(readPayload(payload))) continue;
+      const s = this.idToSlot.get(id)!;
+      bits[s >>> 5] |= 1 << (s & 31);
     }
     return allow;
   }
@@ -717,7 +762,8 @@ export class Collection {
     for (let i = 0; i < res.ids.length; i++) {
       const slot = res.ids[i];
       const hit: Hit = { id: this.slotToId[slot]!, score: this.score(res.distances[i]) };
-      if (opts.withPayload && this.payloads[slot] !== undefined) hit.payload = this.payloads[slot];
+      const payload = opts.withPayload ? parsePayload(this.store.payloadOf(this.name, hit.id)) : undefined;
+      if (payload !== undefined) hit.payload = payload;
       hits.push(hit);
     }
     return hits;

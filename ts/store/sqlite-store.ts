@@ -128,6 +128,7 @@ export class Store {
       count: p('SELECT count(*) AS n FROM points WHERE collection = ?'),
       all: p('SELECT id, vector, payload FROM points WHERE collection = ?'),
       payloads: p('SELECT id, payload FROM points WHERE collection = ?'),
+      payloadOf: p('SELECT payload FROM points WHERE collection = ? AND id = ?'),
       newer: p('SELECT id, vector, payload FROM points WHERE collection = ? AND seq > ?'),
       tombstonesNewer: p('SELECT id FROM tombstones WHERE collection = ? AND seq > ? ORDER BY seq'),
       scrollFirst: p('SELECT id, vector, payload FROM points WHERE collection = ? ORDER BY id LIMIT ?'),
@@ -353,6 +354,11 @@ export class Store {
 
   *payloads(collection: string): IterableIterator<{ id: PointId; payload: string | null }> {
     yield* this.st.payloads.iterate(collection) as IterableIterator<{ id: PointId; payload: string | null }>;
+  }
+
+  /** The stored payload JSON of one point: null without one, undefined without the point. */
+  payloadOf(collection: string, id: PointId): string | null | undefined {
+    return (this.st.payloadOf.get(collection, id) as { payload: string | null } | undefined)?.payload;
   }
 
   *newerThan(collection: string, seq: number): IterableIterator<StoredPoint> {

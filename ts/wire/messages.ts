@@ -26,6 +26,8 @@ export const WIRE_LIMITS = {
   replicas: 16,
   ...HNSW_LIMITS,
   nprobe: SHARDS_MAX,
+  /** Payload fields a collection indexes. */
+  payloadIndexes: 64,
 } as const;
 
 export const METRICS: readonly Metric[] = ['l2', 'ip', 'cosine'];
@@ -67,6 +69,8 @@ export interface CreateCollectionRequest {
   hnsw: HnswParams;
   /** 8-bit codes in every replica's index (docs/collection.md); absent: float vectors. */
   quantization?: Quantization;
+  /** Payload fields whose values are indexed in memory for filters; absent: none. */
+  payloadIndexes?: string[];
 }
 
 /** `collections.drop` and `describe`. */
@@ -270,8 +274,25 @@ export function validateCreateCollection(body: unknown): CreateCollectionRequest
     const efc = get(hm, 'efConstruction');
     if (efc !== undefined) hnsw.efConstruction = integer(efc, 'hnsw.efConstruction', 1, WIRE_LIMITS.efConstruction, ErrorCode.INVALID_ARGUMENT);
   }
+  const req: CreateCollectionRequest = { name, dim, metric, partitioner, replicas, hnsw };
   const quantization = checkQuantization(get(o, 'quantization'));
-  return quantization ? { name, dim, metric, partitioner, replicas, hnsw, quantization } : { name, dim, metric, partitioner, replicas, hnsw };
+  if (quantization) req.quantization = quantization;
+  const pi = get(o, 'payloadIndexes');
+  if (pi !== undefined) req.payloadIndexes = payloadIndexes(pi);
+  return req;
+}
+
+/** Distinct dotted payload paths, as a filter names them. */
+function payloadIndexes(x: unknown): string[] {
+  if (!Array.isArray(x) || x.length > WIRE_LIMITS.payloadIndexes) {
+    fail(ErrorCode.INVALID_ARGUMENT, 'payloadIndexes', `expected an array of at most ${WIRE_LIMITS.payloadIndexes} payload field paths, got ${describe(x)}`);
+  }
+  x.forEach((f, i) => {
+    if (typeof f !== 'string' || f === '' || f.startsWith('$') || f.split('.').includes('')) {
+      fail(ErrorCode.INVALID_ARGUMENT, `payloadIndexes[${i}]`, `expected a payload field path (dotted, no empty segment, not starting with $), got ${describe(f)}`);
+    }
+  });
+  return [...new Set(x as string[])];
 }
 
 export function validateDropCollection(body: unknown): NameRequest {
