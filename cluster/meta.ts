@@ -140,6 +140,8 @@ export function nextShardMap(map: ShardMap, patch: Partial<ShardMap>): ShardMap 
 
 /** How long a process waits at start for JetStream to answer. */
 export const START_TIMEOUT_MS = 60_000;
+/** How long opening waits for the watches' first delivery before going on without it. */
+const WATCH_LOAD_MS = 5000;
 
 /**
  * Runs `fn` again while JetStream does not answer yet: a NATS cluster that has
@@ -191,8 +193,15 @@ export class Meta {
     const kv = (kind: 'collections' | 'shardmap' | 'members' | 'leases') =>
       whileJetStreamStarts(() => js.views.kv(n.bucket(kind), { history: 1, replicas }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
     const meta = new Meta(replicas, await kv('collections'), await kv('shardmap'), await kv('members'), await kv('leases'));
-    const members = await whileJetStreamStarts(() => meta.members.watch(), opts.startTimeoutMs ?? START_TIMEOUT_MS);
-    const collections = await whileJetStreamStarts(() => meta.collections.watch(), opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    // Opened once both watches have delivered what the buckets hold: a process
+    // that looks for live peers right after start (a new replica choosing to
+    // copy rather than replay) must see them.
+    let initialized = 0;
+    let ready: () => void = () => undefined;
+    const loaded = new Promise<void>((resolve) => { ready = resolve; });
+    const initializedFn = () => { if (++initialized === 2) ready(); };
+    const members = await whileJetStreamStarts(() => meta.members.watch({ initializedFn }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
+    const collections = await whileJetStreamStarts(() => meta.collections.watch({ initializedFn }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
     meta.watches.push(members, collections);
     void (async () => {
       for await (const e of members) {
@@ -205,6 +214,10 @@ export class Meta {
         if (e.operation === 'PUT') meta.names.add(e.key); else meta.names.delete(e.key);
       }
     })();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([loaded, new Promise<void>((resolve) => { timer = setTimeout(resolve, WATCH_LOAD_MS); })]);
+    clearTimeout(timer);
+    await new Promise((resolve) => setImmediate(resolve)); // the loops above take what was delivered
     return meta;
   }
 

@@ -52,7 +52,13 @@ describe('SQ8 in a cluster', () => {
     };
     expect(await recall(1000)).toBeGreaterThanOrEqual(0.9);
 
-    // A wiped replica starts empty and copies the shard (index snapshot included) from its peer.
+    // A wiped replica starts empty and copies the shard (index snapshot included)
+    // from a peer whose heartbeat shows it holds the shard: wait for that heartbeat.
+    await waitFor('shard-1 reported at the log end', async () => {
+      const st = await cl!.client.status() as { collections: { name: string; shards: { logSeq: number; replicas: { member: string; applied: number }[] }[] }[] };
+      const sh = st.collections.find((c) => c.name === 'q')!.shards[0];
+      return sh.logSeq > 0 && sh.replicas.find((r) => r.member === 'shard-1')?.applied === sh.logSeq ? true : undefined;
+    }, 30_000);
     await cl.kill('shard-0', 'SIGTERM');
     rmSync(join(cl.dir, 'shard-0'), { recursive: true, force: true });
     await cl.client.upsert('q', points(1000, N));
