@@ -20,6 +20,7 @@ import type { Partitioner } from '../ts/partition/index.js';
 import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
+import { keepWatching } from './watch.js';
 import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, shardKey, whileJetStreamStarts } from './meta.js';
 import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
@@ -112,16 +113,17 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   // at once: a split waits for every coordinator to have seen its fence.
   const changes = new Map<string, number>();
   let beatNow: () => void = () => undefined; // the heartbeat, once the process is registered
-  const watches = [await meta.collections.watch(), await meta.shardmaps.watch()];
-  for (const w of watches) {
-    void (async () => {
-      for await (const e of w) {
-        changes.set(e.key, (changes.get(e.key) ?? 0) + 1);
-        cache.delete(e.key);
-        beatNow();
-      }
-    })();
-  }
+  const changed = (key: string) => {
+    changes.set(key, (changes.get(key) ?? 0) + 1);
+    cache.delete(key);
+    beatNow();
+  };
+  // A watch opened again may have missed changes: nothing cached is trusted.
+  const forgetAll = () => { for (const key of new Set([...cache.keys(), ...changes.keys()])) changed(key); };
+  const watches = [
+    keepWatching(meta.collections, n.bucket('collections'), (e) => changed(e.key), forgetAll),
+    keepWatching(meta.shardmaps, n.bucket('shardmap'), (e) => changed(e.key), forgetAll),
+  ];
 
   async function known(name: string): Promise<Known> {
     checkCollectionName(name, 'collection');

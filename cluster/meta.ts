@@ -11,6 +11,8 @@ import type { Metric, Quantization } from '../ts/core/wasm-index.js';
 import type { PartitionerJSON } from '../ts/partition/index.js';
 import type { Names } from './subjects.js';
 import type { Room, Disk, Limits } from './capacity.js';
+import { keepWatching } from './watch.js';
+import type { KeptWatch } from './watch.js';
 
 export interface CollectionMeta {
   name: string;
@@ -69,6 +71,8 @@ export interface Member {
   /** For a shard process: shards it serves that stopped applying their log (a
    * storage fault), with the reason; they answer no reads and are replaced. */
   failed?: Record<string, string>;
+  /** For a shard process: index bytes of each shard it serves (the balancer weighs replicas by it). */
+  memory?: Record<string, number>;
   /** For a shard process: searches each shard answered since the process opened it (the balancer derives a rate). */
   searches?: Record<string, number>;
   /** For a shard process: log entries each shard skipped (refused by every replica alike). */
@@ -140,6 +144,8 @@ export function nextShardMap(map: ShardMap, patch: Partial<ShardMap>): ShardMap 
 
 /** How long a process waits at start for JetStream to answer. */
 export const START_TIMEOUT_MS = 60_000;
+/** A members watch that delivered nothing for this long while heartbeats were written is reopened. */
+const STALE_WATCH_MS = 10 * HEARTBEAT_MS;
 /** How long opening waits for the watches' first delivery before going on without it. */
 const WATCH_LOAD_MS = 5000;
 
@@ -175,6 +181,7 @@ export class Meta {
   private readonly seen = new Map<string, Member>();
   private readonly names = new Set<string>();
   private readonly watches: { stop(): void }[] = [];
+  private memberWatch?: KeptWatch;
 
   private constructor(
     /** Replicas of the KV buckets and the write logs (see jetstreamReplicas). */
@@ -196,28 +203,20 @@ export class Meta {
     // Opened once both watches have delivered what the buckets hold: a process
     // that looks for live peers right after start (a new replica choosing to
     // copy rather than replay) must see them.
-    let initialized = 0;
-    let ready: () => void = () => undefined;
-    const loaded = new Promise<void>((resolve) => { ready = resolve; });
-    const initializedFn = () => { if (++initialized === 2) ready(); };
-    const members = await whileJetStreamStarts(() => meta.members.watch({ initializedFn }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
-    const collections = await whileJetStreamStarts(() => meta.collections.watch({ initializedFn }), opts.startTimeoutMs ?? START_TIMEOUT_MS);
-    meta.watches.push(members, collections);
-    void (async () => {
-      for await (const e of members) {
-        const m = dec<Member>(e);
-        if (m) meta.seen.set(e.key, m); else meta.seen.delete(e.key);
-      }
-    })();
-    void (async () => {
-      for await (const e of collections) {
-        if (e.operation === 'PUT') meta.names.add(e.key); else meta.names.delete(e.key);
-      }
-    })();
+    const forget = <T>(known: Map<string, T> | Set<string>) => (present: Set<string>) => {
+      for (const k of [...known.keys()]) if (!present.has(k)) known.delete(k);
+    };
+    meta.memberWatch = keepWatching(meta.members, n.bucket('members'), (e) => {
+      const m = dec<Member>(e);
+      if (m) meta.seen.set(e.key, m); else meta.seen.delete(e.key);
+    }, forget(meta.seen));
+    const collections = keepWatching(meta.collections, n.bucket('collections'), (e) => {
+      if (e.operation === 'PUT') meta.names.add(e.key); else meta.names.delete(e.key);
+    }, forget(meta.names));
+    meta.watches.push(meta.memberWatch, collections);
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([loaded, new Promise<void>((resolve) => { timer = setTimeout(resolve, WATCH_LOAD_MS); })]);
+    await Promise.race([Promise.all([meta.memberWatch.ready, collections.ready]), new Promise<void>((resolve) => { timer = setTimeout(resolve, WATCH_LOAD_MS); })]);
     clearTimeout(timer);
-    await new Promise((resolve) => setImmediate(resolve)); // the loops above take what was delivered
     return meta;
   }
 
@@ -286,6 +285,10 @@ export class Meta {
 
   async heartbeat(m: Omit<Member, 'heartbeat'>): Promise<void> {
     await this.members.put(m.name, enc({ ...m, heartbeat: Date.now() }));
+    // Every member's heartbeat, this one's included, passes through the watch:
+    // a watch that delivered nothing for long has stopped without saying so.
+    const w = this.memberWatch;
+    if (w && Date.now() - w.lastDelivery > STALE_WATCH_MS) w.restart(`nothing delivered for ${Date.now() - w.lastDelivery} ms while heartbeats were written`);
   }
 
   async leave(name: string): Promise<void> {

@@ -12,6 +12,7 @@ import type { OpenOptions } from '../ts/collection.js';
 import { checkCollectionName } from '../ts/validate.js';
 import { partitionerFromJSON } from '../ts/partition/index.js';
 import { VdbError, ErrorCode } from '../ts/errors.js';
+import { keepWatching, listKeys } from './watch.js';
 import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, shardKey, storeName, parseStoreName, whileJetStreamStarts } from './meta.js';
 import type { CollectionMeta, ShardMap } from './meta.js';
 import { names } from './subjects.js';
@@ -108,6 +109,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       points: Object.fromEntries([...stats].map(([k, st]) => [k, st.points])),
       failed: Object.fromEntries([...served].filter(([, sh]) => sh.failed).map(([k, sh]) => [k, sh.failed!])),
       skipped: Object.fromEntries([...stats].map(([k, st]) => [k, st.skipped])),
+      memory: Object.fromEntries([...stats].map(([k, st]) => [k, st.indexBytes])),
       searches: Object.fromEntries([...served].map(([k, sh]) => [k, sh.searches])),
       // Taken with `shards` above, so a coordinator counts its writes past that sequence against this room.
       room: Object.fromEntries([...served].flatMap(([k, sh]) => { const r = roomOf(sh); return r ? [[k, r]] : []; })),
@@ -289,7 +291,7 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
   // Before serving anything: the stores of collections dropped while this process was away go.
   chain = chain.then(async () => {
     const maps = new Map<string, ShardMap>();
-    for await (const k of await meta.shardmaps.keys()) {
+    for (const k of await listKeys(jsm, n.bucket('shardmap'))) {
       const m = await meta.shardMap(k);
       if (m) maps.set(k, m);
     }
@@ -304,16 +306,15 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     assign(key, map);
   };
   const parse = (e: KvEntry) => (e.operation === 'PUT' ? (JSON.parse(new TextDecoder().decode(e.value)) as ShardMap) : undefined);
-  const watch = await meta.shardmaps.watch();
-  void (async () => {
-    for await (const e of watch) follow(e.key, e.revision, parse(e));
-  })();
+  // A map deleted while no watch was open (it is opened again after an error) is gone now.
+  const watch = keepWatching(meta.shardmaps, n.bucket('shardmap'), (e) => follow(e.key, e.revision, parse(e)), (present) => {
+    for (const [k, last] of seen) if (last.present && !present.has(k)) follow(k, last.revision, undefined);
+  });
   // The watch is edge-triggered: should it miss a change, a periodic look at
   // every map (level-triggered) hands it over all the same.
   const resync = setInterval(() => {
     void (async () => {
-      const listed = new Set<string>();
-      for await (const k of await meta.shardmaps.keys()) listed.add(k);
+      const listed = await listKeys(jsm, n.bucket('shardmap'));
       for (const k of new Set([...listed, ...seen.keys()])) {
         const e = await meta.shardmaps.get(k);
         const last = seen.get(k);
@@ -328,10 +329,9 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     })().catch(() => undefined);
   }, RESYNC_MS);
   // The map comes before the collection entry that commits a create: serve once the entry is there.
-  const created = await meta.collections.watch();
-  void (async () => {
-    for await (const e of created) if (e.operation === 'PUT' && latest.get(e.key)) assign(e.key, latest.get(e.key));
-  })();
+  const created = keepWatching(meta.collections, n.bucket('collections'), (e) => {
+    if (e.operation === 'PUT' && latest.get(e.key)) assign(e.key, latest.get(e.key));
+  }, () => undefined);
 
   return {
     async stop() {

@@ -41,7 +41,7 @@ const ops = {
     const other = await open(a.creds, 'deploy-test-as');
     try {
       const c = new VdbClient(other, { timeoutMs: 5_000 });
-      const count = await c.count(a.collection);
+      const count = await c.count(a.collection, { consistency: 'strong' });
       const upsert = await c.upsert(a.collection, a.points).then(() => 'ok', (e) => e.code);
       return { count, upsert };
     } finally {

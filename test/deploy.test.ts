@@ -139,7 +139,11 @@ describe('a three-host deployment from the files of vdb deploy --tls', () => {
     const live = (st.members as { name: string }[]).length;
     const shards = (st.collections as any[]).find((c) => c.name === COLL)?.shards ?? [];
     const ok = live >= members && shards.length > 0 && shards.every((s: any) => s.replicas.length >= 2 && s.replicas.every((r: any) => r.live && r.lag === 0));
-    return ok ? st : undefined;
+    if (ok) return st;
+    // What is not there yet, for the failure message.
+    const names = (st.members as { name: string }[]).map((m) => m.name).join(' ');
+    const behind = shards.map((s: any) => `${s.shard}@${s.logSeq}: ${s.replicas.map((r: any) => `${r.member} ${r.live ? 'live' : 'down'} lag ${r.lag}`).join(', ')}`).join('; ');
+    throw new Error(`members ${names}; shards ${behind}`);
   }
 
   beforeAll(async () => {

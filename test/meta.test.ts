@@ -17,6 +17,7 @@ import { Meta, addLogStream, newUid, whileJetStreamStarts, nextShardMap, parseSt
 import type { ShardMap } from '../cluster/meta.js';
 import { createCollection, dropCollection, logStreams, planCollection } from '../cluster/collections-admin.js';
 import { names } from '../cluster/subjects.js';
+import { listKeys } from '../cluster/watch.js';
 import { Collection } from '../ts/collection.js';
 import { ErrorCode, VdbError } from '../ts/errors.js';
 
@@ -265,4 +266,17 @@ describe('create and drop', () => {
       }
     });
   }
+});
+
+describe('listKeys', () => {
+  it('lists a bucket\'s keys from its stream (deleted ones too, which read as no value)', async () => {
+    await meta.shardmaps.put('lk-a', new TextEncoder().encode('{}'));
+    await meta.shardmaps.put('lk-b', new TextEncoder().encode('{}'));
+    await meta.shardmaps.delete('lk-b');
+    const keys = await listKeys(jsm, n.bucket('shardmap'));
+    expect(keys.has('lk-a')).toBe(true);
+    expect(keys.has('lk-b')).toBe(true);
+    expect((await meta.shardmaps.get('lk-b'))?.operation).not.toBe('PUT');
+    expect([...keys].every((k) => !k.startsWith('$KV.'))).toBe(true);
+  });
 });
