@@ -179,7 +179,8 @@ ${LIMIT_HELP}`,
   [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--rebalance on|off]
   [--hot-searches 500] [--hot-window-ms 60000] [--max-load-replicas 1] [--version-window-ms 30000] [--log-level L]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
---rebalance: move replicas onto shard processes holding at least two fewer (off by default; drains move regardless);
+--rebalance: move replicas between shard processes to even out their load, weighing points, index memory
+  and searches (on by default; drains move regardless);
 --hot-searches: searches per second per replica that, kept up for --hot-window-ms, give a shard one more
   replica (up to --max-load-replicas more than its collection asks for); below a quarter of it for the
   window, it loses one again (0: off);
@@ -192,7 +193,7 @@ ${AUTH_HELP}
 ${LOG_HELP}
 ${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'off' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       if (o.rebalance !== 'on' && o.rebalance !== 'off') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--rebalance: expected on or off, got ${o.rebalance as string}`);
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;

@@ -8,7 +8,8 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MARGIN, afterStep, planMove, settledLoad, stepMove } from '../cluster/balancer/moves.js';
+import { MARGIN, MIN_GAIN, afterStep, planMove, settledLoad, stepMove } from '../cluster/balancer/moves.js';
+import { FLOOR, replicaWeights, shardLoads } from '../cluster/balancer/weights.js';
 import type { Member, ShardMap } from '../cluster/meta.js';
 
 const member = (name: string, extra: Partial<Member> = {}): Member => ({ name, role: 'shard', pid: 1, heartbeat: Date.now(), ...extra });
@@ -118,6 +119,69 @@ describe('planMove', () => {
       const spread = [...live.keys()].filter((k) => !draining.has(k)).map((k) => load.get(k) ?? 0);
       // A process holding two more than another always has a shard the other lacks, so the plan gets here.
       expect(Math.max(...spread) - Math.min(...spread)).toBeLessThanOrEqual(1);
+    }), { numRuns: 200 });
+  });
+});
+
+describe('weights', () => {
+  const maps = new Map<string, ShardMap>([['big', { epoch: 1, replicas: [['a', 'b']] }], ['small', { epoch: 1, replicas: [['a', 'b'], ['c', 'a']] }]]);
+  it('the average replica weighs 1; a shard larger, fuller or busier than the others weighs more', () => {
+    const live = new Map([
+      ['a', member('a', { points: { 'big/0': 400_000, 'small/0': 10, 'small/1': 10 }, memory: { 'big/0': 800 * 2 ** 20 } })],
+      ['b', member('b', { points: { 'big/0': 400_000, 'small/0': 10 } })],
+      ['c', member('c', { points: { 'small/1': 10 } })],
+    ]);
+    const rates = new Map([['a small/1', 300], ['c small/1', 100]]);
+    const w = replicaWeights(maps, shardLoads(maps, live, (r, k) => rates.get(`${r} ${k}`)));
+    const mean = (2 * w.get('big/0')! + 2 * w.get('small/0')! + 2 * w.get('small/1')!) / 6;
+    expect(mean).toBeCloseTo(1, 9);
+    expect(w.get('big/0')!).toBeGreaterThan(w.get('small/1')!);
+    expect(w.get('small/1')!).toBeGreaterThan(w.get('small/0')!);
+  });
+  it('below the floors every shard weighs 1', () => {
+    const live = new Map(['a', 'b', 'c'].map((m) => [m, member(m, { points: { 'big/0': FLOOR.points - 1, 'small/0': 3 }, memory: { 'small/1': 1000 } })]));
+    const w = replicaWeights(maps, shardLoads(maps, live, () => FLOOR.searches / 2));
+    for (const x of w.values()) expect(x).toBeCloseTo(1, 9);
+  });
+  it('moves the replica that evens the two processes out best, and none that only shifts the imbalance', () => {
+    const live = new Map(['a', 'b', 'c'].map((m) => [m, member(m)]));
+    // a: h (1.5) + m (1.0) = 2.5; c: k (0.5). Moving m makes them 1.5 and 1.5; moving h, 1.0 and 2.0.
+    const uneven = new Map<string, ShardMap>([['h', { epoch: 1, replicas: [['a']] }], ['m', { epoch: 1, replicas: [['a']] }], ['k', { epoch: 1, replicas: [['c']] }]]);
+    const ac = new Map(['a', 'c'].map((m) => [m, member(m)]));
+    expect(planMove(uneven, ac, new Set(), true, new Map([['h/0', 1.5], ['m/0', 1.0], ['k/0', 0.5]]))).toMatchObject({ collection: 'm', from: 'a', to: 'c' });
+    // a: h (1.6) + l0 (0.2); b: l1, l2 (0.2 each); c: empty. By count c takes one; by weight any move gains under MIN_GAIN.
+    const heavy = new Map<string, ShardMap>([['h', { epoch: 1, replicas: [['a']] }], ['l', { epoch: 1, replicas: [['a'], ['b'], ['b']] }]]);
+    expect(planMove(heavy, live, new Set(), true)).toMatchObject({ to: 'c' });
+    expect(planMove(heavy, live, new Set(), true, new Map([['h/0', 1.6], ['l/0', 0.2], ['l/1', 0.2], ['l/2', 0.2]]))).toBeUndefined();
+  });
+  it('with any weights, plan-and-complete ends, keeps replica counts, and leaves no move that gains MIN_GAIN', () => {
+    fc.assert(fc.property(cluster, fc.array(fc.double({ min: 0.05, max: 4, noNaN: true }), { minLength: 18, maxLength: 18 }), (c, ws) => {
+      const maps = build(c);
+      const live = new Map(Array.from({ length: c.procs }, (_, i) => [`p${i}`, member(`p${i}`)]));
+      const weights = new Map<string, number>();
+      let i = 0;
+      for (const [name, m] of maps) m.replicas.forEach((_, s) => weights.set(`${name}/${s}`, ws[i++ % ws.length]));
+      const counts = [...maps.values()].map((m) => m.replicas.map((l) => l.length));
+      let moves = 0;
+      for (;; moves++) {
+        expect(moves).toBeLessThan(500);
+        const p = planMove(maps, live, new Set(), true, weights);
+        if (!p) break;
+        const m = maps.get(p.collection)!;
+        const list = m.replicas[p.shard];
+        expect(list).not.toContain(p.to);
+        m.replicas[p.shard] = afterStep([...list, p.to], { from: p.from, to: p.to, since: 0 }, { kind: 'done', why: '' });
+      }
+      expect([...maps.values()].map((m) => m.replicas.map((l) => l.length))).toEqual(counts);
+      const load = settledLoad(maps, (k) => weights.get(k)!);
+      for (const [name, m] of maps) m.replicas.forEach((list, s) => {
+        const w = weights.get(`${name}/${s}`)!;
+        for (const hi of list) for (const lo of live.keys()) {
+          if (list.includes(lo)) continue;
+          const d = (load.get(hi) ?? 0) - (load.get(lo) ?? 0);
+          expect(d - Math.abs(d - 2 * w)).toBeLessThan(MIN_GAIN);
+        }
+      });
     }), { numRuns: 200 });
   });
 });

@@ -110,7 +110,7 @@ async function settled(live?: Set<string>): Promise<Map_ | undefined> {
 }
 
 beforeAll(async () => {
-  cl = await TestCluster.start({ shards: 2, clientTimeoutMs: 30_000, coordinatorArgs: ['--grace-ms', String(GRACE_MS), '--rebalance', 'on'] });
+  cl = await TestCluster.start({ shards: 2, clientTimeoutMs: 30_000, coordinatorArgs: ['--grace-ms', String(GRACE_MS)] });
   await cl.client.createCollection({ name: C, dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: SHARDS }, replicas: REPLICAS });
   for (let i = 0; i < 10; i++) {
     const pts = newPoints(200);

@@ -124,21 +124,25 @@ class Real {
  */
 async function settle(m: Model, c: ModelCollection): Promise<void> {
   const name = c.schema.name;
-  const map = ((await ok(n.admin('describe'), { name })).shardMap as { replicas: string[][] }).replicas;
+  const shards = ((await ok(n.admin('describe'), { name })).shardMap as { replicas: string[][] }).replicas.length;
   let total = 0;
-  for (const [s, members] of map.entries()) {
+  for (let s = 0; s < shards; s++) {
     const last = (await cl.nc.jetstreamManager().then((jsm) => jsm.streams.info(n.stream(name, s)))).state.last_seq;
-    const live = members.filter((p) => !m.down.has(p));
     let seen: unknown;
-    const counts = await waitFor(`every live replica of ${name}/${s} (${live.join(', ')}) at log sequence ${last}`, async () => {
-      const views = await Promise.all(live.map(async (p) => {
+    // The map is read on every look: the balancer may move a replica meanwhile
+    // (a moved-away replica stops serving the shard; its target joins).
+    const views = await waitFor(`every live replica of ${name}/${s} at log sequence ${last}`, async () => {
+      const map = ((await ok(n.admin('describe'), { name })).shardMap as { replicas: string[][] }).replicas;
+      const live = map[s].filter((p) => !m.down.has(p));
+      const answers = await Promise.all(live.map(async (p) => {
         const reply = await call(n.replica(name, s, p, 'count'), {}).catch((e: Error) => ({ error: { code: 'NO_ANSWER', message: e.message } }));
-        return 'ok' in reply ? reply.ok as { count: number; seq: number } : { member: p, ...reply.error };
+        return 'ok' in reply ? { member: p, ...(reply.ok as { count: number; seq: number }) } : { member: p, ...reply.error };
       }));
-      seen = views;
-      return views.every((v) => 'seq' in v && v.seq >= last) ? views.map((v) => (v as { count: number }).count) : undefined;
+      seen = answers;
+      return answers.every((v) => 'seq' in v && v.seq >= last) ? answers as { member: string; count: number }[] : undefined;
     }, 30_000, 100, () => `last answers: ${JSON.stringify(seen)}\n${cl.logs()}`);
-    if (counts.some((x) => x !== counts[0])) throw new Failure(`${name}/${s}: replicas ${live.join(', ')} at sequence ${last} hold ${counts.join(', ')} points`);
+    const counts = views.map((v) => v.count);
+    if (counts.some((x) => x !== counts[0])) throw new Failure(`${name}/${s}: replicas ${views.map((v) => v.member).join(', ')} at sequence ${last} hold ${counts.join(', ')} points`);
     total += counts[0] ?? 0;
   }
   if (total !== c.points.size) throw new Failure(`${name}: the shards' replicas hold ${total} points, the model ${c.points.size}`);

@@ -33,7 +33,7 @@ export interface BalancerOptions {
 
 export const DEFAULT_BALANCER: BalancerOptions = {
   graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
-  rebalance: false, moveTimeoutMs: 10 * 60_000,
+  rebalance: true, moveTimeoutMs: 10 * 60_000,
   hotSearches: 500, hotWindowMs: 60_000, maxLoadReplicas: 1,
 };
 

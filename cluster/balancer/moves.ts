@@ -12,11 +12,13 @@
 //      once `to` caught up or `from` is past the grace period (then `to` is
 //      its replacement).
 // What starts a move (planMove): a draining process holding a replica, or
-// live shard processes whose replica counts differ by more than one.
+// live shard processes whose weighted loads (weights.ts) a move would bring
+// closer by at least MIN_GAIN average replicas.
 import { shardKey } from '../meta.js';
 import type { Member, ShardMap, ShardMove } from '../meta.js';
 import { dec, leastLoaded } from './context.js';
 import type { BalancerContext, Round } from './context.js';
+import { replicaWeights, shardLoads } from './weights.js';
 
 /** A target this many log entries behind the last sequence counts as caught up (writes keep coming meanwhile). */
 export const MARGIN = 50;
@@ -51,32 +53,37 @@ export function afterStep(list: string[], mv: ShardMove, step: MoveStep): string
 
 export interface PlannedMove { collection: string; shard: number; from: string; to: string; why: string }
 
-/** Replicas each live process will hold once the moves under way are done. */
-export function settledLoad(maps: Map<string, ShardMap>): Map<string, number> {
+/** A move must cut the weighted load between two processes by this much (in average replicas): no moves for noise. */
+export const MIN_GAIN = 0.5;
+
+/** What each live process will hold once the moves under way are done: the sum of `weight` over its replicas (1 each: a count). */
+export function settledLoad(maps: Map<string, ShardMap>, weight: (key: string) => number = () => 1): Map<string, number> {
   const load = new Map<string, number>();
-  for (const m of maps.values()) {
+  const add = (r: string, w: number) => load.set(r, (load.get(r) ?? 0) + w);
+  for (const [name, m] of maps) {
     const leaving = (s: number) => m.moves?.[s]?.from;
-    m.replicas.forEach((list, s) => { for (const r of list) if (r !== leaving(s)) load.set(r, (load.get(r) ?? 0) + 1); });
-    for (const r of m.split?.replicas ?? []) load.set(r, (load.get(r) ?? 0) + 1);
+    m.replicas.forEach((list, s) => { for (const r of list) if (r !== leaving(s)) add(r, weight(shardKey(name, s))); });
+    for (const r of m.split?.replicas ?? []) add(r, 1);
   }
   return load;
 }
 
 /**
- * The next move to start, or none: first a replica off a draining process,
- * then from the process holding the most replicas to one holding at least two
- * fewer. Only shards with no move, every replica live and not failed, of a
- * collection with no split under way, move; the target never holds the shard.
+ * The next move to start, or none: first a replica off a draining process;
+ * then, with `rebalance`, the replica whose move from a heavier process to a
+ * lighter one (by `weights`, weights.ts; 1 each when absent) cuts the
+ * difference between them the most, if by at least MIN_GAIN. Only shards with
+ * no move, every replica live and not failed, of a collection with no split
+ * under way, move; the target never holds the shard.
  */
-export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>, draining: Set<string>, rebalance: boolean): PlannedMove | undefined {
-  const load = settledLoad(maps);
-  const round = { live, load, draining };
-  const movable: { collection: string; shard: number; list: string[] }[] = [];
+export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>, draining: Set<string>, rebalance: boolean, weights?: Map<string, number>): PlannedMove | undefined {
+  const round = { live, load: settledLoad(maps), draining };
+  const movable: { collection: string; shard: number; list: string[]; weight: number }[] = [];
   for (const [collection, m] of [...maps].sort(([a], [b]) => a.localeCompare(b))) {
     if (m.split || m.retain?.length || m.settle) continue;
     m.replicas.forEach((list, shard) => {
       const healthy = list.every((r) => live.has(r) && !live.get(r)!.failed?.[shardKey(collection, shard)]);
-      if (healthy && !m.moves?.[shard]) movable.push({ collection, shard, list });
+      if (healthy && !m.moves?.[shard]) movable.push({ collection, shard, list, weight: weights?.get(shardKey(collection, shard)) ?? 1 });
     });
   }
   for (const d of [...draining].sort()) {
@@ -88,12 +95,25 @@ export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>,
     }
   }
   if (!rebalance) return undefined;
-  const order = leastLoaded(round, []);
+  const load = settledLoad(maps, (k) => weights?.get(k) ?? 1);
+  const at = (p: string) => load.get(p) ?? 0;
+  const order = leastLoaded(round, []).sort((a, b) => at(a.name) - at(b.name) || a.name.localeCompare(b.name));
+  const fmt = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(2));
   for (const hi of [...order].reverse()) {
     for (const lo of order) {
-      if ((load.get(hi.name) ?? 0) - (load.get(lo.name) ?? 0) <= 1) break;
-      const c = movable.find((x) => x.list.includes(hi.name) && !x.list.includes(lo.name));
-      if (c) return { collection: c.collection, shard: c.shard, from: hi.name, to: lo.name, why: `${hi.name} holds ${load.get(hi.name) ?? 0} replicas, ${lo.name} ${load.get(lo.name) ?? 0}` };
+      const diff = at(hi.name) - at(lo.name);
+      if (diff < MIN_GAIN) break;
+      // Moving weight w turns the difference d into |d − 2w|: the gain is d − |d − 2w|.
+      let best: { c: (typeof movable)[number]; gain: number } | undefined;
+      for (const c of movable) {
+        if (!c.list.includes(hi.name) || c.list.includes(lo.name)) continue;
+        const gain = diff - Math.abs(diff - 2 * c.weight);
+        if (!best || gain > best.gain) best = { c, gain };
+      }
+      if (best && best.gain >= MIN_GAIN) {
+        const unit = weights ? ' (weighted)' : '';
+        return { collection: best.c.collection, shard: best.c.shard, from: hi.name, to: lo.name, why: `${hi.name} holds ${fmt(at(hi.name))} replicas${unit}, ${lo.name} ${fmt(at(lo.name))}` };
+      }
     }
   }
   return undefined;
@@ -131,7 +151,8 @@ export async function stepMoves(ctx: BalancerContext, name: string, round: Round
 export async function startMove(ctx: BalancerContext, maps: Map<string, ShardMap>, round: Round): Promise<void> {
   const under = [...maps.values()].reduce((a, m) => a + Object.keys(m.moves ?? {}).length, 0);
   if (under >= MAX_MOVES) return;
-  const p = planMove(maps, round.live, round.draining, ctx.opts.rebalance);
+  const rate = (r: string, key: string) => ctx.samples.get(`${r} ${key}`)?.rate;
+  const p = planMove(maps, round.live, round.draining, ctx.opts.rebalance, replicaWeights(maps, shardLoads(maps, round.live, rate)));
   if (!p) return;
   const e = await ctx.meta.shardmaps.get(p.collection);
   const now = dec<ShardMap>(e);
