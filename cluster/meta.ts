@@ -69,7 +69,8 @@ export interface Member {
   /** For a shard process: shards it serves that stopped applying their log (a
    * storage fault), with the reason; they answer no reads and are replaced. */
   failed?: Record<string, string>;
-  /** For a shard process: searches each shard answered since the process opened it (the balancer derives a rate). */
+  /** For a shard process: searches each shard answered since the process opened it, by `shardKey`;
+   * for a coordinator: searches it served since it started, by collection. The balancer derives rates. */
   searches?: Record<string, number>;
   /** For a shard process: log entries each shard skipped (refused by every replica alike). */
   skipped?: Record<string, number>;
