@@ -16,6 +16,7 @@ const PROCESS_TESTS = [
   'test/moves.test.ts',
   'test/elastic.test.ts',
   'test/elastic-load.test.ts',
+  'test/load-split.test.ts',
   'test/model.test.ts',
   'test/security.test.ts',
   'test/demo.test.ts',

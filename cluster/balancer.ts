@@ -3,7 +3,8 @@
 // (balancer/replace.ts), takes a step of a split (balancer/split.ts) and
 // compacts the write logs (balancer/compact.ts); it moves replicas off
 // draining processes and onto emptier ones (balancer/moves.ts) and adds or
-// removes replicas of shards by their search load (balancer/hot.ts). What it
+// removes replicas of shards by their search load (balancer/hot.ts); a split
+// may also be for load (balancer/load-split.ts). What it
 // is doing is kept in the lease, for `status`.
 
 import type { JetStreamClient, JetStreamManager } from 'nats';
@@ -19,6 +20,7 @@ import { compact } from './balancer/compact.js';
 import { startMove, stepMoves } from './balancer/moves.js';
 import { draining } from './balancer/drain.js';
 import { forgetGone, scaleForLoad } from './balancer/hot.js';
+import { forgetLoadSplit, newLoadSplitState } from './balancer/load-split.js';
 
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
@@ -48,7 +50,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
   let done: string[] = [];
   const horizons = new Horizons(js, n, (c) => nextVersion(js, jsm, n, c, meta.replicas), horizonAge(opts.versionWindowMs));
   const ctx: BalancerContext = {
-    meta, js, jsm, request, n, opts, goneSince: new Map(), failedSince: new Map(), samples: new Map(), heat: new Map(),
+    meta, js, jsm, request, n, opts, goneSince: new Map(), failedSince: new Map(), samples: new Map(), heat: new Map(), loadSplit: newLoadSplitState(),
     act(action, line) {
       onAction?.(action);
       log(`balancer ${me}: ${line}`);
@@ -106,6 +108,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
     }
     horizons.keep(new Set(maps.keys()));
     forgetGone(ctx, new Set(maps.keys()));
+    forgetLoadSplit(ctx.loadSplit, new Set(maps.keys()));
     if (!busy) {
       // Planned on the maps as this round left them.
       const fresh = new Map<string, ShardMap>();

@@ -177,7 +177,8 @@ ${LIMIT_HELP}`,
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
   [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--rebalance on|off]
-  [--hot-searches 500] [--hot-window-ms 60000] [--max-load-replicas 1] [--version-window-ms 30000] [--log-level L]
+  [--hot-searches 500] [--hot-window-ms 60000] [--max-load-replicas 1] [--split-searches 1000]
+  [--version-window-ms 30000] [--log-level L]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
 --rebalance: move replicas between shard processes to even out their load, weighing points, index memory
   and searches (on by default; drains move regardless);
@@ -185,7 +186,10 @@ ${LIMIT_HELP}`,
   replica (up to --max-load-replicas more than its collection asks for); below a quarter of it for the
   window, it loses one again (0: off);
 --compact-after: log entries every replica has applied before the log is compacted below them;
---split-at: points that make a hash-partitioned shard split in two (0: never);
+--split-at: points that make a shard split in two (0: never);
+--split-searches: searches per second per replica that, kept up for --hot-window-ms by a shard with all
+  its load replicas and reached by under 75% of its collection's searches (routed: spatial with nprobe,
+  semantic with a label filter), split it in two (0: never); a shard every search reaches never splits for load;
 --version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
   within this long of taking its version; version tombstones live about twice it (at least 1000;
   give every coordinator of a cluster the same value).
@@ -193,7 +197,7 @@ ${AUTH_HELP}
 ${LOG_HELP}
 ${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'split-searches': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       if (o.rebalance !== 'on' && o.rebalance !== 'off') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--rebalance: expected on or off, got ${o.rebalance as string}`);
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;
@@ -201,7 +205,7 @@ ${METRICS_HELP}`,
       logCrashes();
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
-        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), rebalance: o.rebalance === 'on', hotSearches: num('hot-searches'), hotWindowMs: num('hot-window-ms'), maxLoadReplicas: num('max-load-replicas'), versionWindowMs: num('version-window-ms'),
+        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), rebalance: o.rebalance === 'on', hotSearches: num('hot-searches'), hotWindowMs: num('hot-window-ms'), maxLoadReplicas: num('max-load-replicas'), splitSearches: num('split-searches'), versionWindowMs: num('version-window-ms'),
       });
       logger().info('coordinator started');
       await untilSignal(c.stop);

@@ -71,6 +71,8 @@ export interface CoordinatorOptions {
   hotWindowMs?: number;
   /** Balancer: most load replicas a shard gets beyond its collection's count (default 1). */
   maxLoadReplicas?: number;
+  /** Balancer: searches per second per replica, with all its load replicas, that split a routed shard (default 1000; 0: off). */
+  splitSearches?: number;
   /** Versioned writes (spatial, semantic) are acknowledged only if stored within this many ms of taking their version; the same on every coordinator (default 30,000). */
   versionWindowMs?: number;
 }
@@ -90,7 +92,7 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
-  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas })) {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas, splitSearches: opts.splitSearches })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
   const versionWindowMs = opts.versionWindowMs ?? WRITE_IN_TIME_MS;
@@ -107,6 +109,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   const cache = new Map<string, Known>();
   const maxPayload = nc.info?.max_payload ?? 1024 * 1024;
   const requester = new Requester(nc);
+  /** Searches served per collection, for the balancer's load-driven splits (heartbeat `searches`). */
+  const searched = new Map<string, number>();
 
   // Any change to a collection or its shard map drops the cached copy, and is
   // counted so a read that raced with it is not cached. The heartbeat follows
@@ -352,6 +356,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       const t0 = performance.now();
       const k = await known(c);
       const req = validateSearch(body, k.meta);
+      searched.set(c, (searched.get(c) ?? 0) + 1);
       const shardBody = () => shardSearchBody(req, undefined, deadline);
       const read = (answers: ShardAnswer[]) => answers.map((a) => (a.body ? { shard: a.shard, reply: readShardReply(a.body) } : undefined));
       let answers: ShardAnswer[];
@@ -511,7 +516,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     },
   });
 
-  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port, epochs: epochsInUse() }).catch(() => undefined);
+  const beat = () => meta.heartbeat({ name: opts.name, role: 'coordinator', pid: process.pid, metricsPort: metrics.port, epochs: epochsInUse(), searches: Object.fromEntries(searched) }).catch(() => undefined);
   await beat();
   beatNow = () => void beat();
   const timer = setInterval(beat, HEARTBEAT_MS);
@@ -530,6 +535,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     hotSearches: opts.hotSearches ?? DEFAULT_BALANCER.hotSearches,
     hotWindowMs: opts.hotWindowMs ?? DEFAULT_BALANCER.hotWindowMs,
     maxLoadReplicas: opts.maxLoadReplicas ?? DEFAULT_BALANCER.maxLoadReplicas,
+    splitSearches: opts.splitSearches ?? DEFAULT_BALANCER.splitSearches,
     versionWindowMs,
   }, (line) => logger().info(line), counted.balancerAction);
 

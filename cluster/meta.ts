@@ -73,7 +73,8 @@ export interface Member {
   failed?: Record<string, string>;
   /** For a shard process: index bytes of each shard it serves (the balancer weighs replicas by it). */
   memory?: Record<string, number>;
-  /** For a shard process: searches each shard answered since the process opened it (the balancer derives a rate). */
+  /** For a shard process: searches each shard answered since the process opened it, by `shardKey`;
+   * for a coordinator: searches it served since it started, by collection. The balancer derives rates. */
   searches?: Record<string, number>;
   /** For a shard process: log entries each shard skipped (refused by every replica alike). */
   skipped?: Record<string, number>;

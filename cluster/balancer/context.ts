@@ -8,6 +8,7 @@ import type { Meta, Member } from '../meta.js';
 import type { Names } from '../subjects.js';
 import { WRITE_IN_TIME_MS } from '../versions.js';
 import type { Heat, Sample } from './hot.js';
+import type { LoadSplitState } from './load-split.js';
 
 export interface BalancerOptions {
   /** How long a replica may be gone before it is replaced. */
@@ -29,12 +30,14 @@ export interface BalancerOptions {
   hotWindowMs: number;
   /** Most load replicas a shard gets beyond its collection's replica count. */
   maxLoadReplicas: number;
+  /** Load-driven splits (load-split.ts): searches per second per replica that split a shard; 0: off. */
+  splitSearches: number;
 }
 
 export const DEFAULT_BALANCER: BalancerOptions = {
   graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
   rebalance: true, moveTimeoutMs: 10 * 60_000,
-  hotSearches: 500, hotWindowMs: 60_000, maxLoadReplicas: 1,
+  hotSearches: 500, hotWindowMs: 60_000, maxLoadReplicas: 1, splitSearches: 1000,
 };
 
 /** What the balancer does, as `vdb_balancer_actions_total` counts it. */
@@ -61,6 +64,8 @@ export interface BalancerContext {
   samples: Map<string, Sample>;
   /** Since when each shard has been hot or cold, by `shardKey` (hot.ts). */
   heat: Map<string, Heat>;
+  /** Coordinators' search counts and since when shards have been hot enough to split (load-split.ts). */
+  loadSplit: LoadSplitState;
 }
 
 /** One round's view: live shard processes, replicas each holds (updated as the round places more), what waits. */

@@ -1,4 +1,6 @@
-// Splits (docs/cluster.md): a shard past `splitAt` points is split in two.
+// Splits (docs/cluster.md): a shard past `splitAt` points, or searched past
+// `splitSearches` per replica by a routed share of its collection's searches
+// (load-split.ts), is split in two.
 //
 // A split of shard s into a new shard t (the split partitioner is chosen
 // first and carried in the map) goes through the shard map, one
@@ -22,6 +24,7 @@ import { encode } from '../../ts/wire/codec.js';
 import { shardKey, addLogStream } from '../meta.js';
 import type { ShardMap, CollectionMeta } from '../meta.js';
 import { dec, leastLoaded } from './context.js';
+import { loadSplitCandidate } from './load-split.js';
 import type { BalancerContext, Round } from './context.js';
 
 /** A split is fenced when every builder is at most this many entries behind the source log. */
@@ -62,13 +65,18 @@ export async function split(ctx: BalancerContext, name: string, cm: CollectionMe
   }
   const sp = map.split;
   if (!sp) {
-    if (opts.splitAt <= 0) return false;
     const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
-    const s = sizes.indexOf(Math.max(...sizes));
-    if (sizes[s] < opts.splitAt) return false;
+    let s = sizes.indexOf(Math.max(...sizes));
+    let reason = `${sizes[s]} points, past ${opts.splitAt}`;
+    // By size first; else by search load (load-split.ts): the trigger differs, the steps do not.
+    if (opts.splitAt <= 0 || sizes[s] < opts.splitAt) {
+      const hot = loadSplitCandidate(ctx.loadSplit, ctx.samples, opts, name, map, live, meta.live('coordinator'), work);
+      if (!hot) return false;
+      ({ shard: s, reason } = hot);
+    }
     const builders = leastLoaded(round, []).slice(0, cm.replicas).map((m) => m.name);
     if (builders.length < cm.replicas) {
-      work.push(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}; a split needs ${cm.replicas} live shard processes`);
+      work.push(`${name}/${s}: ${reason}; a split needs ${cm.replicas} live shard processes`);
       return false;
     }
     const into = p.shards;
@@ -101,14 +109,14 @@ export async function split(ctx: BalancerContext, name: string, cm: CollectionMe
       // A split that would move almost nothing (one label, shared already) is not worth a shard.
       const moving = sample.filter((pt) => shardOfPoint(next, pt) !== s).length;
       if (moving < sample.length * MIN_MOVED) {
-        work.push(`${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}, but a split would move ${moving} of ${sample.length} sampled points`);
+        work.push(`${name}/${s}: ${reason}, but a split would move ${moving} of ${sample.length} sampled points`);
         return false;
       }
     }
     await jsm.streams.delete(n.stream(name, into)).catch(() => undefined); // left by an abandoned split
     await addLogStream(jsm, n, name, into, meta.replicas);
     await cas({ split: { shard: s, into, replicas: builders, fenced: false, partitioner: next.toJSON() } });
-    act('split_start', `${name}/${s}: ${sizes[s]} points, past ${opts.splitAt}: splitting into ${name}/${into} on ${builders.join(', ')}`);
+    act('split_start', `${name}/${s}: ${reason}: splitting into ${name}/${into} on ${builders.join(', ')}`);
     return true;
   }
   const key = shardKey(name, sp.into);
