@@ -1,14 +1,20 @@
-// npm run bench:elastic -- [--points 100000] [--dim 128] [--searches 300]
+// npm run bench:elastic -- [--points 100000] [--dim 128] [--searches 300] [--only drain|join]
 //
-// What moving a shard replica costs. A private nats-server, a coordinator and
-// two shard processes (child processes from dist/): a collection of one
-// shard, one replica, on `from`, filled with `--points` synthetic vectors
-// (uniform in [0,1)^dim). Then `vdb drain from` (the admin request): the
-// balancer adds `to` to the shard, `to` copies it from `from` (rows and index
-// snapshot) and follows the log, and `from` leaves the map. Reported: the
-// move's time (from the drain request until the map names only `to` with no
-// move under way), the bytes the copy sent (from `to`'s log line), and search
-// latency (k = 10, one at a time) before and during the move.
+// What moving shard replicas costs, in two runs, each with a private
+// nats-server, a coordinator and shard processes (child processes from dist/),
+// and `--points` synthetic vectors (uniform in [0,1)^dim):
+// - drain: a collection of one shard, one replica, on `from`; then `vdb drain
+//   from` (the admin request): the balancer adds `to` to the shard, `to`
+//   copies it from `from` (rows and index snapshot) and follows the log, and
+//   `from` leaves the map. Reported: the move's time (from the drain request
+//   until the map names only `to` with no move under way), the bytes the copy
+//   sent (from `to`'s log line).
+// - join: a collection of 4 shards, 2 replicas, on `p1` and `p2`; then `p3`
+//   starts and rebalancing (on by default) moves replicas onto it. Reported:
+//   the time from its start until it holds its share (2 of the 8 replicas)
+//   with no move under way.
+// Both report search latency (k = 10, one at a time) before and during the
+// moves; a partial search stops the bench.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -30,8 +36,10 @@ const { values: opt } = parseArgs({
     points: { type: 'string', default: '100000' },
     dim: { type: 'string', default: '128' },
     searches: { type: 'string', default: '300' },
+    only: { type: 'string' },
   },
 });
+if (opt.only !== undefined && opt.only !== 'drain' && opt.only !== 'join') throw new Error(`--only: expected drain or join, got ${opt.only}`);
 const points = intOption('points', opt.points);
 const dim = intOption('dim', opt.dim);
 const searches = intOption('searches', opt.searches);
@@ -54,35 +62,53 @@ async function stop(p: ChildProcess): Promise<void> {
   await done;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'vdb-elastic-'));
-const creds = openCredentials(join(dir, 'credentials'), 'vdb');
-const nats = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal } });
-const nc = await connectNats(nats.url, 'vdb-bench-elastic', { creds: creds.internal });
-const coord = start('coordinator', nats.url, creds.internal, 'c-0', []);
-const from = start('shard', nats.url, creds.internal, 'from', ['--data', join(dir, 'from')]);
-const toLines: string[] = [];
-let to: ChildProcess | undefined;
-try {
-  const client = new VdbClient(nc, { timeoutMs: 60_000 });
-  const c = 'elastic';
+type Phases = { before: number[]; during: number[] };
+
+/** A private cluster: nats-server, a coordinator, shard processes started on demand. */
+async function cluster(run: (c: { client: VdbClient; shard: (name: string, lines?: string[]) => ChildProcess }) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'vdb-elastic-'));
+  const creds = openCredentials(join(dir, 'credentials'), 'vdb');
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal } });
+  const nc = await connectNats(nats.url, 'vdb-bench-elastic', { creds: creds.internal });
+  const procs: ChildProcess[] = [start('coordinator', nats.url, creds.internal, 'c-0', [])];
+  try {
+    await run({
+      client: new VdbClient(nc, { timeoutMs: 60_000 }),
+      shard: (name, lines) => {
+        const p = start('shard', nats.url, creds.internal, name, ['--data', join(dir, name)], lines);
+        procs.push(p);
+        return p;
+      },
+    });
+  } finally {
+    await Promise.all(procs.map(stop));
+    await nc.close();
+    await nats.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Creates collection `c` (retrying while processes start) and fills it with `points` vectors. */
+async function fill(client: VdbClient, c: string, shards: number, replicas: number, vec: () => number[]): Promise<void> {
   for (;;) {
     try {
-      await client.createCollection({ name: c, dim, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+      await client.createCollection({ name: c, dim, metric: 'l2', partitioner: { kind: 'hash', shards }, replicas });
       break;
     } catch {
       await sleep(200); // processes still starting
     }
   }
-  const rand = mulberry32(dim);
-  const vec = () => Array.from({ length: dim }, () => rand());
-  const show = progress(`filling ${points} points of dim ${dim}`);
+  const show = progress(`${c}: filling ${points} points of dim ${dim} (${shards} shards, ${replicas} replicas)`);
   for (let i = 0; i < points; i += 1000) {
     await client.upsert(c, Array.from({ length: Math.min(1000, points - i) }, (_, j) => ({ id: i + j, vector: vec() })));
     show(`${Math.min(points, i + 1000)}/${points}`);
   }
   show(`${points}/${points}`, true);
   while ((await client.count(c, { consistency: 'strong' })) < points) await sleep(500);
+}
 
+/** Search latencies: `searches` before `act`, then as many as fit until `done` says the moves are over. */
+async function measure(client: VdbClient, c: string, vec: () => number[], act: () => Promise<void>, done: () => Promise<boolean>): Promise<Phases & { seconds: number }> {
   const search = async (): Promise<number> => {
     const t0 = performance.now();
     const r = await client.search(c, vec(), { k: 10 });
@@ -91,38 +117,66 @@ try {
   };
   const before: number[] = [];
   for (let i = 0; i < searches; i++) before.push(await search());
-
-  to = start('shard', nats.url, creds.internal, 'to', ['--data', join(dir, 'to')], toLines);
-  while (!((await client.status()).members as { name: string }[]).some((m) => m.name === 'to')) await sleep(100);
   const t0 = performance.now();
-  await client.drain('from');
+  await act();
   const during: number[] = [];
-  let moved = false;
+  let over = false;
   const watcher = (async () => {
-    for (;;) {
-      const m = (await client.describe(c)).shardMap as { replicas: string[][]; moves?: object };
-      if (!m.moves && m.replicas[0].length === 1 && m.replicas[0][0] === 'to') return;
-      await sleep(50);
-    }
-  })().then(() => { moved = true; });
-  while (!moved) during.push(await search());
+    while (!(await done())) await sleep(50);
+  })().then(() => { over = true; });
+  while (!over) during.push(await search());
   await watcher;
-  const seconds = (performance.now() - t0) / 1000;
-  const copied = toLines.map((l) => /\((\d+) bytes in (\d+) ms\)/.exec(l)).find((m) => m);
   const count = await client.count(c, { consistency: 'strong' });
-  if (count !== points) throw new Error(`after the move the shard holds ${count} points, not ${points}`);
+  if (count !== points) throw new Error(`after the moves ${c} holds ${count} points, not ${points}`);
+  return { before, during, seconds: (performance.now() - t0) / 1000 };
+}
 
-  console.log(`\nMoving a shard replica of ${points.toLocaleString('en')} points, dim ${dim} (drain of its only process)`);
-  console.log(`  move: ${seconds.toFixed(1)} s from the drain request to the map naming only the target`);
-  console.log(copied ? `  copy: ${(Number(copied[1]) / 2 ** 20).toFixed(1)} MiB in ${(Number(copied[2]) / 1000).toFixed(1)} s` : '  copy: (no copy line in the target\'s log)');
+function table(p: Phases): void {
   console.log('  search (k = 10)   searches   p50 ms   p99 ms');
-  for (const [what, xs] of [['before the move', before], ['during the move', during]] as const) {
+  for (const [what, xs] of [['before', p.before], ['during', p.during]] as const) {
     console.log(`  ${what.padEnd(17)} ${String(xs.length).padStart(8)} ${pct(xs, 0.5).toFixed(1).padStart(8)} ${pct(xs, 0.99).toFixed(1).padStart(8)}`);
   }
-} finally {
-  await Promise.all([stop(from), stop(coord), ...(to ? [stop(to)] : [])]);
-  await nc.close();
-  await nats.stop();
-  rmSync(dir, { recursive: true, force: true });
+}
+
+const rand = mulberry32(dim);
+const vec = () => Array.from({ length: dim }, () => rand());
+type Map1 = { replicas: string[][]; moves?: object };
+
+if (opt.only !== 'join') {
+  await cluster(async ({ client, shard }) => {
+    const c = 'elastic';
+    shard('from');
+    await fill(client, c, 1, 1, vec);
+    const toLines: string[] = [];
+    shard('to', toLines);
+    while (!((await client.status()).members as { name: string }[]).some((m) => m.name === 'to')) await sleep(100);
+    const r = await measure(client, c, vec, () => client.drain('from').then(() => undefined), async () => {
+      const m = (await client.describe(c)).shardMap as Map1;
+      return !m.moves && m.replicas[0].length === 1 && m.replicas[0][0] === 'to';
+    });
+    const copied = toLines.map((l) => /\((\d+) bytes in (\d+) ms\)/.exec(l)).find((m) => m);
+    console.log(`\nDrain: moving a shard replica of ${points.toLocaleString('en')} points, dim ${dim}, off its only process`);
+    console.log(`  move: ${r.seconds.toFixed(1)} s from the drain request to the map naming only the target`);
+    console.log(copied ? `  copy: ${(Number(copied[1]) / 2 ** 20).toFixed(1)} MiB in ${(Number(copied[2]) / 1000).toFixed(1)} s` : '  copy: (no copy line in the target\'s log)');
+    table(r);
+  });
+}
+
+if (opt.only !== 'drain') {
+  await cluster(async ({ client, shard }) => {
+    const c = 'joined';
+    shard('p1');
+    shard('p2');
+    await fill(client, c, 4, 2, vec);
+    let held = 0;
+    const r = await measure(client, c, vec, async () => { shard('p3'); }, async () => {
+      const m = (await client.describe(c)).shardMap as Map1;
+      held = m.replicas.filter((l) => l.includes('p3')).length;
+      return !m.moves && held >= 2;
+    });
+    console.log(`\nJoin: a third shard process joins two holding ${points.toLocaleString('en')} points, dim ${dim}, in 4 shards × 2 replicas`);
+    console.log(`  share: ${r.seconds.toFixed(1)} s from its start until it holds ${held} of the 8 replicas with no move under way`);
+    table(r);
+  });
 }
 process.exit(0);
