@@ -121,8 +121,9 @@ async function measure(client: VdbClient, c: string, vec: () => number[], act: (
   await act();
   const during: number[] = [];
   let over = false;
+  // A look that fails (a coordinator busy past the timeout) is a look that says "not yet".
   const watcher = (async () => {
-    while (!(await done())) await sleep(50);
+    while (!(await done().catch((e: Error) => { console.error(`  (looking at the map failed: ${e.message})`); return false; }))) await sleep(50);
   })().then(() => { over = true; });
   while (!over) during.push(await search());
   await watcher;

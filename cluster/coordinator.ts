@@ -80,6 +80,8 @@ export interface CoordinatorOptions {
 /** How long a write to a shard being split waits for the split to finish, and how often it looks. */
 const FENCE_WAIT_MS = 15_000;
 const FENCE_POLL_MS = 20;
+/** How often each cached shard map is compared with the stored one (should a watch stall without ending). */
+const RECHECK_MS = 5000;
 
 
 interface Known {
@@ -128,6 +130,15 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     keepWatching(meta.collections, n.bucket('collections'), (e) => changed(e.key), forgetAll),
     keepWatching(meta.shardmaps, n.bucket('shardmap'), (e) => changed(e.key), forgetAll),
   ];
+  // A watch that stalls without ending delivers nothing and says nothing: a
+  // cached map whose epoch or incarnation differs from the stored one goes.
+  const recheck = setInterval(() => {
+    for (const [name, k] of cache) {
+      meta.shardMap(name).then((m) => {
+        if (cache.get(name) === k && (m?.epoch !== k.map.epoch || m?.uid !== k.map.uid)) changed(name);
+      }).catch(() => undefined);
+    }
+  }, RECHECK_MS);
 
   async function known(name: string): Promise<Known> {
     checkCollectionName(name, 'collection');
@@ -542,6 +553,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   return {
     async stop() {
       clearInterval(timer);
+      clearInterval(recheck);
       balancer.stop();
       for (const w of watches) w.stop();
       await meta.leave(opts.name).catch(() => undefined);

@@ -3,6 +3,7 @@
 // meanwhile the process can neither serve nor apply anything. /healthz reports
 // it from the connection's status events.
 
+import { logger } from './log.js';
 import type { NatsConnection } from 'nats';
 
 export interface ConnectionState {
@@ -24,7 +25,11 @@ export function nextConnectionState(s: ConnectionState, event: string, now: numb
 export function trackConnection(nc: NatsConnection): { state(): ConnectionState } {
   let s: ConnectionState = { connected: true, since: Date.now(), disconnects: 0 };
   void (async () => {
-    for await (const st of nc.status()) s = nextConnectionState(s, st.type, Date.now());
+    for await (const st of nc.status()) {
+      s = nextConnectionState(s, st.type, Date.now());
+      // Operators need these in the log: a disconnected process serves nothing.
+      if (st.type === 'disconnect' || st.type === 'reconnect' || st.type === 'error') logger().warn({ nats: st.type, server: String(st.data ?? '') }, `NATS ${st.type}: ${String(st.data ?? '')}`);
+    }
   })();
   return {
     state: () => (nc.isClosed() ? { ...s, connected: false } : s),

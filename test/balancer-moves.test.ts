@@ -8,7 +8,8 @@
 
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { MARGIN, MIN_GAIN, afterStep, planMove, settledLoad, stepMove } from '../cluster/balancer/moves.js';
+import { MARGIN, MIN_GAIN, PLAN_ROUNDS, afterStep, confirmPlan, planMove, settledLoad, stepMove } from '../cluster/balancer/moves.js';
+import type { PlannedMove } from '../cluster/balancer/moves.js';
 import { FLOOR, replicaWeights, shardLoads } from '../cluster/balancer/weights.js';
 import type { Member, ShardMap } from '../cluster/meta.js';
 
@@ -183,5 +184,22 @@ describe('weights', () => {
         }
       });
     }), { numRuns: 200 });
+  });
+});
+
+describe('confirmPlan', () => {
+  const move = (to: string, kind: PlannedMove['kind'] = 'balance'): PlannedMove => ({ collection: 'c', shard: 0, from: 'a', to, why: '', kind });
+  it('a drain starts at once; a move for balance once planned PLAN_ROUNDS rounds in a row; another plan starts the count again', () => {
+    expect(confirmPlan(undefined, move('b', 'drain')).start).toBe(true);
+    let prev: { id: string; rounds: number } | undefined;
+    for (let r = 1; r < PLAN_ROUNDS; r++) {
+      const c = confirmPlan(prev, move('b'));
+      expect(c.start).toBe(false);
+      prev = c.planned;
+    }
+    const other = confirmPlan(prev, move('x'));
+    expect(other).toMatchObject({ start: false, planned: { rounds: 1 } });
+    expect(confirmPlan(prev, move('b'))).toEqual({ start: true });
+    expect(confirmPlan(prev, undefined)).toEqual({ start: false });
   });
 });

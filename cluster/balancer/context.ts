@@ -64,6 +64,8 @@ export interface BalancerContext {
   samples: Map<string, Sample>;
   /** Since when each shard has been hot or cold, by `shardKey` (hot.ts). */
   heat: Map<string, Heat>;
+  /** The move for balance planned in the last rounds, and in how many in a row (moves.ts). */
+  planned?: { id: string; rounds: number };
   /** Coordinators' search counts and since when shards have been hot enough to split (load-split.ts). */
   loadSplit: LoadSplitState;
 }

@@ -51,7 +51,10 @@ export function afterStep(list: string[], mv: ShardMove, step: MoveStep): string
   return list;
 }
 
-export interface PlannedMove { collection: string; shard: number; from: string; to: string; why: string }
+export interface PlannedMove { collection: string; shard: number; from: string; to: string; why: string; kind: 'drain' | 'balance' }
+
+/** A move for balance starts once the same plan came up this many rounds in a row: weights follow the load, and a move copies a whole shard. */
+export const PLAN_ROUNDS = 3;
 
 /** A move must cut the weighted load between two processes by this much (in average replicas): no moves for noise. */
 export const MIN_GAIN = 0.5;
@@ -91,7 +94,7 @@ export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>,
     for (const c of movable) {
       if (!c.list.includes(d)) continue;
       const to = leastLoaded(round, c.list)[0];
-      if (to) return { collection: c.collection, shard: c.shard, from: d, to: to.name, why: `${d} is draining` };
+      if (to) return { collection: c.collection, shard: c.shard, from: d, to: to.name, why: `${d} is draining`, kind: 'drain' };
     }
   }
   if (!rebalance) return undefined;
@@ -112,11 +115,21 @@ export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>,
       }
       if (best && best.gain >= MIN_GAIN) {
         const unit = weights ? ' (weighted)' : '';
-        return { collection: best.c.collection, shard: best.c.shard, from: hi.name, to: lo.name, why: `${hi.name} holds ${fmt(at(hi.name))} replicas${unit}, ${lo.name} ${fmt(at(lo.name))}` };
+        return { collection: best.c.collection, shard: best.c.shard, from: hi.name, to: lo.name, why: `${hi.name} holds ${fmt(at(hi.name))} replicas${unit}, ${lo.name} ${fmt(at(lo.name))}`, kind: 'balance' };
       }
     }
   }
   return undefined;
+}
+
+/** Whether this round's plan starts now (a drain at once; a move for balance
+ * once planned PLAN_ROUNDS rounds in a row), and what to remember of it. */
+export function confirmPlan(prev: { id: string; rounds: number } | undefined, p: PlannedMove | undefined): { start: boolean; planned?: { id: string; rounds: number } } {
+  if (!p) return { start: false };
+  if (p.kind === 'drain') return { start: true };
+  const id = `${shardKey(p.collection, p.shard)} ${p.from} ${p.to}`;
+  const rounds = prev?.id === id ? prev.rounds + 1 : 1;
+  return rounds >= PLAN_ROUNDS ? { start: true } : { start: false, planned: { id, rounds } };
 }
 
 /** Takes a step of each move under way in `name` (one compare-and-set for all of them). */
@@ -153,7 +166,13 @@ export async function startMove(ctx: BalancerContext, maps: Map<string, ShardMap
   if (under >= MAX_MOVES) return;
   const rate = (r: string, key: string) => ctx.samples.get(`${r} ${key}`)?.rate;
   const p = planMove(maps, round.live, round.draining, ctx.opts.rebalance, replicaWeights(maps, shardLoads(maps, round.live, rate)));
+  const c = confirmPlan(ctx.planned, p);
+  ctx.planned = c.planned;
   if (!p) return;
+  if (!c.start) {
+    round.work.push(`${shardKey(p.collection, p.shard)}: to move ${p.from} → ${p.to} (${p.why}) if still so in ${PLAN_ROUNDS - c.planned!.rounds} more rounds`);
+    return;
+  }
   const e = await ctx.meta.shardmaps.get(p.collection);
   const now = dec<ShardMap>(e);
   // Planned from the maps read at the round's start: this round may have changed them.

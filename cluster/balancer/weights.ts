@@ -18,23 +18,24 @@ export interface ShardLoad {
 /** Below these a shard counts as this large or busy: 10,000 points, 16 MiB of index, 10 searches per second. */
 export const FLOOR: ShardLoad = { points: 10_000, memory: 16 * 2 ** 20, searches: 10 };
 
-/** Each shard's load from the heartbeats of its live replicas (the largest a replica reports; `rate` gives a replica's search rate). */
+/** Each shard's load from the heartbeats of its live replicas: the most points and memory a replica reports, and the shard's search rate (`rate` gives a replica's) per replica. */
 export function shardLoads(maps: Map<string, ShardMap>, live: Map<string, Member>, rate: (member: string, key: string) => number | undefined): Map<string, ShardLoad> {
   const loads = new Map<string, ShardLoad>();
   for (const [name, m] of maps) {
     m.replicas.forEach((list, s) => {
       const key = shardKey(name, s);
       const l: ShardLoad = { points: 0, memory: 0, searches: 0 };
-      const rates: number[] = [];
       for (const r of list) {
         const h = live.get(r);
         if (!h) continue;
         l.points = Math.max(l.points, h.points?.[key] ?? 0);
         l.memory = Math.max(l.memory, h.memory?.[key] ?? 0);
-        const x = rate(r, key);
-        if (x !== undefined) rates.push(x);
+        l.searches += rate(r, key) ?? 0;
       }
-      l.searches = rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
+      // The shard's searches shared over its replicas: coordinators may send a
+      // shard's searches to one replica more than another, and a new replica
+      // has no rate yet, but the shard's total is what the replicas share.
+      l.searches /= Math.max(1, list.length);
       loads.set(key, l);
     });
   }
