@@ -1,6 +1,7 @@
 // The balancer (docs/cluster.md): every coordinator runs one, and the one that
 // holds the lease in KV acts. Each round it restores replica counts
-// (balancer/replace.ts), takes a step of a split (balancer/split.ts) and
+// (balancer/replace.ts), takes a step of a split (balancer/split.ts) or a
+// merge (balancer/merge.ts) and
 // compacts the write logs (balancer/compact.ts); it moves replicas off
 // draining processes and onto emptier ones (balancer/moves.ts) and adds or
 // removes replicas of shards by their search load (balancer/hot.ts). What it
@@ -15,6 +16,7 @@ import { dec } from './balancer/context.js';
 import type { BalancerAction, BalancerContext, BalancerOptions, Request, Round } from './balancer/context.js';
 import { replace } from './balancer/replace.js';
 import { split } from './balancer/split.js';
+import { merge } from './balancer/merge.js';
 import { compact } from './balancer/compact.js';
 import { startMove, stepMoves } from './balancer/moves.js';
 import { draining } from './balancer/drain.js';
@@ -23,7 +25,7 @@ import { forgetGone, scaleForLoad } from './balancer/hot.js';
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
 
-/** While a split is under way the balancer looks this often. */
+/** While a split or a merge is under way the balancer looks this often. */
 const BUSY_MS = 100;
 
 export interface BalancerState {
@@ -96,7 +98,7 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       await stepMoves(ctx, name, round);
       await replace(ctx, name, cm.replicas, round);
       await scaleForLoad(ctx, name, cm.replicas, round);
-      if (await split(ctx, name, cm, round)) busy = true;
+      if ((await split(ctx, name, cm, round)) || (await merge(ctx, name, cm, round))) busy = true;
       else {
         await compact(ctx, name, map, round);
         // Not during a split: its new shard's log is not followed yet.

@@ -62,7 +62,7 @@ export async function split(ctx: BalancerContext, name: string, cm: CollectionMe
   }
   const sp = map.split;
   if (!sp) {
-    if (opts.splitAt <= 0) return false;
+    if (opts.splitAt <= 0 || map.merge) return false;
     const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
     const s = sizes.indexOf(Math.max(...sizes));
     if (sizes[s] < opts.splitAt) return false;
