@@ -308,7 +308,7 @@ interface Status {
   collections: { name: string; shards: { shard: number; logSeq: number | null; firstSeq: number | null; count: number | null;
     replicas: { member: string; live: boolean; applied: number | null; lag: number | null; skipped?: number | null; failed?: string }[];
     move?: { from: string; to: string; since: number } }[];
-    merge?: { shard: number; from: number; sealedAt?: number; copied?: number } }[];
+    merge?: { shard: number; from: number; sealedAt?: number; copied?: number; done?: { replicas: string[] } } }[];
   balancer: { holder: string; work: string[]; done: string[] } | null;
   draining?: string[];
 }
@@ -329,7 +329,7 @@ export function formatStatus(st: Status): string {
     }
     const mg = c.merge;
     if (mg) {
-      const step = mg.copied !== undefined ? `copied, shard ${mg.shard} applying up to ${mg.copied}` : mg.sealedAt !== undefined ? `sealed at ${mg.sealedAt}, copying` : 'writes held, sealing';
+      const step = mg.done ? `done, ${mg.done.replicas.join(', ')} still serving shard ${mg.from} for searches routed before` : mg.copied !== undefined ? `copied, shard ${mg.shard} applying up to ${mg.copied}` : mg.sealedAt !== undefined ? `sealed at ${mg.sealedAt}, copying` : 'writes held, sealing';
       out.push(`  merging shard ${mg.from} into shard ${mg.shard}: ${step}`);
     }
   }

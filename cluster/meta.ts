@@ -47,8 +47,10 @@ export interface ShardMap {
    * goes back into `shard`; `fenced` holds writes to `from`; `sealedAt` is
    * `from`'s last log sequence once every coordinator holds them; `copied` is
    * `shard`'s log sequence once all of `from`'s points are appended to it;
-   * `partitioner` is the one the merge leads to. */
-  merge?: { shard: number; from: number; fenced: true; sealedAt?: number; copied?: number; partitioner: PartitionerJSON };
+   * `partitioner` is the one the merge leads to; `done` once the map has it:
+   * `from`'s former replicas serve it until every coordinator routes with
+   * the merged map. */
+  merge?: { shard: number; from: number; fenced: true; sealedAt?: number; copied?: number; partitioner: PartitionerJSON; done?: { replicas: string[]; at: number } };
   /** Replica moves under way, by shard (cluster/balancer/moves.ts): `to` is in the shard's list until `from` leaves it. */
   moves?: Record<number, ShardMove>;
   /** Replicas each shard has for load beyond its collection's count (cluster/balancer/hot.ts). */
@@ -61,7 +63,7 @@ export interface ShardMap {
 
 /** Whether writes to shard `s` wait for the next map: it is being split, or merged away (docs/cluster.md). */
 export function holdsWrites(map: ShardMap, s: number): boolean {
-  return (map.split?.fenced === true && map.split.shard === s) || map.merge?.from === s;
+  return (map.split?.fenced === true && map.split.shard === s) || (map.merge?.from === s && !map.merge.done);
 }
 
 /** A replica of a shard moving from one shard process to another, since a time (ms since the epoch). */

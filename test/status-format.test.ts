@@ -26,6 +26,8 @@ describe('formatStatus', () => {
     expect(at({})).toContain('merging shard 1 into shard 0: writes held, sealing');
     expect(at({ sealedAt: 7 })).toContain('merging shard 1 into shard 0: sealed at 7, copying');
     expect(at({ sealedAt: 7, copied: 12 })).toContain('merging shard 1 into shard 0: copied, shard 0 applying up to 12');
+    expect(formatStatus({ ...base, collections: [{ ...base.collections[0], merge: { shard: 0, from: 1, done: { replicas: ['b'] } } }] }))
+      .toContain('merging shard 1 into shard 0: done, b still serving shard 1 for searches routed before');
     expect(formatStatus(base)).not.toContain('merging');
   });
   it('says when a draining process holds nothing, and nothing of drains or moves when there are none', () => {

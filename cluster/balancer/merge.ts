@@ -12,7 +12,11 @@
 //      JetStream); `copied` = s's sequence after them. Copying again is
 //      harmless: writes to t's ids are held, and the copies are the same;
 //   4. done: once every live replica of s applied `copied`, the map takes the
-//      merged partitioner and loses t's replicas; writes resume; t's log goes.
+//      merged partitioner and loses t's replicas; writes resume. t's former
+//      replicas still serve it (`done`) for searches routed with the old map;
+//   5. once every live coordinator routes with the merged map, and RETIRE_MS
+//      later (searches under way end within their deadline), `merge` goes:
+//      t's replicas stop serving it and drop their copies; t's log goes.
 // Searches stay complete: until step 4 t answers for its ids and the
 // coordinators count only a shard's own ids (hash placement), so s's copies
 // never show twice. If t's log moves past `sealedAt` (a coordinator missed
@@ -105,6 +109,9 @@ export function copyPage(dim: number): number {
   return Math.max(1, Math.min(1000, Math.floor((256 * 1024) / (dim * 4 + 512))));
 }
 
+/** How long t's former replicas serve it after the merged map, at least (a search's deadline is 2 s by default). */
+export const RETIRE_MS = 5000;
+
 /** One step of merging a shard of `name`, or none; true while a merge is under way. */
 export async function merge(ctx: BalancerContext, name: string, cm: CollectionMeta, round: Round): Promise<boolean> {
   const { meta, jsm, n, opts, act } = ctx;
@@ -124,11 +131,22 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
     return true;
   }
   const { shard: s, from: t } = mg;
+  const stale = () => meta.live('coordinator').filter((c) => (c.epochs?.[name] ?? Infinity) < map.epoch).map((c) => c.name);
+  if (mg.done) {
+    const waiting = stale();
+    if (waiting.length || Date.now() - mg.done.at < RETIRE_MS) {
+      work.push(`${name}/${t}: merged; still served by ${mg.done.replicas.join(', ')} until ${waiting.length ? `${waiting.join(', ')} route with the merged map` : 'searches routed before the merge end'}`);
+      return true;
+    }
+    await cas({ merge: undefined });
+    await jsm.streams.delete(n.stream(name, t)).catch(() => undefined);
+    return true;
+  }
   const { state } = await jsm.streams.info(n.stream(name, t));
   if (mg.sealedAt === undefined) {
-    const stale = meta.live('coordinator').filter((c) => (c.epochs?.[name] ?? Infinity) < map.epoch).map((c) => c.name);
-    if (stale.length) {
-      work.push(`${name}/${t} → ${s}: waiting for ${stale.join(', ')} to hold writes`);
+    const waiting = stale();
+    if (waiting.length) {
+      work.push(`${name}/${t} → ${s}: waiting for ${waiting.join(', ')} to hold writes`);
       return true;
     }
     await cas({ merge: { ...mg, sealedAt: state.last_seq } });
@@ -163,8 +181,7 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
     work.push(`${name}/${t} → ${s}: waiting for ${behind.length ? behind.join(', ') : 'a live replica of ' + shardKey(name, s)} to apply sequence ${mg.copied}`);
     return true;
   }
-  await cas({ merge: undefined, partitioner: mg.partitioner, replicas: map.replicas.slice(0, t) });
-  await jsm.streams.delete(n.stream(name, t)).catch(() => undefined);
+  await cas({ merge: { ...mg, done: { replicas: map.replicas[t], at: Date.now() } }, partitioner: mg.partitioner, replicas: map.replicas.slice(0, t) });
   act('merge_done', `${name}/${t}: merged into ${name}/${s}; ${name} has ${t} shards`);
   return true;
 }

@@ -1,0 +1,131 @@
+// Shard merges with real processes (docs/cluster.md, "Merges"): a hash
+// collection of one shard grows past --split-at and splits in two; points are
+// deleted until both shards are under --merge-below, and the balancer merges
+// the new shard back. While it merges a writer keeps upserting and deleting
+// and a searcher runs exact searches: no search is partial, every
+// acknowledged write is there (deleted ids are not), and exact results equal
+// a brute-force search over the acknowledged points.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Point, PointId } from '../ts/collection.js';
+import { gaussian, mulberry32 } from './helpers.js';
+import { TestCluster, sleep, waitFor } from './cluster-helpers.js';
+
+const DIM = 8;
+const g = gaussian(mulberry32(0x3e7));
+const vectors = Array.from({ length: 600 }, () => Float32Array.from({ length: DIM }, () => g()));
+const idOf = (i: number): PointId => (i % 3 ? i : `p${i}`);
+const point = (i: number): Point => ({ id: idOf(i), vector: vectors[i], payload: { i } });
+const queries = Array.from({ length: 8 }, () => Float32Array.from({ length: DIM }, () => g()));
+
+let cl: TestCluster | undefined;
+afterEach(async () => {
+  await cl?.stop();
+  cl = undefined;
+});
+
+interface MapView { replicas: string[][]; merge?: unknown; split?: unknown; retain?: unknown; settle?: unknown }
+const shardMap = async (c: string) => (await cl!.client.describe(c)).shardMap as MapView;
+const done = async () => ((await cl!.client.status()) as { balancer: { done: string[] } | null }).balancer?.done ?? [];
+
+/** The ids of the `k` points nearest to `q` (L2) among `model`, ties by id. */
+function bruteForce(model: Map<PointId, Float32Array>, q: Float32Array, k: number): PointId[] {
+  const d = (v: Float32Array) => v.reduce((s, x, i) => s + (x - q[i]) ** 2, 0);
+  return [...model].map(([id, v]) => ({ id, dist: d(v) })).sort((a, b) => a.dist - b.dist || String(a.id).localeCompare(String(b.id))).slice(0, k).map((h) => h.id);
+}
+
+/** Runs `op` until it is acknowledged: a write refused while held (UNAVAILABLE) is retried, so the model knows its outcome. */
+async function acked<T>(op: () => Promise<T>, failures: string[]): Promise<T> {
+  for (;;) {
+    try {
+      return await op();
+    } catch (e) {
+      failures.push((e as Error).message);
+      await sleep(50);
+    }
+  }
+}
+
+describe('shard merges', () => {
+  it('a hash collection splits past --split-at, then merges back under --merge-below while writes and exact searches go on', async () => {
+    cl = await TestCluster.start({ shards: 2, coordinatorArgs: ['--split-at', '300', '--merge-below', '100', '--hot-window-ms', '1000', '--hot-searches', '1000'] });
+    await cl.client.createCollection({ name: 'm', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+    const model = new Map<PointId, Float32Array>();
+    for (let b = 0; b < 400; b += 100) {
+      const batch = Array.from({ length: 100 }, (_, j) => point(b + j));
+      await cl.client.upsert('m', batch);
+      for (const p of batch) model.set(p.id, p.vector as Float32Array);
+    }
+    await waitFor('the split and its retain settled', async () => {
+      const m = await shardMap('m');
+      return m.replicas.length === 2 && !m.split && !m.retain && !m.settle ? true : undefined;
+    }, 90_000, 200, () => cl!.logs());
+
+    // Down to 50 points, 25 or so on each shard: under --merge-below, so the merge starts once both are cold.
+    const gone = [...model.keys()].slice(50);
+    await cl.client.delete('m', gone);
+    for (const id of gone) model.delete(id);
+
+    // A writer over a pool of 30 more ids (so no shard reaches 100) and a searcher, until the merge is done.
+    const failures: string[] = [];
+    const searches = { done: 0, partial: [] as string[] };
+    let stop = false;
+    const rand = mulberry32(7);
+    const writer = (async () => {
+      while (!stop) {
+        const i = 400 + Math.floor(rand() * 30);
+        const p = point(i);
+        if (model.has(p.id) && rand() < 0.5) {
+          await acked(() => cl!.client.delete('m', [p.id]), failures);
+          model.delete(p.id);
+        } else {
+          const moved = { ...p, vector: vectors[500 + Math.floor(rand() * 100)] };
+          await acked(() => cl!.client.upsert('m', [moved]), failures);
+          model.set(p.id, moved.vector as Float32Array);
+        }
+        await sleep(5);
+      }
+    })();
+    const searcher = (async () => {
+      for (let q = 0; !stop; q++) {
+        const r = await cl!.client.search('m', queries[q % queries.length], { k: 10, exact: true });
+        searches.done++;
+        if (r.partial) searches.partial.push(`missing ${JSON.stringify(r.missing)}`);
+        await sleep(5);
+      }
+    })();
+    try {
+      await waitFor('the merge back into one shard', async () => {
+        const m = await shardMap('m');
+        return m.replicas.length === 1 && !m.merge ? true : undefined;
+      }, 90_000, 200, () => cl!.logs());
+      await sleep(500);
+    } finally {
+      stop = true;
+      await Promise.all([writer, searcher]);
+    }
+    const lines = await done();
+    expect(lines.some((l) => l.includes('m/1: sealed at')), lines.join('\n')).toBe(true);
+    expect(lines.some((l) => l.includes('m/1: merged into m/0')), lines.join('\n')).toBe(true);
+    expect(searches.partial, `searches during the merge were complete\n${cl.logs()}`).toEqual([]);
+    expect(searches.done).toBeGreaterThan(0);
+
+    // Every acknowledged write is there, and nothing deleted: by id, by count and by exact search.
+    const everId = [...Array.from({ length: 430 }, (_, i) => idOf(i))];
+    const got = await cl.client.get('m', everId, { withVector: true, consistency: 'strong' });
+    expect(got.partial).toBe(false);
+    expect(new Set(got.points.map((p) => p.id))).toEqual(new Set(model.keys()));
+    for (const p of got.points) expect(Array.from(p.vector as ArrayLike<number>)).toEqual(Array.from(model.get(p.id)!));
+    expect(await cl.client.count('m', { consistency: 'strong' })).toBe(model.size);
+    for (const q of queries) {
+      const r = await cl.client.search('m', q, { k: 10, exact: true, consistency: 'strong' });
+      expect(r.partial).toBe(false);
+      expect(r.hits.map((h) => h.id)).toEqual(bruteForce(model, q, 10));
+    }
+    // The merged-away shard is served by no process any more.
+    await waitFor('no process serving m/1', async () => {
+      const st = (await cl!.client.status()) as { members: { shards?: Record<string, number> }[] };
+      return st.members.every((m) => m.shards?.['m/1'] === undefined) ? true : undefined;
+    }, 30_000);
+  });
+});
