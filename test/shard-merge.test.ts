@@ -71,15 +71,18 @@ describe('shard merges', () => {
     const searches = { done: 0, partial: [] as string[] };
     let stop = false;
     const rand = mulberry32(7);
+    let writes = 0;
     const writer = (async () => {
       while (!stop) {
         const i = 400 + Math.floor(rand() * 30);
         const p = point(i);
         if (model.has(p.id) && rand() < 0.5) {
+          writes++;
           await acked(() => cl!.client.delete('m', [p.id]), failures);
           model.delete(p.id);
         } else {
           const moved = { ...p, vector: vectors[500 + Math.floor(rand() * 100)] };
+          writes++;
           await acked(() => cl!.client.upsert('m', [moved]), failures);
           model.set(p.id, moved.vector as Float32Array);
         }
@@ -109,6 +112,7 @@ describe('shard merges', () => {
     expect(lines.some((l) => l.includes('m/1: merged into m/0')), lines.join('\n')).toBe(true);
     expect(searches.partial, `searches during the merge were complete\n${cl.logs()}`).toEqual([]);
     expect(searches.done).toBeGreaterThan(0);
+    expect(writes).toBeGreaterThan(0);
 
     // Every acknowledged write is there, and nothing deleted: by id, by count and by exact search.
     const everId = [...Array.from({ length: 430 }, (_, i) => idOf(i))];
