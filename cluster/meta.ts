@@ -49,8 +49,8 @@ export interface ShardMap {
    * `shard`'s log sequence once all of `from`'s points are appended to it;
    * `partitioner` is the one the merge leads to; `done` once the map has it:
    * `from`'s former replicas serve it until every coordinator routes with
-   * the merged map. */
-  merge?: { shard: number; from: number; fenced: true; sealedAt?: number; copied?: number; partitioner: PartitionerJSON; done?: { replicas: string[]; at: number } };
+   * the merged map; `since` when it started (ms since the epoch). */
+  merge?: { shard: number; from: number; fenced: true; since: number; sealedAt?: number; copied?: number; partitioner: PartitionerJSON; done?: { replicas: string[]; at: number } };
   /** Replica moves under way, by shard (cluster/balancer/moves.ts): `to` is in the shard's list until `from` leaves it. */
   moves?: Record<number, ShardMove>;
   /** Replicas each shard has for load beyond its collection's count (cluster/balancer/hot.ts). */

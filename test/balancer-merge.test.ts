@@ -63,7 +63,7 @@ describe('planMerge', () => {
     const base = view();
     const busy: Partial<ShardMap>[] = [
       { split: { shard: 0, into: 3, replicas: ['a'], fenced: false, partitioner: p.split(0).toJSON() } },
-      { merge: { shard: 1, from: 2, fenced: true, partitioner: p.toJSON() } },
+      { merge: { shard: 1, from: 2, fenced: true, since: NOW, partitioner: p.toJSON() } },
       { retain: [1] },
       { settle: { 1: 9 } },
       { moves: { 2: { from: 'c', to: 'a', since: NOW } } },

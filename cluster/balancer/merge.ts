@@ -125,7 +125,7 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
     const p = partitionerFromJSON(map.partitioner ?? cm.partitioner);
     const plan = planMerge({ name, map, p, created: cm.partitioner.shards, live, coldSince: (key) => ctx.heat.get(key)?.coldSince, now: Date.now(), opts });
     if (!plan) return false;
-    await cas({ merge: { ...plan, fenced: true } });
+    await cas({ merge: { ...plan, fenced: true, since: Date.now() } });
     const size = (s: number) => shardPoints(name, s, map.replicas[s], live);
     act('merge_start', `${name}/${plan.from} (${size(plan.from)} points) and ${name}/${plan.shard} (${size(plan.shard)}) under ${opts.mergeBelow} and cold: merging ${name}/${plan.from} into ${name}/${plan.shard}; writes to ${name}/${plan.from} held`);
     return true;
@@ -159,14 +159,21 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
     act('merge_abandon', `${name}/${t}: merge into ${name}/${s} abandoned, the log moved past its seal (${state.last_seq} > ${mg.sealedAt})`);
     return true;
   }
+  // Writes to t are held meanwhile: a merge that cannot go on for the grace period gives up.
+  const giveUp = async (why: string) => {
+    if (Date.now() - mg.since < opts.graceMs) {
+      work.push(`${name}/${t} → ${s}: ${why}`);
+      return true;
+    }
+    await cas({ merge: undefined, retain: [s] });
+    act('merge_abandon', `${name}/${t}: merge into ${name}/${s} abandoned after ${Math.round((Date.now() - mg.since) / 1000)} s: ${why}`);
+    return true;
+  };
   const serving = (r: string, shard: number) => live.has(r) && !live.get(r)!.failed?.[shardKey(name, shard)];
   const applied = (r: string, shard: number) => live.get(r)?.shards?.[shardKey(name, shard)] ?? -1;
   if (mg.copied === undefined) {
     const holder = map.replicas[t].find((r) => serving(r, t) && applied(r, t) >= mg.sealedAt!);
-    if (!holder) {
-      work.push(`${name}/${t} → ${s}: waiting for a live replica of ${name}/${t} that applied sequence ${mg.sealedAt}`);
-      return true;
-    }
+    if (!holder) return giveUp(`no live replica of ${name}/${t} has applied sequence ${mg.sealedAt}`);
     const copied = await copyShard(ctx, name, cm, t, s, holder, mg.sealedAt);
     // The map may have changed meanwhile (a replica replaced): record the copy on whatever it is now.
     const now = await meta.shardmaps.get(name);
@@ -177,8 +184,9 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
   }
   const servingS = map.replicas[s].filter((r) => serving(r, s));
   const behind = servingS.filter((r) => applied(r, s) < mg.copied!);
-  if (servingS.length === 0 || behind.length) {
-    work.push(`${name}/${t} → ${s}: waiting for ${behind.length ? behind.join(', ') : 'a live replica of ' + shardKey(name, s)} to apply sequence ${mg.copied}`);
+  if (servingS.length === 0) return giveUp(`no live replica of ${name}/${s}`);
+  if (behind.length) {
+    work.push(`${name}/${t} → ${s}: waiting for ${behind.join(', ')} to apply sequence ${mg.copied}`);
     return true;
   }
   await cas({ merge: { ...mg, done: { replicas: map.replicas[t], at: Date.now() } }, partitioner: mg.partitioner, replicas: map.replicas.slice(0, t) });
