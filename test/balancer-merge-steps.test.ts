@@ -121,7 +121,9 @@ describe('merge steps', () => {
     expect((await step()).join()).toMatch(/still served by b until searches routed before/);
     expect(f.deleted).toEqual([]);
     vi.setSystemTime(1_000_000 + RETIRE_MS);
+    f.ctx.heat.set('c/1', { coldSince: 0 });
     await step();
+    expect(f.ctx.heat.has('c/1')).toBe(false);
     expect(f.map().merge).toBeUndefined();
     expect(f.deleted).toEqual([n.stream('c', 1)]);
     expect(await merge(f.ctx, 'c', cm, f.round())).toBe(false);

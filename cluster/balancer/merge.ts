@@ -140,6 +140,9 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
     }
     await cas({ merge: undefined });
     await jsm.streams.delete(n.stream(name, t)).catch(() => undefined);
+    // A later split makes a new shard of this number: its heat starts over.
+    ctx.heat.delete(shardKey(name, t));
+    for (const r of mg.done.replicas) ctx.samples.delete(`${r} ${shardKey(name, t)}`);
     return true;
   }
   const { state } = await jsm.streams.info(n.stream(name, t));
