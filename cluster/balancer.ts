@@ -1,11 +1,10 @@
 // The balancer (docs/cluster.md): every coordinator runs one, and the one that
 // holds the lease in KV acts. Each round it restores replica counts
-// (balancer/replace.ts), takes a step of a split (balancer/split.ts) or a
-// merge (balancer/merge.ts) and
-// compacts the write logs (balancer/compact.ts); it moves replicas off
-// draining processes and onto emptier ones (balancer/moves.ts) and adds or
-// removes replicas of shards by their search load (balancer/hot.ts). What it
-// is doing is kept in the lease, for `status`.
+// (balancer/replace.ts), takes a step of a split (balancer/split.ts) or of a
+// merge (balancer/merge.ts) and compacts the write logs (balancer/compact.ts);
+// it moves replicas off draining processes and onto emptier ones
+// (balancer/moves.ts) and adds or removes replicas of shards by their search
+// load (balancer/hot.ts). What it is doing is kept in the lease, for `status`.
 
 import type { JetStreamClient, JetStreamManager } from 'nats';
 import { LEASE_MS } from './meta.js';

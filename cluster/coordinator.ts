@@ -155,8 +155,9 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   }
 
   /** Routes and appends a write with the current shard map. While a split or a
-   * merge holds writes to a shard (meta.ts `holdsWrites`), a write that touches it waits for the next
-   * map, up to FENCE_WAIT_MS. Its epoch stays registered until the append ends. */
+   * merge holds writes to a shard (meta.ts `holdsWrites`), a write that
+   * touches it waits for the next map, up to FENCE_WAIT_MS. Its epoch stays
+   * registered until the append ends. */
   async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
     const until = performance.now() + FENCE_WAIT_MS;
     for (;;) {
