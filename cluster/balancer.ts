@@ -100,8 +100,8 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       if ((await split(ctx, name, cm, round)) || (await merge(ctx, name, cm, round))) busy = true;
       else {
         await compact(ctx, name, map, round);
-        // Not during a split: its new shard's log is not followed yet.
-        const h = needsVersions(map.partitioner ?? cm.partitioner) && !map.split ? await horizons.step(name, map.replicas.length) : undefined;
+        // Not during a split (its new shard's log is not followed yet) nor a merge (a horizon on the sealed log would abandon it).
+        const h = needsVersions(map.partitioner ?? cm.partitioner) && !map.split && !map.merge ? await horizons.step(name, map.replicas.length) : undefined;
         if (h !== undefined) log(`balancer ${me}: ${name}: versions below ${h} settled (a horizon appended to every shard's log)`);
       }
     }

@@ -156,10 +156,12 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** Routes and appends a write with the current shard map. While a split or a
    * merge holds writes to a shard (meta.ts `holdsWrites`), a write that
-   * touches it waits for the next map, up to FENCE_WAIT_MS. Its epoch stays
-   * registered until the append ends. */
-  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
+   * touches it waits for the next map, up to FENCE_WAIT_MS, then `restamp`s
+   * (takes a new version) and plans again. Its epoch stays registered until
+   * the append ends. */
+  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>, restamp?: () => Promise<void>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
     const until = performance.now() + FENCE_WAIT_MS;
+    let held = false;
     for (;;) {
       const k = await known(c);
       const entries = plan(k);
@@ -167,6 +169,13 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
       if (fence !== undefined) {
         if (performance.now() > until) throw new VdbError(ErrorCode.UNAVAILABLE, `shard ${c}/${fence} is being split or merged and takes no writes yet; retry`);
         await new Promise((r) => setTimeout(r, FENCE_POLL_MS));
+        held = true;
+        continue;
+      }
+      // A merge appends copies under a version taken while this write was held: the write must come after them.
+      if (held && restamp) {
+        held = false;
+        await restamp();
         continue;
       }
       const token = { c, epoch: k.map.epoch };
@@ -243,11 +252,14 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** `write` for upserts and deletes: with spatial or semantic placement the
    * request first takes a version its entries carry (`plan` gets `{version}`,
-   * or nothing with hash placement), and is acknowledged only if its appends
-   * ended in time (cluster/versions.ts). */
+   * or nothing with hash placement; a new one after a split or merge held
+   * it), and is acknowledged only if its appends ended in time
+   * (cluster/versions.ts). */
   async function writeVersioned(c: string, plan: (k: Known, version: { version?: number }) => Map<number, LogEntry[]>) {
-    const v = await stamp(needsVersions((await known(c)).p), () => nextVersion(js, jsm, n, c, meta.replicas));
-    const done = await write(c, (k) => plan(k, v.entry));
+    const versioned = needsVersions((await known(c)).p);
+    const take = () => stamp(versioned, () => nextVersion(js, jsm, n, c, meta.replicas));
+    let v = await take();
+    const done = await write(c, (k) => plan(k, v.entry), versioned ? async () => { v = await take(); } : undefined);
     checkInTime(v, undefined, versionWindowMs);
     return done;
   }

@@ -12,7 +12,7 @@ import { holdsWrites, nextShardMap } from '../cluster/meta.js';
 import type { CollectionMeta, Member, ShardMap } from '../cluster/meta.js';
 import { names } from '../cluster/subjects.js';
 import { upsertEntries } from '../cluster/log-entries.js';
-import { HashPartitioner } from '../ts/partition/index.js';
+import { HashPartitioner, SemanticPartitioner } from '../ts/partition/index.js';
 import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
 import type { PointId } from '../ts/validate.js';
 
@@ -22,8 +22,8 @@ const split = new HashPartitioner(1).split(0);
 /** Shard 1's points, on replica `b`. */
 const T_POINTS = Array.from({ length: 2500 }, (_, i) => ({ id: (i % 2 ? i : `p${i}`) as PointId, vector: Float32Array.of(i, -i), payload: i % 3 ? { i } : undefined }));
 
-function fixture() {
-  let map: ShardMap = { epoch: 3, replicas: [['a'], ['b']], partitioner: split.toJSON() };
+function fixture(partitioner: ShardMap['partitioner'] = split.toJSON()) {
+  let map: ShardMap = { epoch: 3, replicas: [['a'], ['b']], partitioner };
   let revision = 1;
   const logs: Record<string, Uint8Array[]> = { [n.stream('c', 0)]: Array(10).fill(new Uint8Array()), [n.stream('c', 1)]: Array(7).fill(new Uint8Array()) };
   const deleted: string[] = [];
@@ -48,6 +48,7 @@ function fixture() {
     },
     js: {
       async publish(subject: string, data: Uint8Array) {
+        if (subject === n.version('c')) return { seq: 41 };
         const stream = subject === n.log('c', 0) ? n.stream('c', 0) : n.stream('c', 1);
         logs[stream].push(data);
         return { seq: logs[stream].length };
@@ -127,6 +128,20 @@ describe('merge steps', () => {
     expect(f.map().merge).toBeUndefined();
     expect(f.deleted).toEqual([n.stream('c', 1)]);
     expect(await merge(f.ctx, 'c', cm, f.round())).toBe(false);
+  });
+
+  it('copies the points of a semantic (versioned) collection under one new version', async () => {
+    const before = new SemanticPartitioner({ shards: 1, field: 'tag' });
+    const f = fixture(before.split(0, new Map([['x', 5], ['y', 5]])).toJSON());
+    const semantic: CollectionMeta = { ...cm, partitioner: before.toJSON() };
+    f.coordinators[0].epochs = { c: 100 };
+    for (let i = 0; i < 3; i++) await merge(f.ctx, 'c', semantic, f.round());
+    expect(f.map().merge?.copied).toBeDefined();
+    const appended = f.logs[n.stream('c', 0)].slice(10).map((d) => decode(d, false)) as { version?: number; points: unknown[] }[];
+    expect(appended.every((e) => e.version === 41)).toBe(true);
+    const expected = upsertEntries(T_POINTS, { version: 41 }, DEFAULT_BALANCER.maxPayload).map((e) => decode(encode(e, false), false)) as { points: unknown[] }[];
+    expect(appended.flatMap((e) => e.points)).toEqual(expected.flatMap((e) => e.points));
+    expect(f.map().merge?.partitioner).toEqual(before.toJSON());
   });
 
   it('abandons when t\'s log moved past its seal: the map keeps its shards, and a retain drops s\'s copies', async () => {

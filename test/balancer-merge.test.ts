@@ -84,11 +84,15 @@ describe('planMerge', () => {
     expect(planMerge({ ...v, map: { ...v.map, replicas: [['a'], ['b']] } })).toBeUndefined();
   });
 
-  it('is off at 0 and leaves spatial and semantic collections alone', () => {
+  it('is off at 0; a semantic collection merges its newest shard back the same way', () => {
     expect(planMerge(view({ opts: { ...O, mergeBelow: 0 } }))).toBeUndefined();
-    const sem = new SemanticPartitioner({ shards: 1, field: 'tag' }).split(0, new Map([['x', 5], ['y', 5]])).split(1, new Map([['x', 5]]));
-    expect(sem.unsplit()).toBeDefined();
-    expect(planMerge(view({ p: sem }))).toBeUndefined();
+    const before = new SemanticPartitioner({ shards: 1, field: 'tag' }).split(0, new Map([['x', 5], ['y', 5]]));
+    const sem = before.split(1, new Map([['x', 5]]));
+    const plan = planMerge(view({ p: sem }));
+    expect(plan?.shard).toBe(1);
+    expect(plan?.from).toBe(2);
+    const back = SemanticPartitioner.fromJSON(plan!.partitioner);
+    for (const tag of ['x', 'y', 'z']) for (const id of [1, 2, 3, 'a']) expect(back.shardOf({ tag }, id)).toBe(before.shardOf({ tag }, id));
   });
 });
 

@@ -1,7 +1,7 @@
 // Shard merges with real processes (docs/cluster.md, "Merges"): a hash
-// collection of one shard grows past --split-at and splits in two; points are
+// (or spatial) collection of one shard grows past --split-at and splits in two; points are
 // deleted until both shards are under --merge-below, and the balancer merges
-// the new shard back. While it merges a writer keeps upserting and deleting
+// the new shard back. While it merges writers keep upserting and deleting
 // and a searcher runs exact searches: no search is partial, every
 // acknowledged write is there (deleted ids are not), and exact results equal
 // a brute-force search over the acknowledged points. Once more with the
@@ -49,9 +49,11 @@ async function acked<T>(op: () => Promise<T>, failures: string[]): Promise<T> {
 }
 
 describe('shard merges', () => {
-  for (const killBalancer of [false, true]) it(`a hash collection splits past --split-at, then merges back under --merge-below while writes and exact searches go on${killBalancer ? ', its balancer killed once the merge starts' : ''}`, async () => {
+  const cases = [{ kind: 'hash', killBalancer: false }, { kind: 'hash', killBalancer: true }, { kind: 'spatial', killBalancer: false }] as const;
+  for (const { kind, killBalancer } of cases) it(`a ${kind} collection splits past --split-at, then merges back under --merge-below while writes and exact searches go on${killBalancer ? ', its balancer killed once the merge starts' : ''}`, async () => {
     cl = await TestCluster.start({ shards: 2, coordinators: killBalancer ? 2 : 1, coordinatorArgs: ['--split-at', '300', '--merge-below', '100', '--hot-window-ms', '1000', '--hot-searches', '1000'] });
-    await cl.client.createCollection({ name: 'm', dim: DIM, metric: 'l2', partitioner: { kind: 'hash', shards: 1 }, replicas: 1 });
+    const partitioner = kind === 'hash' ? { kind, shards: 1 } : { kind, shards: 1, sample: vectors.slice(0, 50).map((v) => Array.from(v)) };
+    await cl.client.createCollection({ name: 'm', dim: DIM, metric: 'l2', partitioner, replicas: 1 });
     const model = new Map<PointId, Float32Array>();
     for (let b = 0; b < 400; b += 100) {
       const batch = Array.from({ length: 100 }, (_, j) => point(b + j));
@@ -68,15 +70,19 @@ describe('shard merges', () => {
     await cl.client.delete('m', gone);
     for (const id of gone) model.delete(id);
 
-    // A writer over a pool of 30 more ids (so no shard reaches 100) and a searcher, until the merge is done.
+    // Writes over 30 more ids (so no shard reaches 100) and a searcher, until the merge is done.
     const failures: string[] = [];
     const searches = { done: 0, partial: [] as string[], failed: [] as string[] };
     let stop = false;
     const rand = mulberry32(7);
     let writes = 0;
-    const writer = (async () => {
+    // Six writers, each over its own 5 ids (one write per id at a time, so the model knows the order):
+    // several writes are held by the merge, most of them to ids it copies. Each stops once a write
+    // of its ends after the switch to one shard, so no later write hides what became of a held one.
+    const merged = async () => ((await shardMap('m').catch(() => undefined))?.replicas.length ?? 2) === 1;
+    const writers = Array.from({ length: 6 }, (_, w) => (async () => {
       while (!stop) {
-        const i = 400 + Math.floor(rand() * 30);
+        const i = 400 + w * 5 + Math.floor(rand() * 5);
         const p = point(i);
         if (model.has(p.id) && rand() < 0.5) {
           writes++;
@@ -88,9 +94,10 @@ describe('shard merges', () => {
           await acked(() => cl!.client.upsert('m', [moved]), failures);
           model.set(p.id, moved.vector as Float32Array);
         }
+        if (await merged()) break;
         await sleep(5);
       }
-    })();
+    })());
     const searcher = (async () => {
       for (let q = 0; !stop; q++) {
         // A search in flight on a killed coordinator fails (the client's timeout): that is no partial answer.
@@ -120,7 +127,7 @@ describe('shard merges', () => {
       await sleep(500);
     } finally {
       stop = true;
-      await Promise.all([writer, searcher]);
+      await Promise.all([...writers, searcher]);
     }
     const lines = await done();
     expect(lines.some((l) => l.includes('m/1: merged into m/0')), lines.join('\n')).toBe(true);

@@ -17,12 +17,16 @@
 //   5. once every live coordinator routes with the merged map, and RETIRE_MS
 //      later (searches under way end within their deadline), `merge` goes:
 //      t's replicas stop serving it and drop their copies; t's log goes.
-// Searches stay complete: until step 4 t answers for its ids and the
-// coordinators count only a shard's own ids (hash placement), so s's copies
-// never show twice. If t's log moves past `sealedAt` (a coordinator missed
-// the fence) the merge is abandoned: `merge` goes and a `retain` entry on s's
-// log (split.ts appends it) drops the copies. Only hash-placed collections
-// merge: see docs/cluster.md for why spatial and semantic ones do not yet.
+// With spatial or semantic placement the copies carry a version taken for
+// them (newer than any write acknowledged before the seal), and writes held
+// meanwhile take a new version once released (coordinator.ts `write`), so
+// they come after the copies.
+// Searches stay complete: until step 4 t answers for its ids, and s's copies
+// never show twice (hash: coordinators count only a shard's own ids; spatial,
+// semantic: they are identical to t's and merged by id). If t's log moves
+// past `sealedAt` (a coordinator missed the fence) the merge is abandoned:
+// `merge` goes and a `retain` entry on s's log (split.ts appends it) drops
+// the copies.
 
 import { VdbError, ErrorCode } from '../../ts/errors.js';
 import { partitionerFromJSON } from '../../ts/partition/index.js';
@@ -33,6 +37,7 @@ import { encode } from '../../ts/wire/codec.js';
 import { shardKey } from '../meta.js';
 import type { CollectionMeta, Member, ShardMap } from '../meta.js';
 import { upsertEntries } from '../log-entries.js';
+import { needsVersions, nextVersion } from '../versions.js';
 import { dec } from './context.js';
 import type { BalancerContext, BalancerOptions, Round } from './context.js';
 
@@ -74,7 +79,7 @@ export function shardPoints(name: string, s: number, list: string[], live: Map<s
  * from both small and cold, and nothing else under way on them. */
 export function planMerge(v: MergeView): MergePlan | undefined {
   const { name, map, p, opts } = v;
-  if (opts.mergeBelow <= 0 || p.kind !== 'hash') return undefined;
+  if (opts.mergeBelow <= 0) return undefined;
   if (map.split || map.merge || map.retain?.length || map.settle) return undefined;
   if (p.shards <= v.created || map.replicas.length !== p.shards) return undefined;
   const back = p.unsplit();
@@ -198,16 +203,18 @@ export async function merge(ctx: BalancerContext, name: string, cm: CollectionMe
 }
 
 /** Appends every point of shard `from` (as `holder` has it at `minSeq`) to the log of `into`,
- * page by page, each entry acked by JetStream; returns `into`'s last sequence after them. */
+ * page by page, each entry acked by JetStream, under one new version when the
+ * collection's writes are versioned; returns `into`'s last sequence after them. */
 async function copyShard(ctx: BalancerContext, name: string, cm: CollectionMeta, from: number, into: number, holder: string, minSeq: number): Promise<{ seq: number; points: number }> {
-  const { js, jsm, request, n, opts } = ctx;
+  const { js, jsm, meta, request, n, opts } = ctx;
+  const version = needsVersions(cm.partitioner) ? { version: await nextVersion(js, jsm, n, name, meta.replicas) } : {};
   let after: PointId | undefined;
   let seq = 0;
   let points = 0;
   for (;;) {
     const page = (await request(n.replica(name, from, holder, 'scroll'), { after, limit: copyPage(cm.dim), withVector: true, minSeq })) as { points: { id: PointId; vector: unknown; payload?: Record<string, unknown> }[]; next?: PointId };
     const batch = page.points.map((pt) => ({ id: pt.id, vector: parseVector(pt.vector, 'vector', cm.dim), payload: pt.payload }));
-    for (const entry of upsertEntries(batch, {}, opts.maxPayload)) seq = (await js.publish(n.log(name, into), encode(entry, false))).seq;
+    for (const entry of upsertEntries(batch, version, opts.maxPayload)) seq = (await js.publish(n.log(name, into), encode(entry, false))).seq;
     points += batch.length;
     if (page.next === undefined) break;
     after = page.next;
