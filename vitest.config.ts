@@ -27,6 +27,7 @@ const PROCESS_TESTS = [
   'test/deploy.test.ts',
   'test/sq8-cluster.test.ts',
   'test/payload-indexes.test.ts',
+  'test/shard-merge.test.ts',
 ];
 
 export default defineConfig({

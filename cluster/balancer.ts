@@ -1,11 +1,11 @@
 // The balancer (docs/cluster.md): every coordinator runs one, and the one that
 // holds the lease in KV acts. Each round it restores replica counts
-// (balancer/replace.ts), takes a step of a split (balancer/split.ts) and
-// compacts the write logs (balancer/compact.ts); it moves replicas off
-// draining processes and onto emptier ones (balancer/moves.ts) and adds or
-// removes replicas of shards by their search load (balancer/hot.ts); a split
-// may also be for load (balancer/load-split.ts). What it
-// is doing is kept in the lease, for `status`.
+// (balancer/replace.ts), takes a step of a split (balancer/split.ts; a split
+// may also be for load, balancer/load-split.ts) or of a merge
+// (balancer/merge.ts) and compacts the write logs (balancer/compact.ts); it
+// moves replicas off draining processes and onto emptier ones
+// (balancer/moves.ts) and adds or removes replicas of shards by their search
+// load (balancer/hot.ts). What it is doing is kept in the lease, for `status`.
 
 import type { JetStreamClient, JetStreamManager } from 'nats';
 import { LEASE_MS } from './meta.js';
@@ -16,6 +16,7 @@ import { dec } from './balancer/context.js';
 import type { BalancerAction, BalancerContext, BalancerOptions, Request, Round } from './balancer/context.js';
 import { replace } from './balancer/replace.js';
 import { split } from './balancer/split.js';
+import { merge } from './balancer/merge.js';
 import { compact } from './balancer/compact.js';
 import { startMove, stepMoves } from './balancer/moves.js';
 import { draining } from './balancer/drain.js';
@@ -25,7 +26,7 @@ import { forgetLoadSplit, newLoadSplitState } from './balancer/load-split.js';
 export { DEFAULT_BALANCER, BALANCER_ACTIONS } from './balancer/context.js';
 export type { BalancerAction, BalancerOptions, Request } from './balancer/context.js';
 
-/** While a split is under way the balancer looks this often. */
+/** While a split or a merge is under way the balancer looks this often. */
 const BUSY_MS = 100;
 
 export interface BalancerState {
@@ -98,11 +99,11 @@ export function startBalancer(meta: Meta, js: JetStreamClient, jsm: JetStreamMan
       await stepMoves(ctx, name, round);
       await replace(ctx, name, cm.replicas, round);
       await scaleForLoad(ctx, name, cm.replicas, round);
-      if (await split(ctx, name, cm, round)) busy = true;
+      if ((await split(ctx, name, cm, round)) || (await merge(ctx, name, cm, round))) busy = true;
       else {
         await compact(ctx, name, map, round);
-        // Not during a split: its new shard's log is not followed yet.
-        const h = needsVersions(map.partitioner ?? cm.partitioner) && !map.split ? await horizons.step(name, map.replicas.length) : undefined;
+        // Not during a split (its new shard's log is not followed yet) nor a merge (a horizon on the sealed log would abandon it).
+        const h = needsVersions(map.partitioner ?? cm.partitioner) && !map.split && !map.merge ? await horizons.step(name, map.replicas.length) : undefined;
         if (h !== undefined) log(`balancer ${me}: ${name}: versions below ${h} settled (a horizon appended to every shard's log)`);
       }
     }

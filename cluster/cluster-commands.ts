@@ -176,7 +176,7 @@ ${LIMIT_HELP}`,
   coordinator: {
     summary: 'run a coordinator (any number, in one queue group)',
     help: `Usage: vdb coordinator --nats URL [--name NAME] [--prefix P] ${AUTH_USAGE} [--metrics-host H] [--deadline-ms 2000]
-  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--rebalance on|off]
+  [--grace-ms 30000] [--compact-after 10000] [--split-at 0] [--merge-below N] [--rebalance on|off]
   [--hot-searches 500] [--hot-window-ms 60000] [--max-load-replicas 1] [--split-searches 1000]
   [--version-window-ms 30000] [--log-level L]
 --grace-ms: how long a replica may be gone before the balancer replaces it;
@@ -190,6 +190,9 @@ ${LIMIT_HELP}`,
 --split-searches: searches per second per replica that, kept up for --hot-window-ms by a shard with all
   its load replicas and reached by under 75% of its collection's searches (routed: spatial with nprobe,
   semantic with a label filter), split it in two (0: never); a shard every search reaches never splits for load;
+--merge-below: points under which the newest shard of a collection and the one it was split from,
+  both cold for --hot-window-ms, merge back into one (default a quarter of --split-at; 0: never;
+  less than half of --split-at);
 --version-window-ms: a write to a spatial or semantic collection is acknowledged only if stored
   within this long of taking its version; version tombstones live about twice it (at least 1000;
   give every coordinator of a cluster the same value).
@@ -197,7 +200,7 @@ ${AUTH_HELP}
 ${LOG_HELP}
 ${METRICS_HELP}`,
     async run(argv: string[]) {
-      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'split-searches': { type: 'string' }, 'version-window-ms': { type: 'string' } });
+      const { values: o } = args(argv, { ...COMMON, ...METRICS_FLAGS, ...LOG_FLAGS, 'deadline-ms': { type: 'string' }, 'grace-ms': { type: 'string' }, 'compact-after': { type: 'string' }, 'split-at': { type: 'string' }, 'merge-below': { type: 'string' }, rebalance: { type: 'string', default: 'on' }, 'hot-searches': { type: 'string' }, 'hot-window-ms': { type: 'string' }, 'max-load-replicas': { type: 'string' }, 'split-searches': { type: 'string' }, 'version-window-ms': { type: 'string' } });
       if (o.rebalance !== 'on' && o.rebalance !== 'off') throw new VdbError(ErrorCode.INVALID_ARGUMENT, `--rebalance: expected on or off, got ${o.rebalance as string}`);
       const num = (k: string) => (o[k] === undefined ? undefined : Number(o[k]));
       const name = (o.name as string | undefined) ?? `coordinator-${process.pid}`;
@@ -205,7 +208,7 @@ ${METRICS_HELP}`,
       logCrashes();
       const c = await runCoordinator({
         nats: need(o.nats, '--nats'), auth: auth(o), name, prefix: o.prefix as string | undefined,
-        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), rebalance: o.rebalance === 'on', hotSearches: num('hot-searches'), hotWindowMs: num('hot-window-ms'), maxLoadReplicas: num('max-load-replicas'), splitSearches: num('split-searches'), versionWindowMs: num('version-window-ms'),
+        metricsHost: o['metrics-host'] as string | undefined, deadlineMs: num('deadline-ms'), graceMs: num('grace-ms'), compactAfter: num('compact-after'), splitAt: num('split-at'), mergeBelow: num('merge-below'), rebalance: o.rebalance === 'on', hotSearches: num('hot-searches'), hotWindowMs: num('hot-window-ms'), maxLoadReplicas: num('max-load-replicas'), splitSearches: num('split-searches'), versionWindowMs: num('version-window-ms'),
       });
       logger().info('coordinator started');
       await untilSignal(c.stop);
@@ -309,7 +312,8 @@ interface Status {
   members: { name: string; role: string; pid: number; heartbeat: number }[];
   collections: { name: string; shards: { shard: number; logSeq: number | null; firstSeq: number | null; count: number | null;
     replicas: { member: string; live: boolean; applied: number | null; lag: number | null; skipped?: number | null; failed?: string }[];
-    move?: { from: string; to: string; since: number } }[] }[];
+    move?: { from: string; to: string; since: number } }[];
+    merge?: { shard: number; from: number; sealedAt?: number; copied?: number; done?: { replicas: string[] } } }[];
   balancer: { holder: string; work: string[]; done: string[] } | null;
   draining?: string[];
 }
@@ -327,6 +331,11 @@ export function formatStatus(st: Status): string {
         out.push(`    ${r.member.padEnd(16)} ${r.live ? 'live' : 'GONE'}  applied ${r.applied ?? '?'}  lag ${r.lag ?? '?'}${notes}`);
       }
       if (sh.move) out.push(`    moving ${sh.move.from} → ${sh.move.to} for ${Math.round((Date.now() - sh.move.since) / 1000)} s`);
+    }
+    const mg = c.merge;
+    if (mg) {
+      const step = mg.done ? `done, ${mg.done.replicas.join(', ')} still serving shard ${mg.from} for searches routed before` : mg.copied !== undefined ? `copied, shard ${mg.shard} applying up to ${mg.copied}` : mg.sealedAt !== undefined ? `sealed at ${mg.sealedAt}, copying` : 'writes held, sealing';
+      out.push(`  merging shard ${mg.from} into shard ${mg.shard}: ${step}`);
     }
   }
   for (const d of st.draining ?? []) {

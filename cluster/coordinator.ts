@@ -5,7 +5,7 @@
 
 import type { NatsConnection, JetStreamClient, JetStreamManager } from 'nats';
 import { VdbError, ErrorCode } from '../ts/errors.js';
-import { decode, encode, float32Bytes } from '../ts/wire/codec.js';
+import { decode, encode } from '../ts/wire/codec.js';
 import { shardSearchBody, readShardReply } from './shard-requests.js';
 import type { ShardHits } from './shard-requests.js';
 import {
@@ -21,7 +21,7 @@ import { mergeTopK } from '../ts/merge.js';
 import type { Hit, StoredPoint } from '../ts/collection.js';
 import { parseVector } from '../ts/validate.js';
 import { keepWatching } from './watch.js';
-import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, shardKey, whileJetStreamStarts } from './meta.js';
+import { Meta, HEARTBEAT_MS, START_TIMEOUT_MS, holdsWrites, shardKey, whileJetStreamStarts } from './meta.js';
 import type { CollectionMeta, Member, ShardMap } from './meta.js';
 import { names } from './subjects.js';
 import type { Names } from './subjects.js';
@@ -33,7 +33,9 @@ import { Registry, serveMetrics } from './metrics.js';
 import { coordinatorMetrics } from './coordinator-metrics.js';
 import { natsMetrics } from './process-metrics.js';
 import type { LogEntry } from './replica.js';
+import { chunk, upsertEntries } from './log-entries.js';
 import { startBalancer, balancerState, DEFAULT_BALANCER } from './balancer.js';
+import { checkMergeBelow } from './balancer/merge.js';
 import { draining, setDraining } from './balancer/drain.js';
 import { planCollection, createCollection as createAdmin, dropCollection as dropAdmin } from './collections-admin.js';
 import { connectNats } from './nats-connect.js';
@@ -63,6 +65,8 @@ export interface CoordinatorOptions {
   compactAfter?: number;
   /** Balancer: points that make a hash-partitioned shard split (default 0: never). */
   splitAt?: number;
+  /** Balancer: points under which the newest shard merges back into the one it was split from (default a quarter of splitAt; 0: never). */
+  mergeBelow?: number;
   /** Balancer: move replicas onto shard processes holding fewer (default true; drains move regardless). */
   rebalance?: boolean;
   /** Balancer: searches per second per replica that make a shard hot and gain a replica (default 500; 0: off). */
@@ -94,9 +98,10 @@ interface Known {
 type ShardAnswer = { shard: number; body?: Record<string, unknown>; missing?: boolean };
 
 export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop(): Promise<void> }> {
-  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas, splitSearches: opts.splitSearches })) {
+  for (const [k, v] of Object.entries({ deadlineMs: opts.deadlineMs, graceMs: opts.graceMs, compactAfter: opts.compactAfter, splitAt: opts.splitAt, mergeBelow: opts.mergeBelow, hotSearches: opts.hotSearches, hotWindowMs: opts.hotWindowMs, maxLoadReplicas: opts.maxLoadReplicas, splitSearches: opts.splitSearches })) {
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new VdbError(ErrorCode.INVALID_ARGUMENT, `${k}: expected a non-negative integer, got ${v}`);
   }
+  const mergeBelow = checkMergeBelow(opts.mergeBelow, opts.splitAt ?? DEFAULT_BALANCER.splitAt);
   const versionWindowMs = opts.versionWindowMs ?? WRITE_IN_TIME_MS;
   if (!(Number.isSafeInteger(versionWindowMs) && versionWindowMs >= WRITE_WINDOW_MIN_MS)) {
     throw new VdbError(ErrorCode.INVALID_ARGUMENT, `versionWindowMs: expected an integer of at least ${WRITE_WINDOW_MIN_MS}, got ${versionWindowMs}`);
@@ -166,18 +171,28 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return out;
   }
 
-  /** Routes and appends a write with the current shard map. While a split holds
-   * writes to a shard (`fenced`), a write that touches it waits for the next
-   * map, up to FENCE_WAIT_MS. Its epoch stays registered until the append ends. */
-  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
+  /** Routes and appends a write with the current shard map. While a split or a
+   * merge holds writes to a shard (meta.ts `holdsWrites`), a write that
+   * touches it waits for the next map, up to FENCE_WAIT_MS, then `restamp`s
+   * (takes a new version) and plans again. Its epoch stays registered until
+   * the append ends. */
+  async function write(c: string, plan: (k: Known) => Map<number, LogEntry[]>, restamp?: () => Promise<void>): Promise<{ seqs: Record<number, number>; pending: number[] }> {
     const until = performance.now() + FENCE_WAIT_MS;
+    let held = false;
     for (;;) {
       const k = await known(c);
       const entries = plan(k);
-      const fence = k.map.split?.fenced ? k.map.split.shard : undefined;
-      if (fence !== undefined && entries.has(fence)) {
-        if (performance.now() > until) throw new VdbError(ErrorCode.UNAVAILABLE, `shard ${c}/${fence} is being split and takes no writes yet; retry`);
+      const fence = [...entries.keys()].find((s) => holdsWrites(k.map, s));
+      if (fence !== undefined) {
+        if (performance.now() > until) throw new VdbError(ErrorCode.UNAVAILABLE, `shard ${c}/${fence} is being split or merged and takes no writes yet; retry`);
         await new Promise((r) => setTimeout(r, FENCE_POLL_MS));
+        held = true;
+        continue;
+      }
+      // A merge appends copies under a version taken while this write was held: the write must come after them.
+      if (held && restamp) {
+        held = false;
+        await restamp();
         continue;
       }
       const token = { c, epoch: k.map.epoch };
@@ -226,22 +241,6 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     return seqs;
   }
 
-  // Entries stay under the server's max_payload: large batches become several entries.
-  function chunk<T>(items: T[], size: (x: T) => number): T[][] {
-    const out: T[][] = [];
-    let cur: T[] = [];
-    let bytes = 0;
-    const limit = Math.floor(maxPayload * 0.9);
-    for (const x of items) {
-      const b = size(x);
-      if (cur.length > 0 && bytes + b > limit) { out.push(cur); cur = []; bytes = 0; }
-      cur.push(x);
-      bytes += b;
-    }
-    if (cur.length) out.push(cur);
-    return out;
-  }
-
   const order = (k: Known) => (k.meta.metric === 'l2' ? 'asc' : 'desc') as 'asc' | 'desc';
 
   async function minSeqs(c: string, shards: number[], req: ReadConsistency): Promise<Map<number, number>> {
@@ -270,11 +269,14 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
 
   /** `write` for upserts and deletes: with spatial or semantic placement the
    * request first takes a version its entries carry (`plan` gets `{version}`,
-   * or nothing with hash placement), and is acknowledged only if its appends
-   * ended in time (cluster/versions.ts). */
+   * or nothing with hash placement; a new one after a split or merge held
+   * it), and is acknowledged only if its appends ended in time
+   * (cluster/versions.ts). */
   async function writeVersioned(c: string, plan: (k: Known, version: { version?: number }) => Map<number, LogEntry[]>) {
-    const v = await stamp(needsVersions((await known(c)).p), () => nextVersion(js, jsm, n, c, meta.replicas));
-    const done = await write(c, (k) => plan(k, v.entry));
+    const versioned = needsVersions((await known(c)).p);
+    const take = () => stamp(versioned, () => nextVersion(js, jsm, n, c, meta.replicas));
+    let v = await take();
+    const done = await write(c, (k) => plan(k, v.entry), versioned ? async () => { v = await take(); } : undefined);
     checkInTime(v, undefined, versionWindowMs);
     return done;
   }
@@ -307,8 +309,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
         }
         const entries = new Map<number, LogEntry[]>();
         for (const [s, pts] of byShard) {
-          entries.set(s, chunk(pts, (p) => p.vector.length * 4 + (p.payload ? JSON.stringify(p.payload).length : 0) + 64)
-            .map((part) => ({ op: 'upsert', points: part.map((p) => ({ id: p.id, vector: float32Bytes(p.vector), payload: p.payload })), ...version })));
+          entries.set(s, upsertEntries(pts, version, maxPayload));
         }
         // Placement by vector or label can move a point: remove it from the other shards.
         if (k.p.kind !== 'hash') {
@@ -332,7 +333,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           byShard.get(s)!.push(id);
         }
         const entries = new Map<number, LogEntry[]>();
-        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600).map((part) => ({ op: 'delete', ids: part, ...version })));
+        for (const [s, ids] of byShard) entries.set(s, chunk(ids, () => 600, maxPayload).map((part) => ({ op: 'delete', ids: part, ...version })));
         return entries;
       });
       return written(c, req.ids.length, seqs, pending, req.wait);
@@ -474,7 +475,7 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
           const move = k.map.moves?.[s];
           return { shard: s, logSeq, firstSeq: info?.state.first_seq ?? null, count: a.body?.count ?? null, replicas, ...(move ? { move } : {}) };
         }));
-        collections.push({ name, shards });
+        collections.push({ name, shards, ...(k.map.merge ? { merge: k.map.merge } : {}) });
       }
       return { members, collections, balancer: (await balancerState(meta)) ?? null, draining: [...await draining(meta)] };
     },
@@ -542,6 +543,8 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     graceMs: opts.graceMs ?? DEFAULT_BALANCER.graceMs,
     compactAfter: opts.compactAfter ?? DEFAULT_BALANCER.compactAfter,
     splitAt: opts.splitAt ?? DEFAULT_BALANCER.splitAt,
+    mergeBelow,
+    maxPayload,
     rebalance: opts.rebalance ?? DEFAULT_BALANCER.rebalance,
     hotSearches: opts.hotSearches ?? DEFAULT_BALANCER.hotSearches,
     hotWindowMs: opts.hotWindowMs ?? DEFAULT_BALANCER.hotWindowMs,

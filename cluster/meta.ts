@@ -45,6 +45,14 @@ export interface ShardMap {
    * log sequence under the old layout, once every coordinator holds them;
    * `partitioner` is the one the split leads to. */
   split?: { shard: number; into: number; replicas: string[]; fenced: boolean; sealedAt?: number; partitioner: PartitionerJSON };
+  /** A merge in progress (cluster/balancer/merge.ts): shard `from` (the last)
+   * goes back into `shard`; `fenced` holds writes to `from`; `sealedAt` is
+   * `from`'s last log sequence once every coordinator holds them; `copied` is
+   * `shard`'s log sequence once all of `from`'s points are appended to it;
+   * `partitioner` is the one the merge leads to; `done` once the map has it:
+   * `from`'s former replicas serve it until every coordinator routes with
+   * the merged map; `since` when it started (ms since the epoch). */
+  merge?: { shard: number; from: number; fenced: true; since: number; sealedAt?: number; copied?: number; partitioner: PartitionerJSON; done?: { replicas: string[]; at: number } };
   /** Replica moves under way, by shard (cluster/balancer/moves.ts): `to` is in the shard's list until `from` leaves it. */
   moves?: Record<number, ShardMove>;
   /** Replicas each shard has for load beyond its collection's count (cluster/balancer/hot.ts). */
@@ -53,6 +61,11 @@ export interface ShardMap {
   retain?: number[];
   /** The sequence of each retain entry, until every replica of its shard has applied it. */
   settle?: Record<number, number>;
+}
+
+/** Whether writes to shard `s` wait for the next map: it is being split, or merged away (docs/cluster.md). */
+export function holdsWrites(map: ShardMap, s: number): boolean {
+  return (map.split?.fenced === true && map.split.shard === s) || (map.merge?.from === s && !map.merge.done);
 }
 
 /** A replica of a shard moving from one shard process to another, since a time (ms since the epoch). */

@@ -205,17 +205,21 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
     seal();
   }
 
-  // Removes the local stores of incarnations that no longer exist, with any copy
-  // files left of them: `current(c)` is collection c's map now (undefined: it has
-  // none), or false for a collection not being looked at. Stores must be closed.
+  // Removes the local stores of incarnations that no longer exist, and of shards
+  // merged away (a later split may make a shard of that number again, with a
+  // new log), with any copy files left of them: `current(c)` is collection c's
+  // map now (undefined: it has none), or false for a collection not being
+  // looked at. Stores must be closed.
   function removeStale(current: (collection: string) => ShardMap | undefined | false): void {
     for (const name of Collection.storedNames(opts.data)) {
       const r = parseStoreName(name);
       const map = r && current(r.collection);
-      if (!r || map === false || map?.uid === r.uid) continue;
+      if (!r || map === false) continue;
+      const merged = map !== undefined && map.uid === r.uid && r.shard >= map.replicas.length && r.shard !== map.split?.into && r.shard !== map.merge?.from;
+      if (map?.uid === r.uid && !merged) continue;
       Collection.drop(opts.data, name);
       for (const f of readdirSync(opts.data)) if (f.startsWith(`copy-${name}-`)) rmSync(join(opts.data, f), { force: true });
-      log(`${opts.name}: removed ${name}: ${map ? 'a dropped incarnation of' : 'dropped'} ${r.collection}`);
+      log(`${opts.name}: removed ${name}: ${merged ? 'a shard merged away of' : map ? 'a dropped incarnation of' : 'dropped'} ${r.collection}`);
     }
   }
 
@@ -234,8 +238,10 @@ export async function runShard(opts: ShardOptions): Promise<{ stop(): Promise<vo
       map?.replicas.forEach((members, s) => { if (members.includes(opts.name)) mine.add(s); });
       // A store of another incarnation (the collection was dropped, maybe created again) stops here.
       const current = (sh: ServedShard) => map !== undefined && sh.store.name === storeName(collection, uid, sh.shard);
+      // A shard merged away is still served until every coordinator routes with the merged map (balancer/merge.ts).
+      const retiring = map?.merge?.done?.replicas.includes(opts.name) ? map.merge.from : undefined;
       for (const [k, sh] of served) {
-        if (sh.collection === collection && (!mine.has(sh.shard) || !current(sh))) {
+        if (sh.collection === collection && ((!mine.has(sh.shard) && sh.shard !== retiring) || !current(sh))) {
           sh.stop();
           served.delete(k);
           log(`${opts.name}: no longer serving ${k}`);

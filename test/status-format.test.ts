@@ -1,5 +1,5 @@
 // `vdb status` as text (formatStatus in cluster/cluster-commands.ts): a move
-// under way and what a draining process still holds are shown.
+// or a merge under way and what a draining process still holds are shown.
 import { describe, expect, it } from 'vitest';
 import { formatStatus } from '../cluster/cluster-commands.js';
 
@@ -19,6 +19,16 @@ describe('formatStatus', () => {
     const text = formatStatus(status(['a'], true));
     expect(text).toMatch(/moving a → c for 2 s/);
     expect(text).toContain('draining a: 1 replicas left (e/0)');
+  });
+  it('shows a merge under way and its step', () => {
+    const base = status([], false);
+    const at = (merge: Record<string, number>) => formatStatus({ ...base, collections: [{ ...base.collections[0], merge: { shard: 0, from: 1, ...merge } }] });
+    expect(at({})).toContain('merging shard 1 into shard 0: writes held, sealing');
+    expect(at({ sealedAt: 7 })).toContain('merging shard 1 into shard 0: sealed at 7, copying');
+    expect(at({ sealedAt: 7, copied: 12 })).toContain('merging shard 1 into shard 0: copied, shard 0 applying up to 12');
+    expect(formatStatus({ ...base, collections: [{ ...base.collections[0], merge: { shard: 0, from: 1, done: { replicas: ['b'] } } }] }))
+      .toContain('merging shard 1 into shard 0: done, b still serving shard 1 for searches routed before');
+    expect(formatStatus(base)).not.toContain('merging');
   });
   it('says when a draining process holds nothing, and nothing of drains or moves when there are none', () => {
     expect(formatStatus(status(['d'], false))).toContain('draining d: holds no replicas: it can be stopped');

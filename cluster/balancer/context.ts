@@ -24,6 +24,10 @@ export interface BalancerOptions {
   rebalance: boolean;
   /** A move whose target has not caught up within this long is abandoned. */
   moveTimeoutMs: number;
+  /** Points under which the newest shard and the one it was split from merge back (merge.ts); 0 never merges. */
+  mergeBelow: number;
+  /** The NATS server's max_payload: write-log entries stay under it. */
+  maxPayload: number;
   /** Load-driven replicas (hot.ts): searches per second per replica that make a shard hot; 0: off. */
   hotSearches: number;
   /** How long a shard stays hot (cold) before it gains (loses) a load replica. */
@@ -35,13 +39,13 @@ export interface BalancerOptions {
 }
 
 export const DEFAULT_BALANCER: BalancerOptions = {
-  graceMs: 30_000, compactAfter: 10_000, splitAt: 0, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
+  graceMs: 30_000, compactAfter: 10_000, splitAt: 0, mergeBelow: 0, maxPayload: 1024 * 1024, intervalMs: 1000, versionWindowMs: WRITE_IN_TIME_MS,
   rebalance: true, moveTimeoutMs: 10 * 60_000,
   hotSearches: 500, hotWindowMs: 60_000, maxLoadReplicas: 1, splitSearches: 1000,
 };
 
 /** What the balancer does, as `vdb_balancer_actions_total` counts it. */
-export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'compact', 'move_start', 'move_done', 'move_abandon', 'load_add', 'load_remove'] as const;
+export const BALANCER_ACTIONS = ['replace', 'add_replica', 'retain', 'split_start', 'split_fence', 'split_seal', 'split_done', 'split_abandon', 'merge_start', 'merge_seal', 'merge_done', 'merge_abandon', 'compact', 'move_start', 'move_done', 'move_abandon', 'load_add', 'load_remove'] as const;
 export type BalancerAction = (typeof BALANCER_ACTIONS)[number];
 
 /** A request to another process: its decoded reply, or a thrown coded error. */

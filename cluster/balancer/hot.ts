@@ -68,7 +68,7 @@ function shardRate(ctx: BalancerContext, key: string, list: string[], live: Map<
 export async function scaleForLoad(ctx: BalancerContext, name: string, want: number, round: Round): Promise<void> {
   const e = await ctx.meta.shardmaps.get(name);
   const map = dec<ShardMap>(e);
-  if (!e || !map || map.split) return;
+  if (!e || !map || map.split || map.merge) return;
   const now = Date.now();
   const replicas = map.replicas.map((l) => [...l]);
   const extra = { ...map.extra };

@@ -76,14 +76,14 @@ export function settledLoad(maps: Map<string, ShardMap>, weight: (key: string) =
  * then, with `rebalance`, the replica whose move from a heavier process to a
  * lighter one (by `weights`, weights.ts; 1 each when absent) cuts the
  * difference between them the most, if by at least MIN_GAIN. Only shards with
- * no move, every replica live and not failed, of a collection with no split
+ * no move, every replica live and not failed, of a collection with no split or merge
  * under way, move; the target never holds the shard.
  */
 export function planMove(maps: Map<string, ShardMap>, live: Map<string, Member>, draining: Set<string>, rebalance: boolean, weights?: Map<string, number>): PlannedMove | undefined {
   const round = { live, load: settledLoad(maps), draining };
   const movable: { collection: string; shard: number; list: string[]; weight: number }[] = [];
   for (const [collection, m] of [...maps].sort(([a], [b]) => a.localeCompare(b))) {
-    if (m.split || m.retain?.length || m.settle) continue;
+    if (m.split || m.merge || m.retain?.length || m.settle) continue;
     m.replicas.forEach((list, shard) => {
       const healthy = list.every((r) => live.has(r) && !live.get(r)!.failed?.[shardKey(collection, shard)]);
       if (healthy && !m.moves?.[shard]) movable.push({ collection, shard, list, weight: weights?.get(shardKey(collection, shard)) ?? 1 });

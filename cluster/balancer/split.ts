@@ -65,6 +65,7 @@ export async function split(ctx: BalancerContext, name: string, cm: CollectionMe
   }
   const sp = map.split;
   if (!sp) {
+    if (map.merge) return false;
     const sizes = map.replicas.map((list, s) => Math.max(0, ...list.map((r) => live.get(r)?.points?.[shardKey(name, s)] ?? 0)));
     let s = sizes.indexOf(Math.max(...sizes));
     let reason = `${sizes[s]} points, past ${opts.splitAt}`;

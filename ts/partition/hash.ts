@@ -218,6 +218,13 @@ export class HashPartitioner {
     return new HashPartitioner(this.base, [...this.splits.map(({ shard: s, into }) => ({ shard: s, into })), { shard, into: this.shards }]);
   }
 
+  /** The partitioner before the last split, with the shard the newest one merges back into; undefined before any split. */
+  unsplit(): { shard: number; partitioner: HashPartitioner } | undefined {
+    const last = this.splits.at(-1);
+    if (!last) return undefined;
+    return { shard: last.shard, partitioner: new HashPartitioner(this.base, this.splits.slice(0, -1).map(({ shard, into }) => ({ shard, into }))) };
+  }
+
   /** Every shard: the id hash says nothing about payloads or vectors. */
   shardsFor(_filter?: Filter): number[] {
     return allShards(this.shards);

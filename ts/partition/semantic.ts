@@ -123,6 +123,30 @@ export class SemanticPartitioner {
   }
 
   /**
+   * The reverse of the last split: the partitioner as it was before it, with
+   * the shard the newest one merges back into (the last split of the
+   * unlabelled ids names it); labels moved to the newest shard, or shared
+   * with it, go back. Undefined before any split, or when a label's shards
+   * name the newest one in a way no split leaves.
+   */
+  unsplit(): { shard: number; partitioner: SemanticPartitioner } | undefined {
+    const back = this.unlabelled.unsplit();
+    if (!back || this.hashed > this.shards - 1) return undefined;
+    const { shard } = back;
+    const t = this.shards - 1;
+    const map = new Map(this.map);
+    for (const [key, list] of this.map) {
+      if (!list.includes(t)) continue;
+      const moved = list.length === 1 || (list.length === 2 && list[0] === shard && list[1] === t);
+      if (!moved) return undefined;
+      // A label the hash already places on `shard` needs no entry (placement is the same either way).
+      if (jumpHash(hashId(key), this.hashed) === shard) map.delete(key);
+      else map.set(key, [shard]);
+    }
+    return { shard, partitioner: new SemanticPartitioner({ shards: t, field: this.field, map, hashed: this.hashed, unlabelled: back.partitioner.toJSON() }) };
+  }
+
+  /**
    * The label of a payload: the primitive at `field`, or undefined when the
    * field is absent (or the payload is not an object). Throws INVALID_PAYLOAD
    * for an array or object there: a point lives on one shard, and an array

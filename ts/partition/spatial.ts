@@ -202,6 +202,31 @@ export class SpatialPartitioner {
     return new SpatialPartitioner(this.shards + 1, this.dim, this.metric, replace(this.tree), counts);
   }
 
+  /**
+   * The reverse of a split: the newest leaf merged back into its sibling leaf
+   * (the node holding both becomes that leaf), with the sibling's number;
+   * undefined when the newest leaf's sibling is not a leaf (it was not split
+   * off last) or there is one leaf.
+   */
+  unsplit(): { shard: number; partitioner: SpatialPartitioner } | undefined {
+    const t = this.shards - 1;
+    let shard: number | undefined;
+    const merge = (n: SpatialNode): SpatialNode => {
+      if ('leaf' in n) return n;
+      const [a, b] = [n.lo, n.hi];
+      if ('leaf' in a && 'leaf' in b && (a.leaf === t || b.leaf === t)) {
+        shard = a.leaf === t ? b.leaf : a.leaf;
+        return { leaf: shard };
+      }
+      return { ...n, lo: merge(n.lo), hi: merge(n.hi) };
+    };
+    const tree = merge(this.tree);
+    if (shard === undefined) return undefined;
+    const counts = this.counts.slice(0, t);
+    counts[shard] += this.counts[t];
+    return { shard, partitioner: new SpatialPartitioner(t, this.dim, this.metric, tree, counts) };
+  }
+
   toJSON(): SpatialPartitionerJSON {
     return { kind: 'spatial', shards: this.shards, dim: this.dim, metric: this.metric, tree: this.tree, counts: [...this.counts] };
   }
