@@ -216,7 +216,10 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
     const send: Send = async (member, req, timeoutMs) => decode((await requester.request(n.replica(c, s, member, op), encode(req, false), timeoutMs)).data, false) as Record<string, unknown>;
     const onReplicaError = (member: string, err: VdbError) =>
       logger().warn({ subject: n.replica(c, s, member, op), code: err.code, cause: err }, `${n.replica(c, s, member, op)} answered ${err.code}: ${err.message}; asking the next replica`);
-    return { shard: s, ...(await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError, onHedge: () => counted.hedged(op) })) };
+    const a = await askReplicas(order, anyLive, body, send, { deadlineMs: deadline, minSeq, onReplicaError, onHedge: () => counted.hedged(op) });
+    // A missing shard makes a partial answer: an operator needs to know which replicas were asked.
+    if (a.missing) logger().warn({ collection: c, shard: s, op }, `${op} of ${c}: shard ${s} missing after ${deadline} ms; asked ${order.join(', ') || 'no replica'} (live: ${anyLive})`);
+    return { shard: s, ...a };
   }
 
   /** Asks shards in parallel; a shard none of whose replicas answers in time is missing. */

@@ -69,6 +69,8 @@ const SAMPLE_MAX = 10_000;
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
+/** Pause before following the log again after its consumer ended with an error. */
+const RESUME_MS = 500;
 /** Most log entries applied in one commit, most bytes of them, and most points
  * they upsert: a batch runs without yielding, and indexing 2,000 points takes
  * about a second on a busy core. Longer, and the process stops reading its
@@ -90,6 +92,8 @@ export class ServedShard {
    * what was applied); it then answers no reads and says so in heartbeats. */
   failed?: string;
   private watchdog?: NodeJS.Timeout;
+  /** Which call of follow() owns the log now. */
+  private generation = 0;
 
   /** `shard` is the shard this store holds; it follows the log of `source` (itself,
    * or the shard it is being split from). `onApplied` runs after each commit. */
@@ -192,6 +196,8 @@ export class ServedShard {
   // entry is applied as it comes. The loop yields after each batch, so searches
   // are answered while it catches up.
   private async follow(js: JetStreamClient, stream: string, log: (line: string) => void): Promise<void> {
+    // Only the newest loop applies: one the watchdog or a resume replaced ends.
+    const gen = ++this.generation;
     this.consuming?.stop();
     const consumer = await js.consumers.get(stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.applied + 1 });
     // A log deleted meanwhile (its collection dropped) fails here instead of
@@ -205,7 +211,7 @@ export class ServedShard {
       let points = 0;
       let last = this.applied;
       for await (const m of it) {
-        if (this.stopped) break;
+        if (this.stopped || gen !== this.generation) break;
         if (m.seq <= last) continue;
         last = m.seq;
         this.pending = m.info.pending;
@@ -233,7 +239,19 @@ export class ServedShard {
         if (!ok) { it.stop(); return; }
         await new Promise((r) => setImmediate(r));
       }
-    })().catch((e: Error) => log(`shard ${this.collection}/${this.shard}: following the log stopped: ${e.message}; the watchdog resumes it`));
+      // Only a newer loop, a stop or a halt ends it on purpose.
+      if (!this.stopped && !this.failed && gen === this.generation) throw new Error('the consumer ended');
+    })().catch((e: Error) => {
+      // A consumer deleted under it (its stream's leader moved, a server
+      // restarted): resume at once rather than wait for the watchdog, as
+      // reads that wait for a sequence wait on this.
+      if (this.stopped || this.failed || gen !== this.generation) return;
+      log(`shard ${this.collection}/${this.shard}: following the log stopped: ${e.message}; resuming in ${RESUME_MS} ms`);
+      setTimeout(() => {
+        if (this.stopped || this.failed || gen !== this.generation) return;
+        this.follow(js, stream, log).catch((again: Error) => log(`shard ${this.collection}/${this.shard}: resuming the log failed: ${again.message}; the watchdog resumes it`));
+      }, RESUME_MS);
+    });
   }
 
   /** Follows the source log; with `serve`, also answers on the shard's subjects. */

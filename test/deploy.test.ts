@@ -78,7 +78,7 @@ function keep(child: ChildProcess, lines: string[], tag: string): Promise<void> 
     s?.setEncoding('utf8');
     s?.on('data', (d: string) => {
       for (const l of d.split('\n')) if (l !== '') lines.push(`${tag}: ${l}`);
-      if (lines.length > 400) lines.splice(0, lines.length - 400);
+      if (lines.length > 2000) lines.splice(0, lines.length - 2000);
     });
   }
   return new Promise((r) => child.once('exit', () => r()));
@@ -110,6 +110,8 @@ describe('a three-host deployment from the files of vdb deploy --tls', () => {
     return a.result;
   }
   const context = () => `${log.slice(-80).join('\n')}\nclient:\n${clientLines.slice(-20).join('\n')}`;
+  /** The processes' lines without the NATS servers'. */
+  const appContext = () => log.filter((l) => !/^[abc]\/nats: /.test(l)).slice(-60).join('\n');
 
   /** Runs a host's unit command inside its namespace, with its own files at the paths the files name. */
   function startOnHost(h: Host, unit: string, argv: string[]): void {
@@ -278,7 +280,7 @@ describe('a three-host deployment from the files of vdb deploy --tls', () => {
       return (st.members as { name: string }[]).some((m) => m.name.endsWith('-a')) ? undefined : true;
     }, 30_000, 200, context);
     const answers = await Promise.all([0, 77, 199, probe].map((i) => searchFinds(i)));
-    answers.forEach((a, j) => expect(complete(a, [0, 77, 199, probe][j]), JSON.stringify(a)).toBe(true));
+    answers.forEach((a, j) => expect(complete(a, [0, 77, 199, probe][j]), `${JSON.stringify(a)}\n${appContext()}`).toBe(true));
     console.log(`host a down: searches took ${answers.map((a) => a.ms).join(', ')} ms; ${failed} of 10 write batches failed after the first acknowledged one`);
 
     // Host a returns: its NATS node rejoins, its processes replay what they missed.
