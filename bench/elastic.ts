@@ -68,7 +68,7 @@ type Phases = { before: number[]; during: number[] };
 async function cluster(run: (c: { client: VdbClient; shard: (name: string, lines?: string[]) => ChildProcess }) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'vdb-elastic-'));
   const creds = openCredentials(join(dir, 'credentials'), 'vdb');
-  const nats = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal } });
+  const nats = await startNatsServer({ dir: join(dir, 'nats'), auth: { accounts: creds.accounts, creds: creds.internal }, log: (l: string) => { if (/Slow|Error|WRN/.test(l)) console.error('nats: ' + l); } });
   const nc = await connectNats(nats.url, 'vdb-bench-elastic', { creds: creds.internal });
   const procs: ChildProcess[] = [start('coordinator', nats.url, creds.internal, 'c-0', [])];
   try {

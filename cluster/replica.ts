@@ -69,15 +69,22 @@ const SAMPLE_MAX = 10_000;
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
+/** Bytes of log entries a replica asks the server for at a time (at least two of
+ * the largest message): what it asked for and has not read waits at the server,
+ * for every shard of the process (see BATCH_POINTS). */
+const PULL_BYTES = 2 * 1024 * 1024;
 /** Pause before following the log again after its consumer ended with an error. */
 const RESUME_MS = 500;
 /** Most log entries applied in one commit, most bytes of them, and most points
- * they upsert: a batch runs without yielding, and indexing 2,000 points takes
- * about a second on a busy core. Longer, and the process stops reading its
- * NATS socket: the server drops it as a slow consumer, heartbeats pause. */
+ * they upsert. A batch runs without yielding (250 points: about 0.1 s, up to
+ * 0.2 s on a busy core), and every shard a process serves takes a batch
+ * between two reads of its NATS socket, each of which takes about 2 MiB: with
+ * longer batches (16 MiB held 32,000 points) the server's writes to the
+ * process wait past its 10 s write deadline and it drops the process as a
+ * slow consumer (measured with bench:elastic's join: 4 shards a process). */
 const BATCH_ENTRIES = 512;
 const BATCH_BYTES = 16 * 1024 * 1024;
-const BATCH_POINTS = 2000;
+const BATCH_POINTS = 250;
 
 export class ServedShard {
   private waiters: { seq: number; resolve: () => void }[] = [];
@@ -94,6 +101,8 @@ export class ServedShard {
   private watchdog?: NodeJS.Timeout;
   /** Which call of follow() owns the log now. */
   private generation = 0;
+  /** Bytes of log entries asked of the server at a time (start() sets it from the server's max_payload). */
+  private pullBytes = PULL_BYTES;
 
   /** `shard` is the shard this store holds; it follows the log of `source` (itself,
    * or the shard it is being split from). `onApplied` runs after each commit. */
@@ -203,7 +212,7 @@ export class ServedShard {
     // A log deleted meanwhile (its collection dropped) fails here instead of
     // being waited for: an ordered consumer would retry for many minutes, and
     // the shard process applies shard maps one at a time behind this call.
-    const it = await consumer.consume({ max_messages: BATCH_ENTRIES, abort_on_missing_resource: true });
+    const it = await consumer.consume({ max_bytes: this.pullBytes, abort_on_missing_resource: true });
     this.consuming = it;
     void (async () => {
       let batch: AppliedEntry[] = [];
@@ -260,6 +269,7 @@ export class ServedShard {
     const js = nc.jetstream();
     const jsm = await nc.jetstreamManager({ checkAPI: false }); // the process checked the API when it started
     const stream = n.stream(c, this.source);
+    this.pullBytes = Math.max(PULL_BYTES, 2 * (nc.info?.max_payload ?? 0));
     await this.follow(js, stream, log);
     // A consumer can stop delivering (a dropped connection, a server restart):
     // if the log is ahead and nothing was applied since the last look, resume.
