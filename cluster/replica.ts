@@ -69,10 +69,13 @@ const SAMPLE_MAX = 10_000;
 
 /** How often a shard checks that it is still following its log. */
 const WATCHDOG_MS = 5000;
-/** Bytes of log entries a replica asks the server for at a time (at least two of
- * the largest message): what it asked for and has not read waits at the server,
- * for every shard of the process (see BATCH_POINTS). */
-const PULL_BYTES = 2 * 1024 * 1024;
+/** Log entries a replica asks the server for at a time: what it asked for and
+ * has not read waits at the server, for every shard of the process (see
+ * BATCH_POINTS); 32 bulk entries of 250 points at dim 128 are about 5 MiB.
+ * (By bytes would be tighter, but nats.js's ordered consumer reuses the
+ * options it was given after parsing them, and a reset with max_bytes then
+ * throws "only specify one of max_messages or max_bytes" outside any caller.) */
+const PULL_ENTRIES = 32;
 /** Pause before following the log again after its consumer ended with an error. */
 const RESUME_MS = 500;
 /** Most log entries applied in one commit, most bytes of them, and most points
@@ -101,8 +104,6 @@ export class ServedShard {
   private watchdog?: NodeJS.Timeout;
   /** Which call of follow() owns the log now. */
   private generation = 0;
-  /** Bytes of log entries asked of the server at a time (start() sets it from the server's max_payload). */
-  private pullBytes = PULL_BYTES;
 
   /** `shard` is the shard this store holds; it follows the log of `source` (itself,
    * or the shard it is being split from). `onApplied` runs after each commit. */
@@ -212,7 +213,7 @@ export class ServedShard {
     // A log deleted meanwhile (its collection dropped) fails here instead of
     // being waited for: an ordered consumer would retry for many minutes, and
     // the shard process applies shard maps one at a time behind this call.
-    const it = await consumer.consume({ max_bytes: this.pullBytes, abort_on_missing_resource: true });
+    const it = await consumer.consume({ max_messages: PULL_ENTRIES, abort_on_missing_resource: true });
     this.consuming = it;
     void (async () => {
       let batch: AppliedEntry[] = [];
@@ -269,7 +270,6 @@ export class ServedShard {
     const js = nc.jetstream();
     const jsm = await nc.jetstreamManager({ checkAPI: false }); // the process checked the API when it started
     const stream = n.stream(c, this.source);
-    this.pullBytes = Math.max(PULL_BYTES, 2 * (nc.info?.max_payload ?? 0));
     await this.follow(js, stream, log);
     // A consumer can stop delivering (a dropped connection, a server restart):
     // if the log is ahead and nothing was applied since the last look, resume.
