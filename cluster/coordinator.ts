@@ -132,7 +132,10 @@ export async function runCoordinator(opts: CoordinatorOptions): Promise<{ stop()
   // A watch opened again may have missed changes: nothing cached is trusted.
   const forgetAll = () => { for (const key of new Set([...cache.keys(), ...changes.keys()])) changed(key); };
   const watches = [
-    keepWatching(meta.collections, n.bucket('collections'), (e) => changed(e.key), forgetAll),
+    keepWatching(meta.collections, n.bucket('collections'), (e) => {
+      if (e.operation !== 'PUT') searched.delete(e.key);
+      changed(e.key);
+    }, forgetAll),
     keepWatching(meta.shardmaps, n.bucket('shardmap'), (e) => changed(e.key), forgetAll),
   ];
   // A watch that stalls without ending delivers nothing and says nothing: a

@@ -51,7 +51,13 @@ export function keepWatching(kv: KV, bucket: string, entry: (e: KvEntry) => void
         for await (const e of w) {
           state.lastDelivery = Date.now();
           if (!initialized) present.add(e.key);
-          entry(e);
+          // One entry that cannot be read (not JSON, written by hand) is
+          // skipped: reopening would deliver it again, and stall every later one.
+          try {
+            entry(e);
+          } catch (err) {
+            logger().warn({ bucket, key: e.key }, `${bucket}: entry ${e.key} skipped: ${(err as Error).message}`);
+          }
         }
         if (!stopped && !restarting) logger().warn({ bucket }, `the watch of ${bucket} ended; watching it again`);
         restarting = false;

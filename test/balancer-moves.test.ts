@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MARGIN, MIN_GAIN, PLAN_ROUNDS, afterStep, confirmPlan, planMove, settledLoad, stepMove } from '../cluster/balancer/moves.js';
 import type { PlannedMove } from '../cluster/balancer/moves.js';
-import { FLOOR, replicaWeights, shardLoads } from '../cluster/balancer/weights.js';
+import { FLOOR, replicaWeights, shardMeasures } from '../cluster/balancer/weights.js';
 import type { Member, ShardMap } from '../cluster/meta.js';
 
 const member = (name: string, extra: Partial<Member> = {}): Member => ({ name, role: 'shard', pid: 1, heartbeat: Date.now(), ...extra });
@@ -133,7 +133,7 @@ describe('weights', () => {
       ['c', member('c', { points: { 'small/1': 10 } })],
     ]);
     const rates = new Map([['a small/1', 300], ['c small/1', 100]]);
-    const w = replicaWeights(maps, shardLoads(maps, live, (r, k) => rates.get(`${r} ${k}`)));
+    const w = replicaWeights(maps, shardMeasures(maps, live, (r, k) => rates.get(`${r} ${k}`)));
     const mean = (2 * w.get('big/0')! + 2 * w.get('small/0')! + 2 * w.get('small/1')!) / 6;
     expect(mean).toBeCloseTo(1, 9);
     expect(w.get('big/0')!).toBeGreaterThan(w.get('small/1')!);
@@ -141,7 +141,7 @@ describe('weights', () => {
   });
   it('below the floors every shard weighs 1', () => {
     const live = new Map(['a', 'b', 'c'].map((m) => [m, member(m, { points: { 'big/0': FLOOR.points - 1, 'small/0': 3 }, memory: { 'small/1': 1000 } })]));
-    const w = replicaWeights(maps, shardLoads(maps, live, () => FLOOR.searches / 2));
+    const w = replicaWeights(maps, shardMeasures(maps, live, () => FLOOR.searches / 2));
     for (const x of w.values()) expect(x).toBeCloseTo(1, 9);
   });
   it('moves the replica that evens the two processes out best, and none that only shifts the imbalance', () => {

@@ -104,4 +104,19 @@ describe('keepWatching', () => {
     expect(w.lastDelivery).toBeGreaterThanOrEqual(before);
     w.stop();
   });
+
+  it('an entry its handler cannot read is skipped; the watch stays open and delivers the ones after it', async () => {
+    const b = new FakeBucket();
+    b.put('a', '{"n":1}');
+    b.put('bad', 'not json');
+    b.put('c', '{"n":3}');
+    const seen = new Map<string, number>();
+    const w = keepWatching(b.asKV(), 'test', (e) => seen.set(e.key, (JSON.parse(new TextDecoder().decode(e.value)) as { n: number }).n), () => undefined);
+    await w.ready;
+    b.put('d', '{"n":4}');
+    await waitFor('d delivered', async () => (seen.has('d') ? true : undefined));
+    expect([...seen].sort()).toEqual([['a', 1], ['c', 3], ['d', 4]]);
+    expect(b.opened).toBe(1);
+    w.stop();
+  });
 });

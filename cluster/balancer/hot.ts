@@ -50,17 +50,24 @@ export function forgetGone(ctx: Pick<BalancerContext, 'samples' | 'heat'>, names
   for (const m of [ctx.samples, ctx.heat]) for (const k of m.keys()) if (!names.has(collection(k))) m.delete(k);
 }
 
-/** Searches per second per replica of shard `key`, from the samples of its live replicas. */
-function shardRate(ctx: BalancerContext, key: string, list: string[], live: Map<string, Member>): number {
+/** The search rate of each live replica of shard `key` that reports a count,
+ * updating its sample (`member key` in `samples`); a heartbeat seen twice gives the same rate. */
+export function replicaRates(samples: Map<string, Sample>, key: string, list: string[], live: Map<string, Member>): number[] {
   const rates: number[] = [];
   for (const r of list) {
     const m = live.get(r);
     const count = m?.searches?.[key];
     if (!m || count === undefined) continue;
-    const s = nextSample(ctx.samples.get(`${r} ${key}`), count, m.heartbeat);
-    ctx.samples.set(`${r} ${key}`, s);
+    const s = nextSample(samples.get(`${r} ${key}`), count, m.heartbeat);
+    samples.set(`${r} ${key}`, s);
     rates.push(s.rate);
   }
+  return rates;
+}
+
+/** Searches per second per replica of shard `key`, from the samples of its live replicas. */
+function shardRate(ctx: BalancerContext, key: string, list: string[], live: Map<string, Member>): number {
+  const rates = replicaRates(ctx.samples, key, list, live);
   return rates.length ? rates.reduce((a, b) => a + b, 0) / rates.length : 0;
 }
 

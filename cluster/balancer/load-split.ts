@@ -12,7 +12,7 @@
 // (hot.ts). S/Q is the share of the collection's searches that reach it.
 import { shardKey } from '../meta.js';
 import type { Member, ShardMap } from '../meta.js';
-import { nextSample } from './hot.js';
+import { nextSample, replicaRates } from './hot.js';
 import type { Sample } from './hot.js';
 
 /** A shard reached by at least this share of its collection's searches never
@@ -82,16 +82,7 @@ export function shardLoads(state: LoadSplitState, samples: Map<string, Sample>, 
     q += s.rate;
   }
   return map.replicas.map((list, shard) => {
-    const key = shardKey(name, shard);
-    const rates: number[] = [];
-    for (const r of list) {
-      const m = live.get(r);
-      const count = m?.searches?.[key];
-      if (!m || count === undefined) continue;
-      const s = nextSample(samples.get(`${r} ${key}`), count, m.heartbeat);
-      samples.set(`${r} ${key}`, s);
-      rates.push(s.rate);
-    }
+    const rates = replicaRates(samples, shardKey(name, shard), list, live);
     const sum = rates.reduce((a, b) => a + b, 0);
     return { perReplica: rates.length ? sum / rates.length : 0, share: q > 0 ? sum / q : Infinity, extra: map.extra?.[shard] ?? 0 };
   });

@@ -18,7 +18,7 @@ import { shardKey } from '../meta.js';
 import type { Member, ShardMap, ShardMove } from '../meta.js';
 import { dec, leastLoaded } from './context.js';
 import type { BalancerContext, Round } from './context.js';
-import { replicaWeights, shardLoads } from './weights.js';
+import { replicaWeights, shardMeasures } from './weights.js';
 
 /** A target this many log entries behind the last sequence counts as caught up (writes keep coming meanwhile). */
 export const MARGIN = 50;
@@ -165,7 +165,7 @@ export async function startMove(ctx: BalancerContext, maps: Map<string, ShardMap
   const under = [...maps.values()].reduce((a, m) => a + Object.keys(m.moves ?? {}).length, 0);
   if (under >= MAX_MOVES) return;
   const rate = (r: string, key: string) => ctx.samples.get(`${r} ${key}`)?.rate;
-  const p = planMove(maps, round.live, round.draining, ctx.opts.rebalance, replicaWeights(maps, shardLoads(maps, round.live, rate)));
+  const p = planMove(maps, round.live, round.draining, ctx.opts.rebalance, replicaWeights(maps, shardMeasures(maps, round.live, rate)));
   const c = confirmPlan(ctx.planned, p);
   ctx.planned = c.planned;
   if (!p) return;

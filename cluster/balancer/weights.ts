@@ -7,7 +7,7 @@
 import { shardKey } from '../meta.js';
 import type { Member, ShardMap } from '../meta.js';
 
-export interface ShardLoad {
+export interface ShardMeasure {
   points: number;
   /** Index bytes of one replica. */
   memory: number;
@@ -16,15 +16,15 @@ export interface ShardLoad {
 }
 
 /** Below these a shard counts as this large or busy: 10,000 points, 16 MiB of index, 10 searches per second. */
-export const FLOOR: ShardLoad = { points: 10_000, memory: 16 * 2 ** 20, searches: 10 };
+export const FLOOR: ShardMeasure = { points: 10_000, memory: 16 * 2 ** 20, searches: 10 };
 
 /** Each shard's load from the heartbeats of its live replicas: the most points and memory a replica reports, and the shard's search rate (`rate` gives a replica's) per replica. */
-export function shardLoads(maps: Map<string, ShardMap>, live: Map<string, Member>, rate: (member: string, key: string) => number | undefined): Map<string, ShardLoad> {
-  const loads = new Map<string, ShardLoad>();
+export function shardMeasures(maps: Map<string, ShardMap>, live: Map<string, Member>, rate: (member: string, key: string) => number | undefined): Map<string, ShardMeasure> {
+  const loads = new Map<string, ShardMeasure>();
   for (const [name, m] of maps) {
     m.replicas.forEach((list, s) => {
       const key = shardKey(name, s);
-      const l: ShardLoad = { points: 0, memory: 0, searches: 0 };
+      const l: ShardMeasure = { points: 0, memory: 0, searches: 0 };
       for (const r of list) {
         const h = live.get(r);
         if (!h) continue;
@@ -43,12 +43,12 @@ export function shardLoads(maps: Map<string, ShardMap>, live: Map<string, Member
 }
 
 /** Each shard's replica weight, by `shardKey` (a shard with no load known counts its floors). */
-export function replicaWeights(maps: Map<string, ShardMap>, loads: Map<string, ShardLoad>): Map<string, number> {
+export function replicaWeights(maps: Map<string, ShardMap>, loads: Map<string, ShardMeasure>): Map<string, number> {
   const copies = new Map<string, number>();
   for (const [name, m] of maps) m.replicas.forEach((list, s) => copies.set(shardKey(name, s), list.length));
   const total = [...copies.values()].reduce((a, b) => a + b, 0);
-  const value = (k: string, q: keyof ShardLoad) => Math.max(FLOOR[q], loads.get(k)?.[q] ?? 0);
-  const mean = (q: keyof ShardLoad) => [...copies].reduce((a, [k, n]) => a + n * value(k, q), 0) / Math.max(1, total);
+  const value = (k: string, q: keyof ShardMeasure) => Math.max(FLOOR[q], loads.get(k)?.[q] ?? 0);
+  const mean = (q: keyof ShardMeasure) => [...copies].reduce((a, [k, n]) => a + n * value(k, q), 0) / Math.max(1, total);
   const means = { points: mean('points'), memory: mean('memory'), searches: mean('searches') };
   const weights = new Map<string, number>();
   for (const k of copies.keys()) weights.set(k, (value(k, 'points') / means.points + value(k, 'memory') / means.memory + value(k, 'searches') / means.searches) / 3);
